@@ -1,0 +1,5 @@
+"""``python -m stackyard.cli``."""
+
+from stackyard.cli.main import run
+
+run()

@@ -1,0 +1,93 @@
+"""The ``stackyard`` command: the Typer app, global options and the error boundary."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+from rich.markup import escape
+
+from stackyard import __version__
+from stackyard.cli import component, providers, state, workload
+from stackyard.cli.output import print_json, render_diagnostics, stderr
+from stackyard.errors import InvalidInputError, StackyardError
+
+app = typer.Typer(
+    name="stackyard",
+    help="Self-service infrastructure: components, environments and Score workloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(workload.app, name="workload")
+app.add_typer(component.app, name="component")
+app.add_typer(providers.app, name="providers")
+app.add_typer(state.app, name="state")
+
+_debug = {"on": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"stackyard {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for internal errors."),
+) -> None:
+    """Self-service infrastructure: components, environments and Score workloads."""
+    _debug["on"] = debug
+
+
+def run() -> None:
+    """Entry point: run the app and turn errors into one clear line, a hint and an exit code.
+
+    Exit codes: 0 success, 1 internal error, 2 invalid input, 3 stale plan, 4 lock held or lost.
+    """
+    try:
+        app(prog_name="stackyard")  # standalone: usage errors exit 2 with click's message
+    except StackyardError as exc:
+        _report(exc)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the last boundary: never a traceback unless --debug
+        if _debug["on"] or "--debug" in sys.argv:
+            traceback.print_exc()
+        stderr().print(f"[red]error:[/] internal error: {type(exc).__name__}: {escape(str(exc))}")
+        stderr().print("  Run again with --debug for the traceback, and report it.")
+        sys.exit(1)
+
+
+def _report(exc: StackyardError) -> None:
+    if "--debug" in sys.argv:
+        traceback.print_exc()
+    if isinstance(exc, InvalidInputError) and exc.diagnostics:
+        if _wants_json():
+            print_json({"valid": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
+        else:
+            render_diagnostics(exc.diagnostics)
+        return
+    if _wants_json():
+        print_json(
+            {"error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}}
+        )
+        return
+    con = stderr()
+    con.print(f"[red]error:[/] {escape(exc.message)}")
+    if exc.hint:
+        con.print(f"  [dim]hint:[/] {escape(exc.hint)}")
+
+
+def _wants_json() -> bool:
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        if arg == "--output=json" or (
+            arg in ("--output", "-o") and i + 1 < len(argv) and argv[i + 1] == "json"
+        ):
+            return True
+    return False

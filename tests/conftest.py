@@ -1,0 +1,29 @@
+"""Shared fixtures: an isolated STACKYARD_HOME per test, and the real services (``_services``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _services import *  # noqa: F403  (fixtures: postgres_admin_url, redis_url, ...)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, private STACKYARD_HOME for one test."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("STACKYARD_HOME", str(h))
+    monkeypatch.delenv("STACKYARD_DATABASE_URL", raising=False)
+    yield h
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ``../shared`` folder beside the repository (Score schema and sample)."""
+    return SHARED
