@@ -151,8 +151,8 @@ class CreateRequest:
 class UpdateRequest:
     """Change the object in place from ``prior_config`` to ``config``.
 
-    ``changed`` names the fields that differ. ``prior_outputs`` are the recorded outputs (stable values such as a generated password must
-    be kept).
+    ``changed`` names the fields that differ. ``prior_outputs`` are the recorded outputs;
+    stable values such as a generated password must be kept.
     """
 
     meta: ResourceMeta
