@@ -17,8 +17,11 @@ def identity_hash(*parts: str, length: int = HASH_LENGTH) -> str:
 
 
 def sanitise(text: str, rule: NamingRule) -> str:
-    """Fold ``text`` to the rule's charset: NFKD, ASCII only, lower case, runs of anything else
-    collapsed to one separator, no separator at either end, never starting with a digit."""
+    """Fold ``text`` to the rule's charset.
+
+    NFKD, ASCII only, lower case; runs of anything else collapse to one separator, with none at
+    either end, and the name never starts with a digit.
+    """
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
     sep = rule.separator
     cleaned = rule.pattern().sub(sep, folded)
