@@ -1,0 +1,160 @@
+"""The engine façade: lock → recover → observe → plan, and lock → check → apply → recover."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Sequence
+
+from stackyard.diagnostics import Diagnostic
+from stackyard.engine.apply import Applier, ApplyResult
+from stackyard.engine.drift import DriftItem, detect
+from stackyard.engine.events import Events
+from stackyard.engine.kinds import Kinds
+from stackyard.engine.lease import hold
+from stackyard.engine.observe import observe_all
+from stackyard.engine.plan import Action, Plan, graph_digest, plan
+from stackyard.engine.recovery import Outcome, recover
+from stackyard.errors import InvalidInputError, StalePlanError
+from stackyard.resolve.graph import Graph
+from stackyard.state.api import StateStore
+
+DEFAULT_LOCK_TTL_S = 30.0
+
+
+def default_holder() -> str:
+    """``user@host (pid N)``: who holds a lock, as other writers are told."""
+    try:
+        user = os.environ.get("STACKYARD_USER") or getpass.getuser()
+    except Exception:  # no passwd entry (containers): still name the process
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+class Engine:
+    """Plans and applies desired graphs against one state store and provider registry."""
+
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        kinds: Kinds,
+        events: Events | None = None,
+        parallelism: int = 10,
+        lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
+        holder: str | None = None,
+        retries: int = 2,
+        retry_delay_s: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.kinds = kinds
+        self.events = events or Events()
+        self.parallelism = parallelism
+        self.lock_ttl_s = lock_ttl_s
+        self.holder = holder or default_holder()
+        self.retries = retries
+        self.retry_delay_s = retry_delay_s
+
+    def recover(self, env: str) -> list[Outcome]:
+        """Reconcile pending intents of ``env`` under its lock (a no-op when there are none)."""
+        if not self.store.intents(env):
+            return []
+        with hold(
+            self.store, env, holder=self.holder, ttl_s=self.lock_ttl_s, events=self.events
+        ) as lock:
+            return recover(env, self.store, lock.lease, self.kinds, self.events)
+
+    def plan(self, env: str, graph: Graph | None, *, refresh: bool = True) -> Plan:
+        """Plan converging ``env`` to ``graph`` (None: destroy everything in it)."""
+        self.recover(env)
+        snap = self.store.snapshot(env)
+        observed, warnings = (
+            observe_all(env, snap.resources.values(), self.kinds, parallelism=self.parallelism)
+            if refresh
+            else ({}, [])
+        )
+        result = plan(
+            env=env, graph=graph, snapshot=snap, observed=observed, kind_of=self.kinds.kind
+        )
+        if warnings:
+            result = _with_diagnostics(result, warnings)
+        for change in result.changes:
+            if change.action is not Action.NOOP:
+                self.events.emit(
+                    "planned", change.address, action=change.action.value, message=change.reason
+                )
+        return result
+
+    def apply(self, planned: Plan, graph: Graph | None) -> ApplyResult:
+        """Apply a plan exactly. Refuses a plan with errors, a stale plan, and a plan applied before."""
+        if not planned.ok:
+            raise InvalidInputError(
+                "The plan has errors and cannot be applied",
+                [d for d in planned.diagnostics if d.severity == "error"],
+            )
+        if planned.graph_digest != graph_digest(graph):
+            raise StalePlanError(
+                "The plan was made for a different desired state than the one given",
+                hint="Plan again and apply the new plan.",
+            )
+        env = planned.env
+        with hold(
+            self.store, env, holder=self.holder, ttl_s=self.lock_ttl_s, events=self.events
+        ) as lock:
+            recovered = recover(env, self.store, lock.lease, self.kinds, self.events)
+            snap = self.store.snapshot(env)
+            if self.store.was_applied(env, planned.id):
+                raise StalePlanError(
+                    f"Plan {planned.id} has already been applied to '{env}'", hint="Plan again."
+                )
+            if snap.serial != planned.serial or (
+                planned.lineage and snap.lineage != planned.lineage
+            ):
+                raise StalePlanError(
+                    f"The state of '{env}' changed since the plan was made "
+                    f"(plan serial {planned.serial}, state serial {snap.serial})",
+                    hint="Plan again and review the new plan before applying it.",
+                )
+            self.store.mark_applied(lock.lease, planned.id)
+            applier = Applier(
+                planned,
+                graph,
+                store=self.store,
+                lock=lock,
+                kinds=self.kinds,
+                events=self.events,
+                parallelism=self.parallelism,
+                retries=self.retries,
+                retry_delay_s=self.retry_delay_s,
+            )
+            result = applier.run()
+            # Failed calls leave their intents pending: settle them now, while we hold the lock.
+            settled = recover(env, self.store, lock.lease, self.kinds, self.events)
+            result.recovered = [f"{o.address}: {o.result}" for o in (*recovered, *settled)]
+        return result
+
+    def converge(self, env: str, graph: Graph | None) -> tuple[Plan, ApplyResult]:
+        """Plan and apply at once (no review step)."""
+        planned = self.plan(env, graph)
+        return planned, self.apply(planned, graph)
+
+    def drift(self, env: str) -> list[DriftItem]:
+        """Observe every recorded resource of ``env`` and report differences."""
+        return detect(
+            self.store.snapshot(env), self.kinds, self.events, parallelism=self.parallelism
+        )
+
+
+def _with_diagnostics(p: Plan, extra: Sequence[Diagnostic]) -> Plan:
+    return Plan(
+        id=p.id,
+        env=p.env,
+        lineage=p.lineage,
+        serial=p.serial,
+        created_at=p.created_at,
+        changes=p.changes,
+        destroy=p.destroy,
+        graph_digest=p.graph_digest,
+        diagnostics=(*p.diagnostics, *extra),
+    )

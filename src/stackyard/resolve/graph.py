@@ -1,0 +1,494 @@
+"""Expansion: component instances → provider resource nodes, with edges from placeholders.
+
+An *instance* is a component plus validated inputs, a context and the targets of its
+``requires`` aliases. ``expand`` turns every instance's ``resources:`` template into
+``Node`` values addressed ``<uid>/<name>`` (``<uid>/<name>[<key>]`` for ``for_each``), applies
+``when``, draws an edge for every ``${resources...}`` and ``${requires...}`` reference, and
+reports cycles as diagnostics.
+
+Configs stay *templates* until apply: ``Graph.resolve_config`` substitutes them lazily with the
+outputs known at that moment, so values produced by a create are ``Unknown`` at plan time
+and real at apply time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackyard.diagnostics import Diagnostic, error
+from stackyard.errors import PlaceholderError
+from stackyard.model.component import ComponentManifest
+from stackyard.model.ids import ResourceUid
+from stackyard.model.placeholders import Reference, find_references, lookup, substitute
+from stackyard.model.values import Secret, Unknown
+from stackyard.providers.api import NamingRule
+from stackyard.resolve import conditions
+from stackyard.resolve.naming import physical_name
+
+FOR_EACH_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+TEMPLATE_ROOTS = ("inputs", "context", "requires", "resources", "each")
+STATIC_ROOTS = ("inputs", "context", "each")
+
+# outputs_of(address) -> the outputs known for that node now, or Unknown (known after apply).
+OutputsOf = Callable[[str], "Mapping[str, Any] | Unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A component instance: what to expand, and where its requirements point.
+
+    ``requires`` maps an alias to the uid of another instance in the same graph;
+    ``external`` maps an alias to outputs already known (for example a parent environment's
+    core server, used read-only).
+    """
+
+    uid: ResourceUid
+    component: ComponentManifest
+    inputs: Mapping[str, Any]
+    context: Mapping[str, Any]
+    requires: Mapping[str, ResourceUid] = field(default_factory=dict)
+    external: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One provider resource to converge."""
+
+    address: str
+    kind: str
+    uid: ResourceUid
+    name: str
+    key: str | None
+    template: Any
+    each: Mapping[str, Any] | None
+    depends_on: tuple[str, ...]
+    physical_name: str
+    deletion: str
+    component: str
+
+
+@dataclass
+class Graph:
+    """The expanded resource graph of one environment's desired state."""
+
+    env: str
+    nodes: dict[str, Node]
+    instances: dict[ResourceUid, Instance]
+    _members: dict[tuple[ResourceUid, str], dict[str | None, str]] = field(default_factory=dict)
+
+    def resolve_config(self, address: str, outputs_of: OutputsOf) -> Any:
+        """The node's config with every placeholder substituted from what is known now."""
+        node = self.nodes[address]
+        scope = _Scope(self, node.uid, node.each, outputs_of)
+        return substitute(node.template, scope.resolve, location=f"{address}.config")
+
+    def instance_outputs(self, uid: ResourceUid, outputs_of: OutputsOf) -> dict[str, Any]:
+        """An instance's component outputs (secrets wrapped in ``Secret``)."""
+        return _Scope(self, uid, None, outputs_of).instance_outputs(uid)
+
+    def topological(self) -> list[str]:
+        """Addresses in dependency order (ties broken by address, so the order is stable)."""
+        return topological_order({a: n.depends_on for a, n in self.nodes.items()})
+
+
+def expand(
+    instances: Sequence[Instance],
+    *,
+    env: str,
+    naming_for: Callable[[str], NamingRule | None],
+) -> tuple[Graph, list[Diagnostic]]:
+    """Expand instances into a graph. ``naming_for(kind)`` is None for an unknown kind."""
+    diags: list[Diagnostic] = []
+    graph = Graph(env=env, nodes={}, instances={i.uid: i for i in instances})
+    pending: list[tuple[Instance, str, str | None, Mapping[str, Any] | None]] = []
+    for inst in sorted(instances, key=lambda i: str(i.uid)):
+        for missing in sorted(
+            set(inst.component.requires) - set(inst.requires) - set(inst.external)
+        ):
+            diags.append(
+                error(
+                    "Unresolved requirement",
+                    f"Component {inst.component.ref} for '{inst.uid}' requires '{missing}', "
+                    "which nothing in the environment provides.",
+                    subject=str(inst.uid),
+                )
+            )
+        for tmpl in inst.component.resources.values():
+            entries = _entries(inst, tmpl.name, tmpl.for_each, diags)
+            members: dict[str | None, str] = {}
+            for key, each in entries:
+                if not _when(inst, tmpl.name, tmpl.when, each, diags):
+                    continue
+                address = f"{inst.uid}/{tmpl.name}" + (f"[{key}]" if key is not None else "")
+                members[key] = address
+                pending.append((inst, tmpl.name, key, each))
+            graph._members[(inst.uid, tmpl.name)] = members
+    for inst, name, key, each in pending:
+        tmpl = inst.component.resources[name]
+        address = graph._members[(inst.uid, name)][key]
+        rule = naming_for(tmpl.kind)
+        if rule is None:
+            diags.append(
+                error(
+                    "Unknown resource kind",
+                    f"Component {inst.component.ref} uses kind '{tmpl.kind}' in resource '{name}', "
+                    "which no installed provider offers. Run 'stackyard providers list'.",
+                    subject=address,
+                )
+            )
+            rule = NamingRule()
+        pname = physical_name(
+            env, str(inst.uid), name + (f"-{key}" if key is not None else ""), rule
+        )
+        graph.nodes[address] = Node(
+            address=address,
+            kind=tmpl.kind,
+            uid=inst.uid,
+            name=name,
+            key=key,
+            template=tmpl.config,
+            each=each,
+            depends_on=(),
+            physical_name=pname,
+            deletion=inst.component.deletion,
+            component=inst.component.ref,
+        )
+    for address, node in list(graph.nodes.items()):
+        try:
+            deps = _dependencies(graph, node.uid, node.template, f"{address}.config")
+        except PlaceholderError as exc:
+            diags.append(error("Invalid reference", exc.message, subject=address))
+            deps = set()
+        deps.discard(address)
+        graph.nodes[address] = _replace_deps(node, tuple(sorted(deps)))
+    for cycle in find_cycles({a: n.depends_on for a, n in graph.nodes.items()}):
+        diags.append(
+            error(
+                "Dependency cycle",
+                "These resources depend on each other in a loop: "
+                + " -> ".join([*cycle, cycle[0]])
+                + ". Remove one of the references.",
+                subject=cycle[0],
+            )
+        )
+    graph.nodes = {a: graph.nodes[a] for a in sorted(graph.nodes)}
+    return graph, diags
+
+
+def _replace_deps(node: Node, deps: tuple[str, ...]) -> Node:
+    return Node(
+        address=node.address,
+        kind=node.kind,
+        uid=node.uid,
+        name=node.name,
+        key=node.key,
+        template=node.template,
+        each=node.each,
+        depends_on=deps,
+        physical_name=node.physical_name,
+        deletion=node.deletion,
+        component=node.component,
+    )
+
+
+def _static_scope(inst: Instance, each: Mapping[str, Any] | None) -> dict[str, Any]:
+    scope: dict[str, Any] = {"inputs": inst.inputs, "context": inst.context}
+    if each is not None:
+        scope["each"] = each
+    if inst.external:
+        scope["requires"] = dict(inst.external)
+    return scope
+
+
+def _entries(
+    inst: Instance, name: str, for_each: Any, diags: list[Diagnostic]
+) -> list[tuple[str | None, Mapping[str, Any] | None]]:
+    if for_each is None:
+        return [(None, None)]
+    where = f"{inst.uid}/{name}"
+    try:
+        value = substitute(
+            for_each,
+            lambda ref: lookup(
+                _static_scope(inst, None), ref, roots=("inputs", "context", "requires")
+            ),
+            location=f"{where}.for_each",
+        )
+    except PlaceholderError as exc:
+        diags.append(error("Invalid for_each", exc.message, subject=where))
+        return []
+    if isinstance(value, Secret):
+        value = value.value
+    if isinstance(value, Unknown):
+        diags.append(
+            error(
+                "for_each is not known before apply",
+                f"'{where}' iterates over a value that only exists after apply. "
+                "Iterate over inputs or context instead.",
+                subject=where,
+            )
+        )
+        return []
+    items: list[tuple[str, Any]]
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        if all(isinstance(v, str) for v in value):
+            items = [(v, v) for v in value]
+        else:
+            items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        diags.append(
+            error(
+                "Invalid for_each",
+                f"'{where}' for_each must be a list or a mapping, not {type(value).__name__}.",
+                subject=where,
+            )
+        )
+        return []
+    out: list[tuple[str | None, Mapping[str, Any] | None]] = []
+    seen: set[str] = set()
+    for key, val in items:
+        if not FOR_EACH_KEY.match(key):
+            diags.append(
+                error(
+                    "Invalid for_each key",
+                    f"'{where}' has the key '{key[:80]}'; keys must be 1-64 letters, digits, "
+                    "'_', '.', ':' or '-'.",
+                    subject=where,
+                )
+            )
+            continue
+        if key in seen:
+            diags.append(
+                error("Duplicate for_each key", f"'{where}' has '{key}' twice.", subject=where)
+            )
+            continue
+        seen.add(key)
+        out.append((key, {"key": key, "value": val}))
+    return out
+
+
+def _when(
+    inst: Instance, name: str, when: Any, each: Mapping[str, Any] | None, diags: list[Diagnostic]
+) -> bool:
+    if when is None or when is True:
+        return True
+    if when is False:
+        return False
+    where = f"{inst.uid}/{name}"
+    try:
+        return conditions.evaluate(when, _static_scope(inst, each), location=f"{where}.when")
+    except PlaceholderError as exc:
+        diags.append(error("Invalid when condition", exc.message, subject=where))
+        return False
+
+
+def _dependencies(graph: Graph, uid: ResourceUid, template: Any, location: str) -> set[str]:
+    deps: set[str] = set()
+    for ref in find_references(template, location=location):
+        deps |= _ref_targets(graph, uid, ref, set())
+    return deps
+
+
+def _ref_targets(
+    graph: Graph, uid: ResourceUid, ref: Reference, visiting: set[tuple[str, str]]
+) -> set[str]:
+    """The node addresses a reference made inside instance ``uid`` depends on."""
+    inst = graph.instances[uid]
+    if ref.root == "resources" and len(ref.parts) >= 2:
+        members = graph._members.get((uid, ref.parts[1]), {})
+        if ref.parts[1] not in inst.component.resources:
+            raise PlaceholderError(
+                f"Unknown resource '{ref.parts[1]}' in {ref} at '{ref.location}'",
+                path=ref.location,
+                expression=ref.expression,
+            )
+        if len(ref.parts) >= 3 and ref.parts[2] in {k for k in members if k is not None}:
+            return {members[ref.parts[2]]}
+        return set(members.values())
+    if ref.root == "requires" and len(ref.parts) >= 2:
+        alias = ref.parts[1]
+        target = inst.requires.get(alias)
+        if target is None or target not in graph.instances:
+            return set()  # external outputs, or an unresolved requirement reported elsewhere
+        outputs = graph.instances[target].component.outputs
+        keys = [ref.parts[2]] if len(ref.parts) >= 3 and ref.parts[2] in outputs else list(outputs)
+        deps: set[str] = set()
+        for key in keys:
+            mark = (str(target), key)
+            if mark in visiting:
+                continue
+            visiting.add(mark)
+            for inner in find_references(outputs[key].value, location=f"{target}.outputs.{key}"):
+                deps |= _ref_targets(graph, target, inner, visiting)
+        return deps
+    return set()
+
+
+class _Scope:
+    """Resolves references for one node (or one instance's outputs) against known outputs."""
+
+    def __init__(
+        self, graph: Graph, uid: ResourceUid, each: Mapping[str, Any] | None, outputs_of: OutputsOf
+    ) -> None:
+        self.graph = graph
+        self.uid = uid
+        self.each = each
+        self.outputs_of = outputs_of
+
+    def resolve(self, ref: Reference) -> Any:
+        inst = self.graph.instances[self.uid]
+        data: dict[str, Any] = {"inputs": inst.inputs, "context": inst.context}
+        if self.each is not None:
+            data["each"] = self.each
+        if ref.root == "resources":
+            data["resources"] = _LazyMap(
+                list(inst.component.resources), lambda name: self._resource_value(inst, name)
+            )
+        elif ref.root == "requires":
+            aliases = sorted({*inst.requires, *inst.external})
+            data["requires"] = _LazyMap(aliases, lambda alias: self._required(inst, alias))
+        return lookup(data, ref, roots=TEMPLATE_ROOTS)
+
+    def _resource_value(self, inst: Instance, name: str) -> Any:
+        members = self.graph._members.get((inst.uid, name), {})
+        if None in members:
+            return self.outputs_of(members[None])
+        return {key: self.outputs_of(addr) for key, addr in members.items() if key is not None}
+
+    def _required(self, inst: Instance, alias: str) -> Any:
+        if alias in inst.external:
+            return inst.external[alias]
+        target = inst.requires[alias]
+        return _Scope(self.graph, target, None, self.outputs_of).instance_outputs(target)
+
+    def instance_outputs(self, uid: ResourceUid) -> dict[str, Any]:
+        inst = self.graph.instances[uid]
+        out: dict[str, Any] = {}
+        for name, tmpl in inst.component.outputs.items():
+            value = substitute(tmpl.value, self.resolve, location=f"{uid}.outputs.{name}")
+            if tmpl.secret and not isinstance(value, Secret):
+                value = Secret(value)
+            out[name] = value
+        return out
+
+
+class _LazyMap(Mapping[str, Any]):
+    """A mapping whose values are computed on first access (keys are known up front)."""
+
+    def __init__(self, keys: Sequence[str], compute: Callable[[str], Any]) -> None:
+        self._keys = list(keys)
+        self._compute = compute
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys:
+            raise KeyError(key)
+        if key not in self._cache:
+            self._cache[key] = self._compute(key)
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+
+def topological_order(deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """Kahn's algorithm with a sorted ready set: O((N + E) log N), deterministic."""
+    import heapq
+
+    indegree = {a: 0 for a in deps}
+    dependents: dict[str, list[str]] = {a: [] for a in deps}
+    for a, ds in deps.items():
+        for d in ds:
+            if d in indegree:
+                indegree[a] += 1
+                dependents[d].append(a)
+    ready = [a for a, n in indegree.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        a = heapq.heappop(ready)
+        order.append(a)
+        for b in dependents[a]:
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                heapq.heappush(ready, b)
+    return order
+
+
+def find_cycles(deps: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Every elementary cycle's strongly connected component, as a path (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    sccs: list[list[str]] = []
+    counter = 0
+    for root in sorted(deps):
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [
+            (root, iter(sorted(d for d in deps[root] if d in deps)))
+        ]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            advanced = False
+            for nxt in it:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(d for d in deps[nxt] if d in deps))))
+                    advanced = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                comp: list[str] = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == node:
+                        break
+                if len(comp) > 1 or node in deps[node]:
+                    sccs.append(_cycle_path(sorted(comp), deps))
+    return sccs
+
+
+def _cycle_path(members: list[str], deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """A readable loop through a strongly connected component, starting at its first member."""
+    inside = set(members)
+    path = [members[0]]
+    seen = {members[0]}
+    cur = members[0]
+    while True:
+        nxt = next((d for d in sorted(deps[cur]) if d in inside), None)
+        if nxt is None or nxt in seen:
+            break
+        path.append(nxt)
+        seen.add(nxt)
+        cur = nxt
+    return path
