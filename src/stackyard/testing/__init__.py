@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks that use the ``noop`` provider (no real infrastructure)."""
