@@ -4,7 +4,12 @@ from typing import Any
 
 import pytest
 
-from stackyard.model.component import ComponentManifest, OutputTemplate, Requirement, ResourceTemplate
+from stackyard.model.component import (
+    ComponentManifest,
+    OutputTemplate,
+    Requirement,
+    ResourceTemplate,
+)
 from stackyard.model.ids import ResourceUid
 from stackyard.model.values import Secret, Unknown
 from stackyard.providers.api import NamingRule
@@ -15,7 +20,9 @@ pytestmark = pytest.mark.unit
 RULE = NamingRule(63, "a-z0-9", "_")
 
 
-def component(resources: dict[str, dict[str, Any]], outputs: dict[str, Any] | None = None, **kw: Any) -> ComponentManifest:
+def component(
+    resources: dict[str, dict[str, Any]], outputs: dict[str, Any] | None = None, **kw: Any
+) -> ComponentManifest:
     return ComponentManifest(
         name=kw.pop("name", "thing"),
         version="1.0.0",
@@ -26,7 +33,9 @@ def component(resources: dict[str, dict[str, Any]], outputs: dict[str, Any] | No
             n: ResourceTemplate(n, r["kind"], r.get("config", {}), r.get("for_each"), r.get("when"))
             for n, r in resources.items()
         },
-        outputs={k: OutputTemplate(k, v, secret=k == "password") for k, v in (outputs or {}).items()},
+        outputs={
+            k: OutputTemplate(k, v, secret=k == "password") for k, v in (outputs or {}).items()
+        },
         **kw,
     )
 
@@ -53,7 +62,9 @@ def test_addresses_edges_and_for_each() -> None:
             },
         }
     )
-    graph, diags = expand([inst(comp, inputs={"exts": ["pgcrypto", "citext"]})], env="dev", naming_for=lambda k: RULE)
+    graph, diags = expand(
+        [inst(comp, inputs={"exts": ["pgcrypto", "citext"]})], env="dev", naming_for=lambda k: RULE
+    )
     assert not diags
     base = "thing.default#app.x"
     assert set(graph.nodes) == {
@@ -65,14 +76,21 @@ def test_addresses_edges_and_for_each() -> None:
     assert graph.nodes[f"{base}/role"].depends_on == (f"{base}/password",)
     assert graph.nodes[f"{base}/ext[citext]"].depends_on == (f"{base}/role",)
     order = graph.topological()
-    assert order.index(f"{base}/password") < order.index(f"{base}/role") < order.index(f"{base}/ext[citext]")
+    assert (
+        order.index(f"{base}/password")
+        < order.index(f"{base}/role")
+        < order.index(f"{base}/ext[citext]")
+    )
 
 
 def test_resolve_config_unknown_then_known_and_secret_propagates() -> None:
     comp = component(
         {
             "password": {"kind": "noop.resource"},
-            "role": {"kind": "noop.resource", "config": {"url": "pg://u:${resources.password.value}@h"}},
+            "role": {
+                "kind": "noop.resource",
+                "config": {"url": "pg://u:${resources.password.value}@h"},
+            },
         }
     )
     graph, _ = expand([inst(comp)], env="dev", naming_for=lambda k: RULE)
@@ -96,7 +114,9 @@ def test_requires_edges_cross_instances() -> None:
     )
     s_uid = ResourceUid.parse("pg-instance.default#core")
     graph, diags = expand(
-        [inst(server, str(s_uid)), inst(db, requires={"server": s_uid})], env="dev", naming_for=lambda k: RULE
+        [inst(server, str(s_uid)), inst(db, requires={"server": s_uid})],
+        env="dev",
+        naming_for=lambda k: RULE,
     )
     assert not diags
     assert graph.nodes["thing.default#app.x/db"].depends_on == ("pg-instance.default#core/server",)
@@ -111,7 +131,11 @@ def test_when_false_and_cel_condition() -> None:
             "b": {"kind": "noop.resource", "when": "size(inputs.items) > 1"},
         }
     )
-    graph, diags = expand([inst(comp, inputs={"enabled": False, "items": [1, 2]})], env="dev", naming_for=lambda k: RULE)
+    graph, diags = expand(
+        [inst(comp, inputs={"enabled": False, "items": [1, 2]})],
+        env="dev",
+        naming_for=lambda k: RULE,
+    )
     assert not diags
     assert set(graph.nodes) == {"thing.default#app.x/b"}
 
@@ -120,19 +144,33 @@ def test_when_false_and_cel_condition() -> None:
     ("resources", "summary"),
     [
         pytest.param(
-            {"a": {"kind": "noop.resource", "config": {"x": "${resources.b.id}"}},
-             "b": {"kind": "noop.resource", "config": {"x": "${resources.a.id}"}}},
+            {
+                "a": {"kind": "noop.resource", "config": {"x": "${resources.b.id}"}},
+                "b": {"kind": "noop.resource", "config": {"x": "${resources.a.id}"}},
+            },
             "Dependency cycle",
             id="cycle",
         ),
         pytest.param({"a": {"kind": "nope.kind"}}, "Unknown resource kind", id="unknown-kind"),
-        pytest.param({"a": {"kind": "noop.resource", "for_each": "${inputs.n}"}}, "Invalid for_each", id="for-each-scalar"),
-        pytest.param({"a": {"kind": "noop.resource", "for_each": ["a b"]}}, "Invalid for_each key", id="bad-key"),
-        pytest.param({"a": {"kind": "noop.resource", "when": "inputs.n +"}}, "Invalid when condition", id="bad-cel"),
+        pytest.param(
+            {"a": {"kind": "noop.resource", "for_each": "${inputs.n}"}},
+            "Invalid for_each",
+            id="for-each-scalar",
+        ),
+        pytest.param(
+            {"a": {"kind": "noop.resource", "for_each": ["a b"]}},
+            "Invalid for_each key",
+            id="bad-key",
+        ),
+        pytest.param(
+            {"a": {"kind": "noop.resource", "when": "inputs.n +"}},
+            "Invalid when condition",
+            id="bad-cel",
+        ),
     ],
 )
 def test_expansion_diagnostics(resources: dict[str, Any], summary: str) -> None:
-    graph, diags = expand(
+    _graph, diags = expand(
         [inst(component(resources), inputs={"n": 3})],
         env="dev",
         naming_for=lambda k: RULE if k.startswith("noop.") else None,

@@ -1,0 +1,249 @@
+"""PostgreSQL plumbing: the connection pool, the error boundary, names and ownership labels."""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import psycopg
+import pydantic
+from psycopg import conninfo, sql
+
+from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.providers.api import NamingRule, ResourceMeta
+
+#: Physical names: lower-case letters, digits and '-'. No '_', so a physical name can never
+#: start with ``pg_`` (reserved for predefined roles); '-' means SQL written by hand must
+#: quote them, which stackyard always does anyway.
+NAMING = NamingRule(max_length=63, allowed="a-z0-9", separator="-")
+#: PostgreSQL silently truncates longer identifiers (NAMEDATALEN - 1).
+MAX_IDENTIFIER_BYTES = 63
+CONNECT_TIMEOUT_SECONDS = 5
+MAX_IDLE_PER_KEY = 4
+
+_M = TypeVar("_M", bound=pydantic.BaseModel)
+_URL_PASSWORD = re.compile(r"(?<=:)[^:@/]*(?=@)")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a server URL: its password, and the URL itself."""
+    out = [url]
+    try:
+        password = conninfo.conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        password = None
+    if isinstance(password, str) and password:
+        out.append(password)
+    out.extend(m.group(0) for m in _URL_PASSWORD.finditer(url) if m.group(0))
+    return out
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***`` (longest first, so parts go too)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error):
+        diag = exc.diag
+        primary = diag.message_primary or str(exc).strip()
+        state = f" [{diag.sqlstate}]" if diag.sqlstate else ""
+        return f"{primary}{state}"
+    return str(exc)
+
+
+def _is_transient(exc: psycopg.Error) -> bool:
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    # Class 54 (program limit exceeded) and missing files (58P01/58P02, e.g. an extension that
+    # is not installed) are OperationalErrors to psycopg, but retrying cannot help.
+    return not (state.startswith("54") or state in {"58P01", "58P02"})
+
+
+@contextmanager
+def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> Iterator[None]:
+    """The one boundary where psycopg exceptions become stackyard's.
+
+    Lost or refused connections and server-side resource and operator conditions
+    (``OperationalError``, ``InterfaceError``) are transient; everything else is permanent.
+    Messages are redacted of ``secrets``; when the original text held one, the cause is not
+    chained either, so a traceback cannot leak it.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        secret_list = list(secrets)
+        raw = _describe(exc)
+        message = f"PostgreSQL: {redact(raw, secret_list)}"
+        leaked = any(s and s in str(exc) for s in secret_list) or message != f"PostgreSQL: {raw}"
+        transient = _is_transient(exc)
+        error_type = ProviderTransientError if transient else ProviderPermanentError
+        if leaked:
+            raise error_type(message, address=address) from None
+        raise error_type(message, address=address) from exc
+
+
+def refuse(address: str, message: str, *, hint: str | None = None) -> NoReturn:
+    """Raise the permanent error every refusal in this provider uses."""
+    raise ProviderPermanentError(message, address=address, hint=hint)
+
+
+def identifier_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a PostgreSQL identifier, or ``None`` when it can.
+
+    Quoting (``sql.Identifier``) makes any text safe to send; these checks keep names that
+    PostgreSQL would silently truncate, that libpq cannot carry (NUL), or that render
+    deceptively (control and format characters such as U+202E) out of the catalogs.
+    """
+    if not name:
+        return "is empty"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES:
+        return f"is longer than {MAX_IDENTIFIER_BYTES} bytes"
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        return "contains a control, format or unassigned character"
+    return None
+
+
+def checked_identifier(address: str, what: str, name: str) -> str:
+    """``name``, or a ``ProviderPermanentError`` saying why it cannot be an identifier."""
+    problem = identifier_problem(name)
+    if problem:
+        refuse(address, f"The {what} name {name!r} {problem}")
+    return name
+
+
+def resolve_name(meta: ResourceMeta, configured: str, what: str) -> str:
+    """The object's name: the configured one, or the deterministic physical name."""
+    return checked_identifier(meta.address, what, configured or meta.physical_name)
+
+
+def ownership(meta: ResourceMeta, name: str, label: str | None) -> tuple[bool, str]:
+    """Whether an existing object is ours, and why not.
+
+    Ours when it carries our label. An object with no label at all is ours only when its
+    name is the deterministic physical name: that hashed name is itself an ownership claim
+    (and covers a crash between CREATE DATABASE and its COMMENT). An explicitly named,
+    unlabelled object may be anybody's, so it is never adopted.
+    """
+    if label == meta.label:
+        return True, ""
+    if label is None and name == meta.physical_name:
+        return True, ""
+    if label is None:
+        return False, f"'{name}' exists without a stackyard label"
+    return False, f"'{name}' is labelled {label!r}, not {meta.label!r}"
+
+
+def refuse_foreign(meta: ResourceMeta, what: str, name: str, why: str) -> NoReturn:
+    """Refuse to touch an object another owner holds."""
+    refuse(
+        meta.address,
+        f"The {what} '{name}' exists and is not managed by this environment ({why})",
+        hint=f"Choose another name, or remove the other {what} first.",
+    )
+
+
+class Connections:
+    """A small thread-safe pool of autocommit connections, keyed by (server URL, database).
+
+    Autocommit, because CREATE/DROP DATABASE cannot run in a transaction block. A connection
+    that failed is discarded, never returned to the pool.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[str, str | None], list[psycopg.Connection[Any]]] = {}
+
+    @contextmanager
+    def connect(self, url: str, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a connection to ``url`` (or to ``dbname`` on the same server)."""
+        key = (url, dbname)
+        with self._lock:
+            idle = self._idle.get(key, [])
+            conn = idle.pop() if idle else None
+        if conn is None or conn.closed or conn.broken:
+            conn = self._open(url, dbname)
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            self._give_back(key, conn, ok)
+
+    def _open(self, url: str, dbname: str | None) -> psycopg.Connection[Any]:
+        extra: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        if dbname is not None:
+            extra["dbname"] = dbname
+        try:
+            info = conninfo.make_conninfo(url, **extra)
+        except psycopg.ProgrammingError:
+            # libpq's parse errors can quote the URL, which may hold a password.
+            raise psycopg.ProgrammingError("the server URL is not a valid libpq URL") from None
+        return psycopg.connect(info, autocommit=True)
+
+    def _give_back(
+        self, key: tuple[str, str | None], conn: psycopg.Connection[Any], ok: bool
+    ) -> None:
+        healthy = ok and not conn.closed and not conn.broken
+        if healthy and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            healthy = False
+        if healthy:
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < MAX_IDLE_PER_KEY:
+                    idle.append(conn)
+                    return
+        conn.close()
+
+    def evict(self, url: str, dbname: str) -> None:
+        """Close idle connections to one database (before it is dropped)."""
+        with self._lock:
+            conns = self._idle.pop((url, dbname), [])
+        for conn in conns:
+            conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            groups = list(self._idle.values())
+            self._idle.clear()
+        for conns in groups:
+            for conn in conns:
+                conn.close()
+
+
+def quoted(name: str) -> sql.Identifier:
+    """``name`` as a quoted identifier (the only way names reach SQL text)."""
+    return sql.Identifier(name)
+
+
+def parse_config(model: type[_M], config: Mapping[str, Any], address: str) -> _M:
+    """Validate ``config`` with ``model``; errors name fields, never values (they may be secret)."""
+    try:
+        return model.model_validate(dict(config))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ProviderPermanentError(f"Invalid config: {problems}", address=address) from None
+
+
+def name_validator(value: str) -> str:
+    """A pydantic ``AfterValidator`` for optional identifier fields ('' passes)."""
+    if value:
+        problem = identifier_problem(value)
+        if problem:
+            raise ValueError(f"the name {problem}")
+    return value
+
+
+Identifier = Annotated[str, pydantic.AfterValidator(name_validator)]

@@ -1,0 +1,427 @@
+"""The ``redis`` provider: ACL users confined to a key and channel prefix (redis-py, RESP).
+
+Ownership: Redis users cannot carry comments, so the label lives in the hash
+``stackyard:acl-owners`` (field: user name, value: ``stackyard:<env>:<address>``), written in
+the same MULTI/EXEC as the user. Deterministic names are hashed, so an unlabelled user under
+the deterministic name also counts as ours (``FLUSHALL`` wipes the hash but not the users).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
+
+import pydantic
+import redis
+import redis.exceptions
+
+from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.providers.api import (
+    Applied,
+    CreateRequest,
+    DeleteRequest,
+    KindConfig,
+    NamingRule,
+    Observed,
+    ObserveRequest,
+    Provider,
+    ResourceMeta,
+    UpdateRequest,
+    config_field,
+)
+
+__all__ = [
+    "LABELS_KEY",
+    "PASSWORD_DRIFTED",
+    "PROVIDER",
+    "RULES_KEY",
+    "AclUserConfig",
+    "AclUserKind",
+    "Clients",
+    "make_provider",
+    "provider_errors",
+]
+
+VERSION = "0.1.0"
+LABELS_KEY = "stackyard:acl-owners"
+#: Field: user name; value: the command rules as Redis reported them right after an apply.
+RULES_KEY = "stackyard:acl-rules"
+DEFAULT_COMMANDS = "+@all -@admin -@dangerous"
+#: What observe reports as the password when the user's hashes do not match the desired one.
+PASSWORD_DRIFTED = "<password changed outside stackyard>"  # noqa: S105  (a marker)
+SOCKET_TIMEOUT_SECONDS = 5.0
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# ``+@category``, ``-@category``, ``+command`` or ``+command|subcommand``. No key, channel,
+# password or flag rule (``~``, ``&``, ``>``, ``#``, ``on``, ``nopass``, ``reset``...) fits.
+COMMAND_PATTERN = re.compile(
+    r"^[+-](?:@[a-z][a-z-]{0,31}|[a-z][a-z_.]{0,63}(?:\|[a-z][a-z_-]{0,63})?)$"
+)
+NAMING = NamingRule(max_length=64, allowed="a-z0-9", separator="-")
+
+
+def _check_name(value: str) -> str:
+    if value and not NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            "a user name is 1-128 letters, digits, '_', '.', ':' or '-', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+def _check_prefix(value: str) -> str:
+    if value and not PREFIX_PATTERN.fullmatch(value):
+        raise ValueError("a prefix is 1-128 letters, digits, '_', '.', ':' or '-' (no globs)")
+    return value
+
+
+def command_rules(commands: str) -> list[str]:
+    """The command rules of ``commands``, one per whitespace-separated token, validated."""
+    tokens = commands.split()
+    if not tokens:
+        raise ValueError("at least one command rule is needed, e.g. '+@read'")
+    bad = [t for t in tokens if not COMMAND_PATTERN.fullmatch(t)]
+    if bad:
+        raise ValueError(
+            f"{len(bad)} command rule(s) are not of the form +@category, -@category, "
+            "+command or +command|subcommand"
+        )
+    return tokens
+
+
+def _check_commands(value: str) -> str:
+    return " ".join(command_rules(value))
+
+
+class AclUserConfig(KindConfig):
+    """Config of ``redis.acl_user``."""
+
+    server: str = config_field(
+        ..., sensitive=True, min_length=1, description="Admin URL of the Redis server."
+    )
+    name: str = config_field(
+        "", replace_on_change=True, description="User name; empty means the physical name."
+    )
+    password: str = config_field(..., sensitive=True, min_length=1)
+    prefix: str = config_field("", description="Key and channel prefix; empty means '<name>:'.")
+    commands: str = config_field(DEFAULT_COMMANDS, description="Command rules, space-separated.")
+    enabled: bool = config_field(True)
+
+    _name = pydantic.field_validator("name")(_check_name)
+    _prefix = pydantic.field_validator("prefix")(_check_prefix)
+    _commands = pydantic.field_validator("commands")(_check_commands)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> Iterator[None]:
+    """The one boundary where redis-py exceptions become stackyard's.
+
+    Lost connections, timeouts and a loading server are transient; refused authentication,
+    error replies (``NOPERM``, ``ERR``...) and anything else are permanent. Messages are
+    redacted of ``secrets``, and the cause is dropped when its text held one.
+    """
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        secret_list = list(secrets)
+        raw = str(exc)
+        message = f"Redis: {redact(raw, secret_list)}"
+        transient = isinstance(
+            exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+        ) and not isinstance(exc, redis.exceptions.AuthenticationError)
+        error_type = ProviderTransientError if transient else ProviderPermanentError
+        if message != f"Redis: {raw}":
+            raise error_type(message, address=address) from None
+        raise error_type(message, address=address) from exc
+
+
+def _url_secrets(url: str) -> list[str]:
+    out = [url]
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        out.append(password)
+    return out
+
+
+class Clients:
+    """redis-py clients, one per server URL, shared by threads (each has its own pool)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, redis.Redis] = {}
+
+    def get(self, url: str) -> redis.Redis:
+        """The client for ``url``."""
+        with self._lock:
+            client = self._clients.get(url)
+            if client is None:
+                try:
+                    client = redis.Redis.from_url(
+                        url,
+                        decode_responses=True,
+                        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+                        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                    )
+                except ValueError:
+                    # The parser's messages can quote the URL, which may hold a password.
+                    raise ProviderPermanentError("The server is not a valid Redis URL") from None
+                self._clients[url] = client
+            return client
+
+    def close(self) -> None:
+        """Close every client's connections."""
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()
+
+
+def _as_dict(reply: Any) -> dict[str, Any] | None:
+    """ACL GETUSER's reply as a dict (RESP3 gives a map, RESP2 a flat list)."""
+    if reply is None:
+        return None
+    if isinstance(reply, Mapping):
+        return dict(reply)
+    items = list(reply)
+    return {str(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def _text(value: Any) -> str:
+    """A reply field as one string (lists of patterns are space-joined)."""
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    return str(value) if value is not None else ""
+
+
+class AclUserKind:
+    """``redis.acl_user``: ``~<prefix>*``, ``&<prefix>*``, a command set and a password."""
+
+    name: ClassVar[str] = "redis.acl_user"
+    config_model: ClassVar[type[KindConfig]] = AclUserConfig
+    sensitive_outputs: ClassVar[frozenset[str]] = frozenset()
+    naming: ClassVar[NamingRule] = NAMING
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+
+    def _parse(self, meta: ResourceMeta, config: Mapping[str, Any]) -> AclUserConfig:
+        try:
+            return AclUserConfig.model_validate(dict(config))
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ProviderPermanentError(
+                f"Invalid config: {problems}", address=meta.address
+            ) from None
+
+    def _resolve(self, meta: ResourceMeta, cfg: AclUserConfig) -> tuple[str, str, list[str]]:
+        name = cfg.name or meta.physical_name
+        if not NAME_PATTERN.fullmatch(name):
+            _refuse(meta, "The physical name is not a valid Redis user name")
+        prefix = cfg.prefix or f"{name}:"
+        if not PREFIX_PATTERN.fullmatch(prefix):
+            _refuse(meta, "The derived key prefix is not valid; set 'prefix' explicitly")
+        digest = _sha256(cfg.password)
+        return name, prefix, [*_url_secrets(cfg.server), cfg.password, digest]
+
+    def _rules(self, cfg: AclUserConfig, prefix: str) -> list[str]:
+        # Every rule is its own argument: nothing the user wrote is ever split by Redis.
+        return [
+            "reset",
+            "on" if cfg.enabled else "off",
+            f"#{_sha256(cfg.password)}",
+            f"~{prefix}*",
+            f"&{prefix}*",
+            *command_rules(cfg.commands),
+        ]
+
+    def _ownership(
+        self, meta: ResourceMeta, name: str, label: str | None, explicit: bool
+    ) -> tuple[bool, str]:
+        if label == meta.label:
+            return True, ""
+        if label is None and not explicit:
+            return True, ""
+        if label is None:
+            return False, f"'{name}' exists without a stackyard label"
+        return False, f"'{name}' is labelled {label!r}, not {meta.label!r}"
+
+    def _read(
+        self, client: redis.Redis, name: str
+    ) -> tuple[dict[str, Any] | None, str | None, str | None]:
+        """The user, its label and its applied command rules, in one round trip."""
+        pipe = client.pipeline(transaction=False)
+        _queue(pipe, "ACL", "GETUSER", name)
+        pipe.hget(LABELS_KEY, name)
+        pipe.hget(RULES_KEY, name)
+        user, label, rules = pipe.execute()
+        return _as_dict(user), label, rules
+
+    def observe(self, req: ObserveRequest) -> Observed | None:
+        """Read the user and its label with one pipelined round trip; no writes.
+
+        Passwords are compared by SHA-256; key and channel patterns against the prefix; the
+        command rules against what Redis reported right after the last apply (kept in
+        ``RULES_KEY``, and in output ``acl``), since Redis rewrites rules (``-@admin``
+        disappears under ``-@dangerous``), so the configured text cannot be compared.
+        """
+        cfg = self._parse(req.meta, req.config)
+        name, prefix, secrets = self._resolve(req.meta, cfg)
+        with provider_errors(req.meta.address, secrets=secrets):
+            user, label, applied = self._read(self._clients.get(cfg.server), name)
+        if user is None:
+            return None
+        managed, why = self._ownership(req.meta, name, label, bool(cfg.name))
+        flags = [str(f) for f in user.get("flags", [])]
+        passwords = [str(p) for p in user.get("passwords", [])]
+        keys, channels = _text(user.get("keys")), _text(user.get("channels"))
+        commands = _text(user.get("commands"))
+        selectors = user.get("selectors") or []
+        recorded = applied if applied is not None else req.outputs.get("acl")
+        if recorded is not None:
+            same_commands = commands == recorded
+        else:
+            same_commands = sorted(commands.split()) == sorted(command_rules(cfg.commands))
+        same_commands = same_commands and not selectors
+        same_prefix = keys == f"~{prefix}*" and channels == f"&{prefix}*"
+        same_password = passwords == [_sha256(cfg.password)] and "nopass" not in flags
+        return Observed(
+            config={
+                "name": cfg.name,
+                "password": cfg.password if same_password else PASSWORD_DRIFTED,
+                "prefix": cfg.prefix if same_prefix else f"{keys} {channels}".strip(),
+                "commands": cfg.commands if same_commands else commands,
+                "enabled": "on" in flags,
+            },
+            outputs=self._outputs(cfg, name, prefix, commands),
+            managed=managed,
+            detail=why,
+        )
+
+    def create(self, req: CreateRequest) -> Applied:
+        """Create the user (or converge ours) with its label, atomically (MULTI/EXEC).
+
+        ``ACL SETUSER <name> reset ...`` sets every rule from scratch, so a repeat call
+        leaves the user exactly as it was. A user labelled by another owner is refused.
+        """
+        return self._ensure(req.meta, req.config)
+
+    def update(self, req: UpdateRequest) -> Applied:
+        """Re-apply every rule (``reset`` first); safe to repeat."""
+        return self._ensure(req.meta, req.config)
+
+    def _ensure(self, meta: ResourceMeta, config: Mapping[str, Any]) -> Applied:
+        cfg = self._parse(meta, config)
+        name, prefix, secrets = self._resolve(meta, cfg)
+        with provider_errors(meta.address, secrets=secrets):
+            client = self._clients.get(cfg.server)
+            user, label, _ = self._read(client, name)
+            if user is not None:
+                managed, why = self._ownership(meta, name, label, bool(cfg.name))
+                if not managed:
+                    _refuse_foreign(meta, name, why)
+            pipe = client.pipeline(transaction=True)
+            _queue(pipe, "ACL", "SETUSER", name, *self._rules(cfg, prefix))
+            pipe.hset(LABELS_KEY, name, meta.label)
+            _queue(pipe, "ACL", "GETUSER", name)
+            _, _, after = pipe.execute()
+            commands = _text((_as_dict(after) or {}).get("commands"))
+            # A second, tiny write: the reported rules are only known after SETUSER.
+            client.hset(RULES_KEY, name, commands)
+        return Applied(outputs=self._outputs(cfg, name, prefix, commands), physical_id=name)
+
+    def delete(self, req: DeleteRequest) -> None:
+        """Delete the user and its label (one MULTI/EXEC); missing is success, foreign refused.
+
+        ``ACL DELUSER`` also disconnects the user's clients. Safe to repeat.
+        """
+        cfg = self._parse(req.meta, req.config)
+        name, _, secrets = self._resolve(req.meta, cfg)
+        with provider_errors(req.meta.address, secrets=secrets):
+            client = self._clients.get(cfg.server)
+            user, label, _ = self._read(client, name)
+            if user is None and label != req.meta.label:
+                return
+            if user is not None:
+                managed, why = self._ownership(req.meta, name, label, bool(cfg.name))
+                if not managed:
+                    _refuse_foreign(req.meta, name, why)
+            pipe = client.pipeline(transaction=True)
+            _queue(pipe, "ACL", "DELUSER", name)
+            pipe.hdel(LABELS_KEY, name)
+            pipe.hdel(RULES_KEY, name)
+            pipe.execute()
+
+    @staticmethod
+    def _outputs(cfg: AclUserConfig, name: str, prefix: str, acl: str) -> dict[str, Any]:
+        parts = urlsplit(cfg.server)
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            port = 6379
+        return {
+            "username": name,
+            "prefix": prefix,
+            "host": parts.hostname or "",
+            "port": port,
+            "acl": acl,
+        }
+
+
+def _queue(pipe: Any, *args: str) -> None:
+    """Queue one raw command on a pipeline (redis-py leaves ``execute_command`` untyped)."""
+    pipe.execute_command(*args)
+
+
+def _sha256(password: str) -> str:
+    return hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _refuse(meta: ResourceMeta, message: str) -> NoReturn:
+    raise ProviderPermanentError(message, address=meta.address)
+
+
+def _refuse_foreign(meta: ResourceMeta, name: str, why: str) -> NoReturn:
+    raise ProviderPermanentError(
+        f"The Redis user '{name}' exists and is not managed by this environment ({why})",
+        address=meta.address,
+        hint="Choose another name, or remove the other user first.",
+    )
+
+
+def make_provider(clients: Clients | None = None) -> Provider:
+    """A redis provider whose kinds share one client cache."""
+    return Provider(
+        name="redis",
+        version=VERSION,
+        kinds=(AclUserKind(clients if clients is not None else Clients()),),
+        description="Redis ACL users confined to a key and channel prefix (redis-py).",
+        parallelism=10,
+    )
+
+
+_CLIENTS = Clients()
+atexit.register(_CLIENTS.close)
+
+#: The entry point ``stackyard.providers: redis``.
+PROVIDER = make_provider(_CLIENTS)
