@@ -6,6 +6,7 @@ import getpass
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from stackyard.diagnostics import Diagnostic
 from stackyard.engine.apply import Applier, ApplyResult
@@ -14,9 +15,11 @@ from stackyard.engine.events import Events
 from stackyard.engine.kinds import Kinds
 from stackyard.engine.lease import hold
 from stackyard.engine.observe import observe_all
-from stackyard.engine.plan import Action, Plan, graph_digest, plan
+from stackyard.engine.plan import Action, Plan, graph_digest, plan, recorded_outputs
 from stackyard.engine.recovery import Outcome, recover
 from stackyard.errors import InvalidInputError, StalePlanError
+from stackyard.model.ids import ResourceUid
+from stackyard.model.values import Unknown
 from stackyard.resolve.graph import Graph
 from stackyard.state.api import StateStore
 
@@ -138,6 +141,11 @@ class Engine:
         """Plan and apply at once (no review step)."""
         planned = self.plan(env, graph)
         return planned, self.apply(planned, graph)
+
+    def outputs(self, env: str, graph: Graph, uid: ResourceUid) -> dict[str, Any]:
+        """An instance's component outputs from the recorded state (secrets wrapped)."""
+        live = {a: recorded_outputs(r) for a, r in self.store.snapshot(env).resources.items()}
+        return graph.instance_outputs(uid, lambda a: live.get(a, Unknown(a)))
 
     def drift(self, env: str) -> list[DriftItem]:
         """Observe every recorded resource of ``env`` and report differences."""

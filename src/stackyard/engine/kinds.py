@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
-from stackyard.providers.api import Kind, Provider
+from stackyard.errors import ProviderError
+from stackyard.providers.api import Kind, NamingRule, Provider
 
 
 class Kinds(Protocol):
@@ -17,3 +19,15 @@ class Kinds(Protocol):
     def provider_of(self, kind_name: str) -> Provider:
         """The provider that offers ``kind_name``."""
         ...
+
+
+def naming_lookup(kinds: Kinds) -> Callable[[str], NamingRule | None]:
+    """``naming_for`` for ``resolve.graph.expand``: a kind's naming rule, or None if unknown."""
+
+    def naming_for(kind_name: str) -> NamingRule | None:
+        try:
+            return kinds.kind(kind_name).naming
+        except ProviderError:
+            return None
+
+    return naming_for
