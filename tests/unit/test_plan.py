@@ -116,26 +116,49 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("desired", "record", "observed", "action", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_actions(desired: dict[str, Any], record: ResourceRecord | None, observed: dict[str, Any], action: Action, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("desired", "record", "observed", "action", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_actions(
+    desired: dict[str, Any],
+    record: ResourceRecord | None,
+    observed: dict[str, Any],
+    action: Action,
+    reason: str,
+) -> None:
     snap = _snap(record) if record else _snap()
-    p = plan(env="dev", graph=_graph(desired), snapshot=snap, observed=observed, kind_of=lambda k: _Kind())
+    p = plan(
+        env="dev",
+        graph=_graph(desired),
+        snapshot=snap,
+        observed=observed,
+        kind_of=lambda k: _Kind(),
+    )
     assert p.change(ADDR).action is action, reason
     assert p.serial == 7 and p.lineage == "lin"
 
 
 def test_deletes_recorded_resources_no_longer_desired_in_reverse_order() -> None:
     a = ResourceRecord("x/a", "test.thing", "a", "a", {"size": 1, "zone": "a"}, {})
-    b = ResourceRecord("x/b", "test.thing", "b", "b", {"size": 1, "zone": "a"}, {}, depends_on=("x/a",))
+    b = ResourceRecord(
+        "x/b", "test.thing", "b", "b", {"size": 1, "zone": "a"}, {}, depends_on=("x/a",)
+    )
     p = plan(env="dev", graph=None, snapshot=_snap(a, b), observed={}, kind_of=lambda k: _Kind())
-    assert [(c.address, c.action) for c in p.changes] == [("x/b", Action.DELETE), ("x/a", Action.DELETE)]
+    assert [(c.address, c.action) for c in p.changes] == [
+        ("x/b", Action.DELETE),
+        ("x/a", Action.DELETE),
+    ]
     assert p.destroy
 
 
 def test_protected_resource_delete_is_an_error_and_retain_only_forgets() -> None:
     prot = ResourceRecord("x/p", "test.thing", "p", "p", {}, {}, deletion="protect")
     keep = ResourceRecord("x/k", "test.thing", "k", "k", {}, {}, deletion="retain")
-    p = plan(env="dev", graph=None, snapshot=_snap(prot, keep), observed={}, kind_of=lambda k: _Kind())
+    p = plan(
+        env="dev", graph=None, snapshot=_snap(prot, keep), observed={}, kind_of=lambda k: _Kind()
+    )
     assert not p.ok
     assert [d.summary for d in p.diagnostics] == ["Protected resource"]
     assert p.change("x/k").retain

@@ -14,7 +14,7 @@ and real at apply time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -348,7 +348,7 @@ class _Scope:
             data["each"] = self.each
         if ref.root == "resources":
             data["resources"] = _LazyMap(
-                list(inst.component.resources), lambda name: self._resource_value(inst, name)
+                inst.component.resources.keys(), lambda name: self._resource_value(inst, name)
             )
         elif ref.root == "requires":
             aliases = sorted({*inst.requires, *inst.external})
@@ -381,8 +381,8 @@ class _Scope:
 class _LazyMap(Mapping[str, Any]):
     """A mapping whose values are computed on first access (keys are known up front)."""
 
-    def __init__(self, keys: Sequence[str], compute: Callable[[str], Any]) -> None:
-        self._keys = list(keys)
+    def __init__(self, keys: Collection[str], compute: Callable[[str], Any]) -> None:
+        self._keys = keys  # not copied: resolving one node must not cost O(all resources)
         self._compute = compute
         self._cache: dict[str, Any] = {}
 
