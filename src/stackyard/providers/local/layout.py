@@ -1,0 +1,131 @@
+"""Where local objects live on disk, and the ownership marker that labels each of them.
+
+Every object is a directory holding a marker file ``.stackyard-owner`` whose text is the
+owner label (``stackyard:<env>:<address>``). A directory without a marker, or with another
+label, is not ours: it is reported unmanaged and never changed or deleted.
+
+Layout of a server (``<home>/servers/<name>/``)::
+
+    .stackyard-owner   the label
+    server.json        port, binaries, data dir (no secrets)
+    secret             the admin password (0600)
+    server.log         the server's output
+    server.pid         pid and start time
+    data/              the server's own files, owned by the server user (or a symlink, below)
+
+Under root the server runs as an unprivileged user, which must be able to reach its data dir.
+When it cannot traverse the home (``/root`` and pytest's temporary dirs are 0700), the data
+dir lives in ``/var/lib/stackyard/servers/<hash>-<name>`` instead, with its own marker, and
+``data`` is a symlink to it. The home's permissions are never widened (see ADR 0001).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+
+from stackyard.errors import ProviderError, ProviderPermanentError, ProviderTransientError
+
+MARKER = ".stackyard-owner"
+EXTERNAL_ROOT = Path("/var/lib/stackyard/servers")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class Ownership(Enum):
+    """Whose a directory is."""
+
+    MISSING = "missing"
+    OURS = "ours"
+    FOREIGN = "foreign"
+
+
+def home_dir(override: str = "") -> Path:
+    """The stackyard home: ``override``, else ``$STACKYARD_HOME``, else ``~/.stackyard``."""
+    raw = override or os.environ.get("STACKYARD_HOME") or "~/.stackyard"
+    return Path(raw).expanduser().absolute()
+
+
+def checked_name(name: str, *, address: str) -> str:
+    """``name`` if it is a safe single path component, else ``ProviderPermanentError``."""
+    if not _NAME.match(name) or name in (".", ".."):
+        raise ProviderPermanentError(
+            f"Invalid local object name {name!r}: use 1-63 characters a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit",
+            address=address,
+        )
+    return name
+
+
+def ownership(path: Path, label: str) -> Ownership:
+    """Whether ``path`` is missing, ours (marker holds ``label``) or someone else's."""
+    if not path.exists() and not path.is_symlink():
+        return Ownership.MISSING
+    try:
+        found = (path / MARKER).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return Ownership.FOREIGN
+    return Ownership.OURS if found == label else Ownership.FOREIGN
+
+
+def owner_of(path: Path) -> str:
+    """The label in ``path``'s marker, or a phrase saying there is none."""
+    try:
+        return repr((path / MARKER).read_text(encoding="utf-8").strip())
+    except OSError:
+        return "no stackyard marker"
+
+
+def claim(path: Path, label: str, *, address: str, mode: int = 0o700) -> None:
+    """Create ``path`` (and parents) with our marker; refuse a directory that is not ours."""
+    state = ownership(path, label)
+    if state is Ownership.FOREIGN:
+        raise ProviderPermanentError(
+            f"{path} exists and is not owned by this resource ({owner_of(path)})",
+            address=address,
+            hint="Choose another name, or remove the directory if it is a leftover.",
+        )
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    if state is Ownership.MISSING:
+        tmp = path / (MARKER + ".tmp")
+        tmp.write_text(label + "\n", encoding="utf-8")
+        tmp.chmod(0o644)
+        tmp.replace(path / MARKER)
+
+
+def remove(path: Path, label: str, *, address: str) -> None:
+    """Delete ``path`` if it is ours; a missing path is success; a foreign one is refused."""
+    state = ownership(path, label)
+    if state is Ownership.MISSING:
+        return
+    if state is Ownership.FOREIGN:
+        raise ProviderPermanentError(
+            f"Refusing to delete {path}: it is not owned by this resource ({owner_of(path)})",
+            address=address,
+        )
+    shutil.rmtree(path)
+
+
+def external_data_dir(server_dir: Path) -> Path:
+    """The data dir used when the server user cannot reach ``server_dir`` (deterministic)."""
+    digest = hashlib.sha256(str(server_dir).encode()).hexdigest()[:16]
+    return EXTERNAL_ROOT / f"{digest}-{server_dir.name}"
+
+
+@contextlib.contextmanager
+def provider_errors(address: str) -> Iterator[None]:
+    """The one boundary where OS errors become provider errors."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except PermissionError as exc:
+        raise ProviderPermanentError(f"{type(exc).__name__}: {exc}", address=address) from exc
+    except (OSError, TimeoutError) as exc:
+        raise ProviderTransientError(f"{type(exc).__name__}: {exc}", address=address) from exc
