@@ -9,6 +9,7 @@ from typing import Any
 from stackyard.engine.events import Events
 from stackyard.engine.kinds import Kinds
 from stackyard.engine.observe import observe_all
+from stackyard.engine.plan import provider_chosen
 from stackyard.errors import ProviderError
 from stackyard.providers.api import sensitive_fields
 from stackyard.state.api import Snapshot
@@ -51,7 +52,9 @@ def detect(
         elif not obs.managed:
             items.append(DriftItem(address, record.kind, "unmanaged"))
         else:
-            fields = _changed(record.full_config(), obs.config)
+            fields = _changed(
+                record.full_config(), obs.config, _chosen(kinds, record.kind, record.full_config())
+            )
             if fields:
                 items.append(DriftItem(address, record.kind, "changed", fields))
             elif obs.health == "stopped":
@@ -67,8 +70,21 @@ def detect(
     return items
 
 
-def _changed(recorded: Mapping[str, Any], observed: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(sorted(k for k, v in observed.items() if k in recorded and recorded[k] != v))
+def _changed(
+    recorded: Mapping[str, Any], observed: Mapping[str, Any], chosen: frozenset[str]
+) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            k for k, v in observed.items() if k in recorded and k not in chosen and recorded[k] != v
+        )
+    )
+
+
+def _chosen(kinds: Kinds, kind: str, config: Mapping[str, Any]) -> frozenset[str]:
+    try:
+        return provider_chosen(kinds.kind(kind), config)
+    except ProviderError:
+        return frozenset()
 
 
 def _secret_fields(kinds: Kinds, kind: str) -> frozenset[str]:

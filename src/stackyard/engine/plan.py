@@ -338,8 +338,14 @@ def _diff(
         ):
             changed.append(key)
     if obs is not None and normalised is not None:
+        chosen = provider_chosen(kind, normalised)
         for key, value in obs.config.items():
-            if key in normalised and value != normalised[key] and key not in changed:
+            if (
+                key in normalised
+                and key not in chosen
+                and value != normalised[key]
+                and key not in changed
+            ):
                 drifted.append(key)
     fields = tuple(sorted({*changed, *drifted}))
     if fields:
@@ -413,3 +419,16 @@ def secret_keys(config: Mapping[str, Any], kind: Kind) -> frozenset[str]:
     return sensitive_fields(kind.config_model) | {
         k for k, v in config.items() if contains(v, Secret)
     }
+
+
+def provider_chosen(kind: Kind, config: Mapping[str, Any]) -> frozenset[str]:
+    """Fields left empty for the provider to choose (a name, a free port, a generated password).
+
+    A field whose desired value is its model's empty default (``""``, ``0`` or ``None``) is
+    chosen by the provider at create time, so what ``observe`` reads there is never drift.
+    """
+    out = set()
+    for name, info in kind.config_model.model_fields.items():
+        if name in config and config[name] in ("", 0, None) and info.default == config[name]:
+            out.add(name)
+    return frozenset(out)

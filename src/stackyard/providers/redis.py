@@ -248,6 +248,8 @@ class AclUserKind:
         # Every rule is its own argument: nothing the user wrote is ever split by Redis.
         return [
             "reset",
+            # Redis 6.2 defaults to allchannels and refuses '&pattern' on top of it; 7 resets it.
+            "resetchannels",
             "on" if cfg.enabled else "off",
             f"#{_sha256(cfg.password)}",
             f"~{prefix}*",
