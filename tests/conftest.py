@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from _services import *  # noqa: F403  (fixtures: postgres_admin_url, redis_url, ...)
+from _sweeper import sweeper, sweeper_checks  # noqa: F401  (fixtures)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]

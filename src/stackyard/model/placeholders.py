@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackyard.errors import PlaceholderError
-from stackyard.model.values import Secret, Unknown
+from stackyard.model.values import Secret, Unknown, contains
 
 MAX_PLACEHOLDER_LENGTH = 1024
 
@@ -175,21 +175,33 @@ def _substitute_string(text: str, resolve: Resolver, location: str) -> Any:
     segments = parse(text, location=location)
     if len(segments) == 1 and isinstance(segments[0], Reference):
         return resolve(segments[0])
-    pieces: list[str] = []
-    secret = False
-    for seg in segments:
-        if isinstance(seg, str):
-            pieces.append(seg)
-            continue
-        resolved = resolve(seg)
-        if isinstance(resolved, Secret):
-            secret = True
-            resolved = resolved.value
-        if isinstance(resolved, Unknown):
-            return Secret(resolved) if secret else resolved
-        pieces.append(render(resolved))
-    joined = "".join(pieces)
+    # Resolve every reference first: a secret or unknown anywhere (also nested inside an
+    # embedded mapping or list) marks the whole string, whatever the order of the pieces.
+    values = [seg if isinstance(seg, str) else resolve(seg) for seg in segments]
+    try:
+        secret = any(contains(v, Secret) for v in values)
+        unknown = next((u for v in values if (u := _first_unknown(v)) is not None), None)
+    except RecursionError:  # a circular structure
+        raise PlaceholderError(
+            f"Value at {_where(location)} cannot be rendered into a string: it refers to itself",
+            path=location,
+        ) from None
+    if unknown is not None:
+        return Secret(unknown) if secret else unknown
+    joined = "".join(render(v.value if isinstance(v, Secret) else v) for v in values)
     return Secret(joined) if secret else joined
+
+
+def _first_unknown(value: Any) -> Unknown | None:
+    if isinstance(value, Unknown):
+        return value
+    if isinstance(value, Secret):
+        return _first_unknown(value.value)
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return next((u for v in value if (u := _first_unknown(v)) is not None), None)
+    return None
 
 
 def render(value: Any) -> str:
@@ -198,7 +210,7 @@ def render(value: Any) -> str:
         return value
     try:
         return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_unrenderable)
-    except ValueError as exc:  # circular structures
+    except (TypeError, ValueError) as exc:  # circular structures, mixed key types
         raise PlaceholderError(f"Value cannot be rendered into a string: {exc}") from None
 
 
@@ -230,7 +242,7 @@ def lookup(data: Mapping[str, Any], ref: Reference, *, roots: Sequence[str] | No
             return cur
         if isinstance(inner, Mapping) and key in inner:
             cur = inner[key]
-        elif isinstance(inner, list) and key.isdigit() and int(key) < len(inner):
+        elif isinstance(inner, list) and key.isascii() and key.isdigit() and int(key) < len(inner):
             cur = inner[int(key)]
         else:
             where = ".".join(_escape_key(p) for p in ref.parts[:depth])
