@@ -1,1 +1,24 @@
-"""The state package."""
+"""The state package: the store contract (``api``) and its SQL implementation (``sql``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stackyard.settings import Settings
+    from stackyard.state.sql import SqlStateStore
+
+__all__ = ["open_store"]
+
+
+def open_store(settings: Settings) -> SqlStateStore:
+    """Open the state store the settings name, with its secret box.
+
+    SQLAlchemy is imported here, not at package import, so the core can import
+    ``stackyard.state.api`` without pulling in a database driver.
+    """
+    from stackyard.state.secrets import SecretBox
+    from stackyard.state.sql import SqlStateStore
+
+    box = SecretBox.from_home(settings.home, key=settings.secret_key)
+    return SqlStateStore(settings.database_url, box)

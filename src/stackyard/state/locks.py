@@ -1,0 +1,185 @@
+"""The environment lock: a lease with a heartbeat and a fencing token, kept in the store.
+
+Each function runs inside the caller's write transaction (``sql.py`` opens it). On SQLite
+that transaction began with ``BEGIN IMMEDIATE``, so it is the only writer; on PostgreSQL the
+row locks taken here (``FOR UPDATE`` / ``FOR SHARE``) serialise the writers of one environment.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from stackyard.errors import LockHeldError, LockLostError, StateError
+from stackyard.state.api import Lease, LockInfo
+from stackyard.state.tables import lock_tokens, locks, upsert
+
+__all__ = [
+    "acquire",
+    "check_fence",
+    "force_unlock",
+    "heartbeat",
+    "held_error",
+    "holder_identity",
+    "lock_info",
+    "release",
+]
+
+
+def holder_identity(actor: str) -> str:
+    """How a lock holder is named to others: ``actor@host (pid N)``."""
+    return f"{actor}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+def lock_info(conn: Connection, env: str, *, for_update: bool = False) -> LockInfo | None:
+    """The environment's lock row, expired or not."""
+    query = sa.select(locks).where(locks.c.env == env)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        return None
+    return LockInfo(
+        env=row.env,
+        lock_id=row.lock_id,
+        holder=row.holder,
+        token=row.token,
+        acquired_at=row.acquired_at,
+        expires_at=row.expires_at,
+    )
+
+
+def held_error(info: LockInfo) -> LockHeldError:
+    """The error telling a second writer who holds the lock."""
+    return LockHeldError(
+        info.env, holder=info.holder, lock_id=info.lock_id, expires_at=_iso(info.expires_at)
+    )
+
+
+def acquire(conn: Connection, env: str, *, holder: str, ttl_s: float) -> Lease:
+    """Take the lock, taking over an expired lease; ``LockHeldError`` if it is held.
+
+    The token counter row is locked first (an upsert), which serialises acquirers of one
+    environment on PostgreSQL; a losing acquirer's increment is rolled back with its
+    transaction, and a winner's is kept forever, so tokens never repeat or go back.
+    """
+    now = time.time()
+    token = conn.execute(
+        upsert(conn, lock_tokens)
+        .values(env=env, last_token=1)
+        .on_conflict_do_update(
+            index_elements=[lock_tokens.c.env],
+            set_={"last_token": lock_tokens.c.last_token + 1},
+        )
+        .returning(lock_tokens.c.last_token)
+    ).scalar_one()
+    current = lock_info(conn, env, for_update=True)
+    if current is not None and current.expires_at > now:
+        raise held_error(current)
+    lease = Lease(
+        env=env, lock_id=uuid.uuid4().hex, holder=holder, token=token, expires_at=now + ttl_s
+    )
+    values = {
+        "lock_id": lease.lock_id,
+        "holder": holder,
+        "token": token,
+        "acquired_at": now,
+        "expires_at": lease.expires_at,
+    }
+    if current is None:
+        conn.execute(sa.insert(locks).values(env=env, **values))
+    else:
+        conn.execute(sa.update(locks).where(locks.c.env == env).values(**values))
+    return lease
+
+
+def heartbeat(conn: Connection, lease: Lease, *, ttl_s: float) -> Lease:
+    """Extend the lease; ``LockLostError`` once it was released, broken or taken over.
+
+    A lease that expired but that nobody took over is still ours (its token is the newest),
+    so it is extended.
+    """
+    current = lock_info(conn, lease.env, for_update=True)
+    if current is None or (current.lock_id, current.token) != (lease.lock_id, lease.token):
+        raise _lost(lease, current)
+    expires_at = time.time() + ttl_s
+    conn.execute(sa.update(locks).where(locks.c.env == lease.env).values(expires_at=expires_at))
+    return Lease(
+        env=lease.env,
+        lock_id=lease.lock_id,
+        holder=lease.holder,
+        token=lease.token,
+        expires_at=expires_at,
+    )
+
+
+def release(conn: Connection, lease: Lease) -> None:
+    """Delete the lock row if it is still this lease's."""
+    conn.execute(
+        sa.delete(locks).where(
+            locks.c.env == lease.env,
+            locks.c.lock_id == lease.lock_id,
+            locks.c.token == lease.token,
+        )
+    )
+
+
+def force_unlock(conn: Connection, env: str, lock_id: str) -> None:
+    """Break the lock given its id; ``StateError`` if there is no lock with that id."""
+    current = lock_info(conn, env, for_update=True)
+    if current is None:
+        raise StateError(f"Environment '{env}' is not locked", hint="There is nothing to unlock.")
+    if current.lock_id != lock_id:
+        raise StateError(
+            f"Lock id {lock_id} does not match the lock on environment '{env}'",
+            hint=f"Run 'stackyard state lock {env}' to see the current lock and its id.",
+        )
+    conn.execute(sa.delete(locks).where(locks.c.env == env, locks.c.lock_id == lock_id))
+
+
+def check_fence(conn: Connection, lease: Lease) -> None:
+    """Refuse a write unless ``lease`` is still the environment's live lease.
+
+    Runs first in every fenced write transaction. On PostgreSQL the lock row is held
+    ``FOR SHARE`` until the transaction ends, so a takeover (which needs ``FOR UPDATE``) waits
+    for writes already admitted, and writes admitted later see the new token and fail.
+    """
+    row = conn.execute(_FENCE, {"w_env": lease.env}).one_or_none()
+    if row is None or (row.lock_id, row.token) != (lease.lock_id, lease.token):
+        raise _lost(lease, None if row is None else lock_info(conn, lease.env))
+    if row.expires_at <= time.time():
+        raise LockLostError(
+            f"The lease on environment '{lease.env}' (lock {lease.lock_id}) expired at "
+            f"{_iso(row.expires_at)}; refusing to write",
+            hint="Heartbeat more often than the lease ttl, and run the operation again.",
+        )
+
+
+_FENCE = (
+    sa.select(locks.c.lock_id, locks.c.token, locks.c.expires_at)
+    .where(locks.c.env == sa.bindparam("w_env"))
+    .with_for_update(read=True)
+)
+
+
+def _lost(lease: Lease, current: LockInfo | None) -> LockLostError:
+    now_held = (
+        f"it is now held by {current.holder} (lock {current.lock_id}, token {current.token})"
+        if current is not None
+        else "it was released or broken"
+    )
+    return LockLostError(
+        f"Lost the lock on environment '{lease.env}' (lock {lease.lock_id}, token "
+        f"{lease.token}): {now_held}; refusing to write",
+        hint="Another operation took over. Check 'stackyard state lock' and run again.",
+    )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,536 @@
+"""SqlStateStore: the state store on SQLAlchemy Core, one code path for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, event, exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import QueuePool
+
+from stackyard.errors import StateError, StoreUnavailableError
+from stackyard.state import locks
+from stackyard.state import migrations as _migrations
+from stackyard.state.api import Intent, Lease, LockInfo, ResourceRecord, Snapshot
+from stackyard.state.secrets import SecretBox
+from stackyard.state.tables import applied_plans, environments_state, intents, resources
+
+__all__ = ["SqlStateStore"]
+
+#: How long a SQLite writer waits for another writer before failing (``database is locked``).
+SQLITE_BUSY_TIMEOUT_S = 5.0
+_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+_CHUNK = 500  # bound on bound parameters per statement (SQLite's limit is far higher)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_NO_SECRETS: Mapping[str, Any] = MappingProxyType({})
+
+_RESOURCE_COLUMNS = (
+    resources.c.address,
+    resources.c.kind,
+    resources.c.physical_name,
+    resources.c.physical_id,
+    resources.c.config,
+    resources.c.outputs,
+    resources.c.secret_blob,
+    resources.c.depends_on,
+    resources.c.uid,
+    resources.c.component,
+    resources.c.deletion,
+    resources.c.serial,
+)
+
+
+def _by(table: sa.Table, *names: str) -> sa.ColumnElement[bool]:
+    return sa.and_(*(table.c[n] == sa.bindparam(f"w_{n}") for n in names))
+
+
+class _Statements:
+    """The hot statements, built once per store so each call only binds parameters.
+
+    Building a statement per call (``.values(...)``) costs more CPU than SQLite spends
+    executing it; a prebuilt statement hits SQLAlchemy's compiled cache directly.
+    """
+
+    def __init__(self, dialect: str) -> None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        res = insert(resources)
+        self.put_resource = res.on_conflict_do_update(
+            index_elements=[resources.c.env, resources.c.address],
+            set_={c.name: res.excluded[c.name] for c in resources.c if not c.primary_key},
+        )
+        self.delete_resource = sa.delete(resources).where(_by(resources, "env", "address"))
+        env = insert(environments_state)
+        self.ensure_env = env.on_conflict_do_nothing()
+        self.bump = env.on_conflict_do_update(
+            index_elements=[environments_state.c.env],
+            set_={"serial": environments_state.c.serial + 1},
+        ).returning(environments_state.c.serial)
+        self.add_intent = sa.insert(intents)
+        self.delete_intent = sa.delete(intents).where(_by(intents, "env", "id"))
+        self.mark_applied = insert(applied_plans).on_conflict_do_nothing()
+
+
+class SqlStateStore:
+    """The ``StateStore`` on SQLite (the default) or PostgreSQL.
+
+    Every method is one short transaction on a pooled connection, so one store may be used
+    from many threads. Opening the store runs the schema migrations. Any failure to reach the
+    database raises ``StoreUnavailableError`` (operations fail closed), with the URL's password
+    masked.
+
+    ``sqlite_synchronous`` is SQLite's ``PRAGMA synchronous``: ``FULL`` (the default) makes
+    every commit durable against power loss, ``NORMAL`` only against process crashes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        box: SecretBox,
+        *,
+        pool_size: int = 10,
+        sqlite_synchronous: str = "FULL",
+    ) -> None:
+        self._box = box
+        parsed = _parse_url(url)
+        self._masked = parsed.render_as_string(hide_password=True)
+        self._engine = self._create_engine(parsed, pool_size, sqlite_synchronous.upper())
+        self._pg = self._engine.dialect.name == "postgresql"
+        self._sql = _Statements(self._engine.dialect.name)
+        self._writer_mutex: AbstractContextManager[Any] = (
+            nullcontext() if self._pg else threading.Lock()
+        )
+        try:
+            with self._guard():
+                _migrations.upgrade(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked."""
+        return self._masked
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def snapshot(self, env: str) -> Snapshot:
+        """The environment's state in one consistent read.
+
+        The environment's row (its lineage) is created on the first snapshot or the first
+        committed change, whichever comes first, so a plan made against empty state and the
+        apply that follows see the same lineage. The serial never resets.
+        """
+        with self._read() as conn:
+            head = conn.execute(
+                sa.select(environments_state.c.lineage, environments_state.c.serial).where(
+                    environments_state.c.env == env
+                )
+            ).one_or_none()
+            rows = (
+                conn.execute(sa.select(*_RESOURCE_COLUMNS).where(resources.c.env == env)).all()
+                if head is not None
+                else []
+            )
+        if head is None:
+            with self._write() as conn:
+                self._ensure_env(conn, env)
+            return self.snapshot(env)
+        return Snapshot(
+            env=env,
+            lineage=head.lineage,
+            serial=head.serial,
+            resources=self._records(rows),
+        )
+
+    def lock_info(self, env: str) -> LockInfo | None:
+        """The current lock, if any (expired or not)."""
+        with self._read() as conn:
+            return locks.lock_info(conn, env)
+
+    def intents(self, env: str) -> Sequence[Intent]:
+        """Pending intents, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(intents)
+                .where(intents.c.env == env)
+                .order_by(intents.c.created_at, intents.c.id)
+            ).all()
+        return [self._intent(row) for row in rows]
+
+    def was_applied(self, env: str, plan_id: str) -> bool:
+        """True when ``plan_id`` has been applied to ``env``."""
+        with self._read() as conn:
+            found = conn.execute(
+                sa.select(applied_plans.c.plan_id).where(
+                    applied_plans.c.env == env, applied_plans.c.plan_id == plan_id
+                )
+            ).first()
+        return found is not None
+
+    def environments(self) -> Sequence[str]:
+        """Environments with committed changes or pending intents, sorted."""
+        query = sa.union(
+            sa.select(environments_state.c.env).where(environments_state.c.serial > 0),
+            sa.select(intents.c.env),
+        )
+        with self._read() as conn:
+            return sorted(conn.execute(query).scalars())
+
+    # -- the lock ----------------------------------------------------------------------------
+
+    def acquire(self, env: str, *, holder: str, ttl_s: float) -> Lease:
+        """Take the lock, or raise ``LockHeldError`` naming the holder without waiting."""
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        # Fast path: a live lease is visible to a plain read, so a second writer fails
+        # without queueing behind the writer lock.
+        current = self.lock_info(env)
+        if current is not None and current.expires_at > time.time():
+            raise locks.held_error(current)
+        with self._write() as conn:
+            return locks.acquire(conn, env, holder=holder, ttl_s=ttl_s)
+
+    def heartbeat(self, lease: Lease, *, ttl_s: float) -> Lease:
+        """Extend the lease; ``LockLostError`` if it was taken over or released."""
+        with self._write() as conn:
+            return locks.heartbeat(conn, lease, ttl_s=ttl_s)
+
+    def release(self, lease: Lease) -> None:
+        """Release the lease (a no-op if it is no longer ours)."""
+        with self._write() as conn:
+            locks.release(conn, lease)
+
+    def force_unlock(self, env: str, lock_id: str) -> None:
+        """Break a lock given its id; ``StateError`` if the id does not match."""
+        with self._write() as conn:
+            locks.force_unlock(conn, env, lock_id)
+
+    # -- fenced writes -----------------------------------------------------------------------
+
+    def begin(self, lease: Lease, intent: Intent) -> None:
+        """Durably record an intent before a provider call."""
+        secret = self._seal({"config": dict(intent.secret_config)} if intent.secret_config else {})
+        created = intent.created_at or datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._write() as conn:
+            locks.check_fence(conn, lease)
+            conn.execute(
+                self._sql.add_intent,
+                {
+                    "id": intent.id,
+                    "env": lease.env,
+                    "op": intent.op,
+                    "address": intent.address,
+                    "kind": intent.kind,
+                    "physical_name": intent.physical_name,
+                    "config": dict(intent.config),
+                    "secret_blob": secret,
+                    "depends_on": list(intent.depends_on),
+                    "uid": intent.uid,
+                    "component": intent.component,
+                    "deletion": intent.deletion,
+                    "token": lease.token,
+                    "created_at": created,
+                },
+            )
+
+    def commit(
+        self, lease: Lease, intent_id: str, record: ResourceRecord | None, *, address: str
+    ) -> int:
+        """Write or delete the row, clear the intent and bump the serial, in one transaction."""
+        if record is not None and record.address != address:
+            raise StateError(f"commit: record address {record.address!r} is not {address!r}")
+        values = self._row_values(record) if record is not None else None
+        with self._write() as conn:
+            locks.check_fence(conn, lease)
+            serial = self._bump(conn, lease.env)
+            if values is None:
+                conn.execute(self._sql.delete_resource, {"w_env": lease.env, "w_address": address})
+            else:
+                conn.execute(self._sql.put_resource, {**values, "env": lease.env, "serial": serial})
+            conn.execute(self._sql.delete_intent, {"w_env": lease.env, "w_id": intent_id})
+            return serial
+
+    def abandon(self, lease: Lease, intent_id: str) -> None:
+        """Clear an intent whose call failed with nothing to record."""
+        with self._write() as conn:
+            locks.check_fence(conn, lease)
+            conn.execute(self._sql.delete_intent, {"w_env": lease.env, "w_id": intent_id})
+
+    def forget(self, lease: Lease, addresses: Sequence[str]) -> int:
+        """Drop rows without touching reality; bumps and returns the serial."""
+        with self._write() as conn:
+            locks.check_fence(conn, lease)
+            serial = self._bump(conn, lease.env)
+            for i in range(0, len(addresses), _CHUNK):
+                conn.execute(
+                    sa.delete(resources).where(
+                        resources.c.env == lease.env,
+                        resources.c.address.in_(list(addresses[i : i + _CHUNK])),
+                    )
+                )
+            return serial
+
+    def mark_applied(self, lease: Lease, plan_id: str) -> None:
+        """Record that a plan was applied (idempotent)."""
+        with self._write() as conn:
+            locks.check_fence(conn, lease)
+            conn.execute(
+                self._sql.mark_applied,
+                {"env": lease.env, "plan_id": plan_id, "applied_at": time.time()},
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlStateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """The one boundary translating database failures into ``StateError``s."""
+        try:
+            yield
+        except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as err:
+            raise StoreUnavailableError(
+                f"The state store {self._masked} is unavailable: {_reason(err)}",
+                hint="Check that the database is running and reachable; nothing was changed.",
+            ) from err
+        except exc.SQLAlchemyError as err:
+            raise StateError(f"The state store {self._masked} failed: {_reason(err)}") from err
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+        SQLite has one writer at a time, and its busy handler polls rather than queues, so
+        threads of one process contending for the write lock can starve past the busy
+        timeout. They queue on a mutex instead; other processes still meet the busy timeout.
+        """
+        with self._guard(), self._writer_mutex, self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read transaction seeing one consistent snapshot of the database."""
+        with self._guard(), self._engine.connect() as conn:
+            options: dict[str, Any] = {_migrations.READ_ONLY: True}
+            if self._pg:
+                options["isolation_level"] = "REPEATABLE READ"
+                options["postgresql_readonly"] = True
+            conn.execution_options(**options)
+            with conn.begin():
+                yield conn
+
+    def _ensure_env(self, conn: Connection, env: str) -> None:
+        conn.execute(self._sql.ensure_env, self._new_env(env, serial=0))
+
+    def _bump(self, conn: Connection, env: str) -> int:
+        serial: int = conn.execute(self._sql.bump, self._new_env(env, serial=1)).scalar_one()
+        return serial
+
+    @staticmethod
+    def _new_env(env: str, *, serial: int) -> dict[str, Any]:
+        return {
+            "env": env,
+            "lineage": str(uuid.uuid4()),
+            "serial": serial,
+            "created_at": time.time(),
+        }
+
+    def _seal(self, secret: Mapping[str, Any]) -> str | None:
+        return self._box.encrypt_json(secret) if secret else None
+
+    def _row_values(self, record: ResourceRecord) -> dict[str, Any]:
+        secret: dict[str, Any] = {}
+        if record.secret_config:
+            secret["config"] = dict(record.secret_config)
+        if record.secret_outputs:
+            secret["outputs"] = dict(record.secret_outputs)
+        return {
+            "address": record.address,
+            "kind": record.kind,
+            "physical_name": record.physical_name,
+            "physical_id": record.physical_id,
+            "config": dict(record.config),
+            "outputs": dict(record.outputs),
+            "secret_blob": self._seal(secret),
+            "depends_on": list(record.depends_on),
+            "uid": record.uid,
+            "component": record.component,
+            "deletion": record.deletion,
+            "updated_at": time.time(),
+        }
+
+    def _records(self, rows: Sequence[Any]) -> dict[str, ResourceRecord]:
+        """Rows (``_RESOURCE_COLUMNS``) to records; the hot loop of ``snapshot``.
+
+        Unpacking tuples positionally is markedly cheaper than attribute access on rows.
+        """
+        decrypt = self._box.decrypt_json
+        out: dict[str, ResourceRecord] = {}
+        for (
+            address,
+            kind,
+            physical_name,
+            physical_id,
+            config,
+            outputs,
+            blob,
+            depends_on,
+            uid,
+            component,
+            deletion,
+            serial,
+        ) in rows:
+            secret = decrypt(blob) if blob else _NO_SECRETS
+            out[address] = ResourceRecord(
+                address,
+                kind,
+                physical_name,
+                physical_id,
+                config,
+                outputs,
+                secret.get("config", _EMPTY),
+                secret.get("outputs", _EMPTY),
+                tuple(depends_on),
+                uid,
+                component,
+                deletion,
+                serial,
+            )
+        return out
+
+    def _intent(self, row: sa.Row[Any]) -> Intent:
+        secret = self._box.decrypt_json(row.secret_blob) if row.secret_blob else {}
+        return Intent(
+            id=row.id,
+            env=row.env,
+            op=row.op,
+            address=row.address,
+            kind=row.kind,
+            physical_name=row.physical_name,
+            config=row.config,
+            secret_config=secret.get("config", {}),
+            depends_on=tuple(row.depends_on),
+            uid=row.uid,
+            component=row.component,
+            deletion=row.deletion,
+            created_at=row.created_at,
+        )
+
+    def _create_engine(self, url: URL, pool_size: int, synchronous: str) -> Engine:
+        backend = url.get_backend_name()
+        if backend == "postgresql":
+            connect_args: dict[str, Any] = {}
+            if "connect_timeout" not in url.query:
+                connect_args["connect_timeout"] = 5
+            return sa.create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+            )
+        if backend != "sqlite":
+            raise StateError(
+                f"Unsupported state database {self._masked}",
+                hint="Use a sqlite:/// or postgresql:// URL in STACKYARD_DATABASE_URL.",
+            )
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+            raise StateError(
+                f"Unsupported SQLite database {self._masked}: the state needs a file",
+                hint="Use sqlite:///<path>.",
+            )
+        try:
+            path = Path(url.database)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Private from the start (SQLite gives its -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as err:
+            raise StoreUnavailableError(
+                f"The state store {self._masked} is unavailable: cannot open "
+                f"{err.filename} ({err.strerror})",
+                hint="Make the directory writable, or set STACKYARD_DATABASE_URL.",
+            ) from err
+        engine = sa.create_engine(
+            url,
+            poolclass=QueuePool,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        )
+        _configure_sqlite(engine, synchronous)
+        return engine
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    """WAL, a busy timeout, the chosen durability, and transactions we begin ourselves.
+
+    pysqlite's own transaction handling is switched off (``isolation_level = None``) so that
+    write transactions can start with ``BEGIN IMMEDIATE``: they take the write lock up front,
+    which makes read-check-write sequences (lock acquisition, fencing) atomic across processes
+    and avoids deadlocking upgrades from a read lock. Reads start a deferred ``BEGIN`` and see
+    one consistent WAL snapshot without blocking writers.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(_migrations.READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise StateError(
+            "The state database URL is not valid",
+            hint="Use sqlite:///<path> or postgresql://user:password@host:port/database.",
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _reason(err: exc.SQLAlchemyError) -> str:
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

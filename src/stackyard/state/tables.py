@@ -1,0 +1,111 @@
+"""The state schema as SQLAlchemy Core tables (migrations in ``migrations/versions`` own DDL).
+
+These definitions mirror the newest migration; they are used for queries only and never for
+``create_all``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+__all__ = [
+    "JSON",
+    "applied_plans",
+    "environments_state",
+    "intents",
+    "lock_tokens",
+    "locks",
+    "metadata",
+    "resources",
+    "upsert",
+]
+
+#: JSON everywhere, stored as JSONB on PostgreSQL.
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+environments_state = sa.Table(
+    "environments_state",
+    metadata,
+    sa.Column("env", sa.String(200), primary_key=True),
+    sa.Column("lineage", sa.String(36), nullable=False),
+    sa.Column("serial", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("env", sa.String(200), primary_key=True),
+    sa.Column("address", sa.String(1000), primary_key=True),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("physical_name", sa.String(1000), nullable=False),
+    sa.Column("physical_id", sa.String(1000), nullable=False),
+    sa.Column("config", JSON, nullable=False),
+    sa.Column("outputs", JSON, nullable=False),
+    sa.Column("secret_blob", sa.Text, nullable=True),
+    sa.Column("depends_on", JSON, nullable=False),
+    sa.Column("uid", sa.String(1000), nullable=False),
+    sa.Column("component", sa.String(1000), nullable=False),
+    sa.Column("deletion", sa.String(20), nullable=False),
+    sa.Column("serial", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+intents = sa.Table(
+    "intents",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("env", sa.String(200), nullable=False),
+    sa.Column("op", sa.String(20), nullable=False),
+    sa.Column("address", sa.String(1000), nullable=False),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("physical_name", sa.String(1000), nullable=False),
+    sa.Column("config", JSON, nullable=False),
+    sa.Column("secret_blob", sa.Text, nullable=True),
+    sa.Column("depends_on", JSON, nullable=False),
+    sa.Column("uid", sa.String(1000), nullable=False),
+    sa.Column("component", sa.String(1000), nullable=False),
+    sa.Column("deletion", sa.String(20), nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Index("ix_intents_env_created", "env", "created_at"),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("env", sa.String(200), primary_key=True),
+    sa.Column("lock_id", sa.String(100), nullable=False),
+    sa.Column("holder", sa.String(500), nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+#: The highest fencing token ever issued per environment; kept after release so tokens
+#: only ever grow.
+lock_tokens = sa.Table(
+    "lock_tokens",
+    metadata,
+    sa.Column("env", sa.String(200), primary_key=True),
+    sa.Column("last_token", sa.BigInteger, nullable=False),
+)
+
+applied_plans = sa.Table(
+    "applied_plans",
+    metadata,
+    sa.Column("env", sa.String(200), primary_key=True),
+    sa.Column("plan_id", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+
+def upsert(conn: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` with ``ON CONFLICT`` support; SQLite and PostgreSQL share that API."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
