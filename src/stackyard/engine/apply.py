@@ -202,7 +202,8 @@ class Applier:
             record = None
             action = Action.CREATE
         meta = ResourceMeta(change.address, change.kind, self.plan.env, change.physical_name)
-        secrets = secret_keys(config, kind)
+        # An empty sensitive field holds nothing to hide: it is stored (and costs) nothing extra.
+        secrets = frozenset(k for k in secret_keys(config, kind) if plain.get(k) not in (None, ""))
         if action is Action.CREATE:
             applied = self._call(
                 change, "create", plain, secrets, lambda: kind.create(CreateRequest(meta, plain))

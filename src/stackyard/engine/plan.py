@@ -300,7 +300,8 @@ def _diff(
             diags.append(error("Invalid resource config", exc.message, subject=address))
     if record is None:
         return Change(address, kind.name, Action.CREATE, "not in state", None, after)
-    before = protect(record.full_config(), secret_fields)
+    # Values derived from a secret are recorded as secret too (record.secret_config).
+    before = protect(record.full_config(), secret_fields | frozenset(record.secret_config))
     if record.kind != kind.name:
         return Change(address, kind.name, Action.REPLACE, "kind changed", before, after, ("kind",))
     obs_missing = address in observed and observed[address] is None

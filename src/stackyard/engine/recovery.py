@@ -72,7 +72,12 @@ def _one(
         return Outcome(intent.address, intent.op, "kept (could not observe; will retry)")
     if intent.op == "create":
         if obs is not None and obs.managed:
-            secret_out = {k: v for k, v in obs.outputs.items() if k in kind.sensitive_outputs}
+            # As in apply: outputs echoing a secret config value (a derived secret) stay secret.
+            secret_out = {
+                k: v
+                for k, v in obs.outputs.items()
+                if k in kind.sensitive_outputs or k in intent.secret_config
+            }
             adopted = ResourceRecord(
                 address=intent.address,
                 kind=intent.kind,

@@ -16,6 +16,7 @@ third-party exceptions are translated to ``ProviderError`` subclasses at one bou
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class KindConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+@functools.cache
 def _flag(model: type[pydantic.BaseModel], key: str) -> frozenset[str]:
     out = set()
     for name, info in model.model_fields.items():

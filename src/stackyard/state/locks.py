@@ -150,6 +150,10 @@ def check_fence(conn: Connection, lease: Lease) -> None:
     ``FOR SHARE`` until the transaction ends, so a takeover (which needs ``FOR UPDATE``) waits
     for writes already admitted, and writes admitted later see the new token and fail.
     """
+    checked = conn.info.get(FENCED)
+    key = (lease.env, lease.lock_id, lease.token)
+    if checked is not None and key in checked:
+        return  # already checked in this (group-committed) transaction
     row = conn.execute(_FENCE, {"w_env": lease.env}).one_or_none()
     if row is None or (row.lock_id, row.token) != (lease.lock_id, lease.token):
         raise _lost(lease, None if row is None else lock_info(conn, lease.env))
@@ -159,6 +163,12 @@ def check_fence(conn: Connection, lease: Lease) -> None:
             f"{_iso(row.expires_at)}; refusing to write",
             hint="Heartbeat more often than the lease ttl, and run the operation again.",
         )
+    if checked is not None:
+        checked.add(key)
+
+
+#: ``conn.info`` key of the fences already checked in the current group-commit transaction.
+FENCED = "stackyard.fenced"
 
 
 _FENCE = (

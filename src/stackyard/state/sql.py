@@ -23,6 +23,7 @@ from stackyard.errors import StateError, StoreUnavailableError
 from stackyard.state import locks
 from stackyard.state import migrations as _migrations
 from stackyard.state.api import Intent, Lease, LockInfo, ResourceRecord, Snapshot
+from stackyard.state.groupcommit import GroupCommit
 from stackyard.state.secrets import SecretBox
 from stackyard.state.tables import applied_plans, environments_state, intents, resources
 
@@ -111,6 +112,7 @@ class SqlStateStore:
         self._writer_mutex: AbstractContextManager[Any] = (
             nullcontext() if self._pg else threading.Lock()
         )
+        self._group = GroupCommit(self._write, self._guard)
         try:
             with self._guard():
                 _migrations.upgrade(self._engine)
@@ -223,27 +225,28 @@ class SqlStateStore:
         """Durably record an intent before a provider call."""
         secret = self._seal({"config": dict(intent.secret_config)} if intent.secret_config else {})
         created = intent.created_at or datetime.now(UTC).isoformat(timespec="microseconds")
-        with self._write() as conn:
+        params = {
+            "id": intent.id,
+            "env": lease.env,
+            "op": intent.op,
+            "address": intent.address,
+            "kind": intent.kind,
+            "physical_name": intent.physical_name,
+            "config": dict(intent.config),
+            "secret_blob": secret,
+            "depends_on": list(intent.depends_on),
+            "uid": intent.uid,
+            "component": intent.component,
+            "deletion": intent.deletion,
+            "token": lease.token,
+            "created_at": created,
+        }
+
+        def write(conn: Connection) -> None:
             locks.check_fence(conn, lease)
-            conn.execute(
-                self._sql.add_intent,
-                {
-                    "id": intent.id,
-                    "env": lease.env,
-                    "op": intent.op,
-                    "address": intent.address,
-                    "kind": intent.kind,
-                    "physical_name": intent.physical_name,
-                    "config": dict(intent.config),
-                    "secret_blob": secret,
-                    "depends_on": list(intent.depends_on),
-                    "uid": intent.uid,
-                    "component": intent.component,
-                    "deletion": intent.deletion,
-                    "token": lease.token,
-                    "created_at": created,
-                },
-            )
+            conn.execute(self._sql.add_intent, params)
+
+        self._group.run(write)
 
     def commit(
         self, lease: Lease, intent_id: str, record: ResourceRecord | None, *, address: str
@@ -252,7 +255,8 @@ class SqlStateStore:
         if record is not None and record.address != address:
             raise StateError(f"commit: record address {record.address!r} is not {address!r}")
         values = self._row_values(record) if record is not None else None
-        with self._write() as conn:
+
+        def write(conn: Connection) -> int:
             locks.check_fence(conn, lease)
             serial = self._bump(conn, lease.env)
             if values is None:
@@ -262,11 +266,16 @@ class SqlStateStore:
             conn.execute(self._sql.delete_intent, {"w_env": lease.env, "w_id": intent_id})
             return serial
 
+        return self._group.run(write)
+
     def abandon(self, lease: Lease, intent_id: str) -> None:
         """Clear an intent whose call failed with nothing to record."""
-        with self._write() as conn:
+
+        def write(conn: Connection) -> None:
             locks.check_fence(conn, lease)
             conn.execute(self._sql.delete_intent, {"w_env": lease.env, "w_id": intent_id})
+
+        self._group.run(write)
 
     def forget(self, lease: Lease, addresses: Sequence[str]) -> int:
         """Drop rows without touching reality; bumps and returns the serial."""
