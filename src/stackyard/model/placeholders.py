@@ -262,7 +262,7 @@ def lookup(data: Mapping[str, Any], ref: Reference, *, roots: Sequence[str] | No
 
 
 def _escape_key(key: str) -> str:
-    return key.replace(".", "\\.")
+    return key.replace(".", "\\.") if "." in key else key
 
 
 def _where(location: str) -> str:

@@ -24,6 +24,7 @@ from stackyard.state import locks
 from stackyard.state import migrations as _migrations
 from stackyard.state.api import Intent, Lease, LockInfo, ResourceRecord, Snapshot
 from stackyard.state.groupcommit import GroupCommit
+from stackyard.state.hotpath import HotPath
 from stackyard.state.secrets import SecretBox
 from stackyard.state.tables import applied_plans, environments_state, intents, resources
 
@@ -113,6 +114,7 @@ class SqlStateStore:
             nullcontext() if self._pg else threading.Lock()
         )
         self._group = GroupCommit(self._write, self._guard)
+        self._hot = HotPath(self._engine.dialect.name)
         try:
             with self._guard():
                 _migrations.upgrade(self._engine)
@@ -243,8 +245,8 @@ class SqlStateStore:
         }
 
         def write(conn: Connection) -> None:
-            locks.check_fence(conn, lease)
-            conn.execute(self._sql.add_intent, params)
+            self._hot.fence(conn, lease)
+            self._hot.add_intent(conn, params)
 
         self._group.run(write)
 
@@ -257,13 +259,13 @@ class SqlStateStore:
         values = self._row_values(record) if record is not None else None
 
         def write(conn: Connection) -> int:
-            locks.check_fence(conn, lease)
-            serial = self._bump(conn, lease.env)
+            self._hot.fence(conn, lease)
+            serial = self._hot.bump(conn, lease.env, str(uuid.uuid4()))
             if values is None:
-                conn.execute(self._sql.delete_resource, {"w_env": lease.env, "w_address": address})
+                self._hot.delete_resource(conn, lease.env, address)
             else:
-                conn.execute(self._sql.put_resource, {**values, "env": lease.env, "serial": serial})
-            conn.execute(self._sql.delete_intent, {"w_env": lease.env, "w_id": intent_id})
+                self._hot.put_resource(conn, {**values, "env": lease.env, "serial": serial})
+            self._hot.delete_intent(conn, lease.env, intent_id)
             return serial
 
         return self._group.run(write)
@@ -272,8 +274,8 @@ class SqlStateStore:
         """Clear an intent whose call failed with nothing to record."""
 
         def write(conn: Connection) -> None:
-            locks.check_fence(conn, lease)
-            conn.execute(self._sql.delete_intent, {"w_env": lease.env, "w_id": intent_id})
+            self._hot.fence(conn, lease)
+            self._hot.delete_intent(conn, lease.env, intent_id)
 
         self._group.run(write)
 
