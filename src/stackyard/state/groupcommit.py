@@ -16,8 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection
-
+from stackyard.state.hotpath import RawTxn
 from stackyard.state.locks import FENCED
 
 T = TypeVar("T")
@@ -26,7 +25,7 @@ T = TypeVar("T")
 class _Op(Generic[T]):
     __slots__ = ("error", "fn", "lead", "result", "wake")
 
-    def __init__(self, fn: Callable[[Connection], T]) -> None:
+    def __init__(self, fn: Callable[[RawTxn], T]) -> None:
         self.fn = fn
         self.wake = threading.Event()
         self.lead = False
@@ -45,7 +44,7 @@ class GroupCommit:
 
     def __init__(
         self,
-        transaction: Callable[[], AbstractContextManager[Connection]],
+        transaction: Callable[[], AbstractContextManager[RawTxn]],
         guard: Callable[[], AbstractContextManager[None]],
         *,
         max_batch: int = 256,
@@ -57,7 +56,7 @@ class GroupCommit:
         self._pending: list[_Op[Any]] = []
         self._busy = False
 
-    def run(self, fn: Callable[[Connection], T]) -> T:
+    def run(self, fn: Callable[[RawTxn], T]) -> T:
         """Run ``fn(conn)`` in a (possibly shared) transaction; returns after it is committed."""
         op: _Op[T] = _Op(fn)
         with self._mutex:

@@ -107,7 +107,7 @@ def heartbeat(conn: Connection, lease: Lease, *, ttl_s: float) -> Lease:
     """
     current = lock_info(conn, lease.env, for_update=True)
     if current is None or (current.lock_id, current.token) != (lease.lock_id, lease.token):
-        raise _lost(lease, current)
+        raise lost_error(lease, current)
     expires_at = time.time() + ttl_s
     conn.execute(sa.update(locks).where(locks.c.env == lease.env).values(expires_at=expires_at))
     return Lease(
@@ -156,13 +156,9 @@ def check_fence(conn: Connection, lease: Lease) -> None:
         return  # already checked in this (group-committed) transaction
     row = conn.execute(_FENCE, {"w_env": lease.env}).one_or_none()
     if row is None or (row.lock_id, row.token) != (lease.lock_id, lease.token):
-        raise _lost(lease, None if row is None else lock_info(conn, lease.env))
+        raise lost_error(lease, None if row is None else lock_info(conn, lease.env))
     if row.expires_at <= time.time():
-        raise LockLostError(
-            f"The lease on environment '{lease.env}' (lock {lease.lock_id}) expired at "
-            f"{_iso(row.expires_at)}; refusing to write",
-            hint="Heartbeat more often than the lease ttl, and run the operation again.",
-        )
+        raise expired_error(lease, row.expires_at)
     if checked is not None:
         checked.add(key)
 
@@ -178,7 +174,17 @@ _FENCE = (
 )
 
 
-def _lost(lease: Lease, current: LockInfo | None) -> LockLostError:
+def expired_error(lease: Lease, expires_at: float) -> LockLostError:
+    """The error for a write under a lease that ran out."""
+    return LockLostError(
+        f"The lease on environment '{lease.env}' (lock {lease.lock_id}) expired at "
+        f"{_iso(expires_at)}; refusing to write",
+        hint="Heartbeat more often than the lease ttl, and run the operation again.",
+    )
+
+
+def lost_error(lease: Lease, current: LockInfo | None) -> LockLostError:
+    """The error for a write under a lease that was taken over, released or broken."""
     now_held = (
         f"it is now held by {current.holder} (lock {current.lock_id}, token {current.token})"
         if current is not None

@@ -24,7 +24,7 @@ from stackyard.state import locks
 from stackyard.state import migrations as _migrations
 from stackyard.state.api import Intent, Lease, LockInfo, ResourceRecord, Snapshot
 from stackyard.state.groupcommit import GroupCommit
-from stackyard.state.hotpath import HotPath
+from stackyard.state.hotpath import HotPath, RawTxn, RawWriter
 from stackyard.state.secrets import SecretBox
 from stackyard.state.tables import applied_plans, environments_state, intents, resources
 
@@ -113,8 +113,9 @@ class SqlStateStore:
         self._writer_mutex: AbstractContextManager[Any] = (
             nullcontext() if self._pg else threading.Lock()
         )
-        self._group = GroupCommit(self._write, self._guard)
         self._hot = HotPath(self._engine.dialect.name)
+        self._raw = RawWriter(self._engine, pg=self._pg)
+        self._group = GroupCommit(self._raw_transaction, self._raw_guard)
         try:
             with self._guard():
                 _migrations.upgrade(self._engine)
@@ -244,7 +245,7 @@ class SqlStateStore:
             "created_at": created,
         }
 
-        def write(conn: Connection) -> None:
+        def write(conn: RawTxn) -> None:
             self._hot.fence(conn, lease)
             self._hot.add_intent(conn, params)
 
@@ -258,7 +259,7 @@ class SqlStateStore:
             raise StateError(f"commit: record address {record.address!r} is not {address!r}")
         values = self._row_values(record) if record is not None else None
 
-        def write(conn: Connection) -> int:
+        def write(conn: RawTxn) -> int:
             self._hot.fence(conn, lease)
             serial = self._hot.bump(conn, lease.env, str(uuid.uuid4()))
             if values is None:
@@ -273,7 +274,7 @@ class SqlStateStore:
     def abandon(self, lease: Lease, intent_id: str) -> None:
         """Clear an intent whose call failed with nothing to record."""
 
-        def write(conn: Connection) -> None:
+        def write(conn: RawTxn) -> None:
             self._hot.fence(conn, lease)
             self._hot.delete_intent(conn, lease.env, intent_id)
 
@@ -306,6 +307,7 @@ class SqlStateStore:
 
     def close(self) -> None:
         """Release every pooled connection."""
+        self._raw.close()
         self._engine.dispose()
 
     def __enter__(self) -> SqlStateStore:
@@ -344,6 +346,26 @@ class SqlStateStore:
         """
         with self._guard(), self._writer_mutex, self._engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _raw_transaction(self) -> Iterator[RawTxn]:
+        """A write transaction on the dedicated driver connection (the journal's hot path)."""
+        with self._raw_guard(), self._writer_mutex, self._raw.transaction() as txn:
+            yield txn
+
+    @contextmanager
+    def _raw_guard(self) -> Iterator[None]:
+        """``_guard`` for driver exceptions raised on the hot path."""
+        dbapi = self._engine.dialect.loaded_dbapi
+        try:
+            yield
+        except dbapi.OperationalError as err:
+            raise StoreUnavailableError(
+                f"The state store {self._masked} is unavailable: {_first_line(err)}",
+                hint="Check that the database is running and reachable; nothing was changed.",
+            ) from err
+        except dbapi.Error as err:
+            raise StateError(f"The state store {self._masked} failed: {_first_line(err)}") from err
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -545,3 +567,7 @@ def _reason(err: exc.SQLAlchemyError) -> str:
     orig = getattr(err, "orig", None)
     text = str(orig if orig is not None else err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
