@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -149,10 +150,42 @@ class Sweeper:
         return leaked(self.pg_url, self.redis_url, self.env, self.checks)
 
 
+MARKER = ".stackyard-owner"
+RELOCATED_ROOT = Path("/var/lib/stackyard/servers")
+
+
+def home_leaked(home: Path) -> LeakCheck:
+    """A check for ownership markers labelled with the env under ``home`` (buckets, server
+    data dirs) and under the root-relocated server directory."""
+
+    def check(env: str) -> list[str]:
+        label = _label_prefix(env)
+        out: list[str] = []
+        for root in (home, RELOCATED_ROOT):
+            if not root.is_dir():
+                continue
+            for marker in root.rglob(MARKER):
+                try:
+                    text = marker.read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    continue
+                if label in text:
+                    out.append(f"home {marker.parent}")
+        return out
+
+    return check
+
+
 @pytest.fixture
-def sweeper_checks() -> list[LeakCheck]:
-    """Extra leak checks run for every test using ``sweeper`` (override or append to it)."""
-    return []
+def sweeper_checks(request: pytest.FixtureRequest) -> list[LeakCheck]:
+    """Extra leak checks run for every test using ``sweeper`` (override or append to it).
+
+    A test that uses the ``home`` fixture also has its home swept for ownership markers.
+    """
+    checks: list[LeakCheck] = []
+    if "home" in request.fixturenames:
+        checks.append(home_leaked(request.getfixturevalue("home")))
+    return checks
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ destroy → nothing remains (no server process, no data dir, no bucket).
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import psycopg
 import pytest
 import redis
 
+from _sweeper import Sweeper
 from stackyard import library
 from stackyard.engine.engine import Engine
 from stackyard.engine.events import Event, Events
@@ -64,8 +64,10 @@ def _collect(event: Event) -> None:
     EVENTS.append(event)
 
 
-def test_library_bundle_apply_login_isolate_destroy(engine: Engine, home: Path) -> None:
-    env = "t" + secrets.token_hex(4)
+def test_library_bundle_apply_login_isolate_destroy(
+    engine: Engine, home: Path, sweeper: Sweeper
+) -> None:
+    env = sweeper.env
     graph, diags = expand(
         [
             _instance("postgres-server", PG_SERVER, env),
