@@ -9,6 +9,7 @@ wrapped in ``Secret`` inside the plan and masked in every rendering (``to_json``
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import uuid
@@ -22,6 +23,7 @@ from stackyard.errors import ProviderError
 from stackyard.model.values import Secret, Unknown, contains, is_known, mask, reveal
 from stackyard.providers.api import (
     Kind,
+    KindConfig,
     Observed,
     replace_fields,
     sensitive_fields,
@@ -327,17 +329,20 @@ def _diff(
     recorded = record.full_config()
     changed: list[str] = []
     drifted: list[str] = []
-    compare = (
-        normalised if normalised is not None else desired if isinstance(desired, Mapping) else {}
-    )
-    for key in sorted(set(compare) | (set(recorded) if normalised is not None else set())):
-        want = compare.get(key)
-        if (
-            isinstance(want, Unknown)
-            or (isinstance(want, Secret) and isinstance(want.value, Unknown))
-            or reveal(want) != recorded.get(key)
-        ):
-            changed.append(key)
+    if normalised is not None:  # fully known: plain values, compared as they are
+        if normalised != recorded:
+            changed = sorted(
+                k for k in set(normalised) | set(recorded) if normalised.get(k) != recorded.get(k)
+            )
+    elif isinstance(desired, Mapping):
+        for key in sorted(desired):
+            want = desired[key]
+            if (
+                isinstance(want, Unknown)
+                or (isinstance(want, Secret) and isinstance(want.value, Unknown))
+                or reveal(want) != recorded.get(key)
+            ):
+                changed.append(key)
     if obs is not None and normalised is not None:
         chosen = provider_chosen(kind, normalised)
         for key, value in obs.config.items():
@@ -428,8 +433,17 @@ def provider_chosen(kind: Kind, config: Mapping[str, Any]) -> frozenset[str]:
     A field whose desired value is its model's empty default (``""``, ``0`` or ``None``) is
     chosen by the provider at create time, so what ``observe`` reads there is never drift.
     """
-    out = set()
-    for name, info in kind.config_model.model_fields.items():
-        if name in config and config[name] in ("", 0, None) and info.default == config[name]:
-            out.add(name)
-    return frozenset(out)
+    return frozenset(
+        name
+        for name, default in _empty_defaults(kind.config_model)
+        if name in config and config[name] == default
+    )
+
+
+@functools.cache
+def _empty_defaults(model: type[KindConfig]) -> tuple[tuple[str, Any], ...]:
+    return tuple(
+        (name, info.default)
+        for name, info in model.model_fields.items()
+        if not isinstance(info.default, bool) and info.default in ("", 0, None)
+    )

@@ -22,7 +22,7 @@ from stackyard.diagnostics import Diagnostic, error
 from stackyard.errors import PlaceholderError
 from stackyard.model.component import ComponentManifest
 from stackyard.model.ids import ResourceUid
-from stackyard.model.placeholders import Reference, find_references, lookup, substitute
+from stackyard.model.placeholders import Reference, find_references, lookup, substitute, walk
 from stackyard.model.values import Secret, Unknown
 from stackyard.providers.api import NamingRule
 from stackyard.resolve import conditions
@@ -69,6 +69,7 @@ class Node:
     physical_name: str
     deletion: str
     component: str
+    templated: bool = True  # False when the config holds no placeholder at all
 
 
 @dataclass
@@ -83,6 +84,8 @@ class Graph:
     def resolve_config(self, address: str, outputs_of: OutputsOf) -> Any:
         """The node's config with every placeholder substituted from what is known now."""
         node = self.nodes[address]
+        if not node.templated:
+            return node.template  # nothing to substitute (callers never mutate configs)
         scope = _Scope(self, node.uid, node.each, outputs_of)
         return substitute(node.template, scope.resolve, location=f"{address}.config")
 
@@ -164,7 +167,7 @@ def expand(
             diags.append(error("Invalid reference", exc.message, subject=address))
             deps = set()
         deps.discard(address)
-        graph.nodes[address] = _replace_deps(node, tuple(sorted(deps)))
+        graph.nodes[address] = _replace_deps(node, tuple(sorted(deps)), _templated(node.template))
     for cycle in find_cycles({a: n.depends_on for a, n in graph.nodes.items()}):
         diags.append(
             error(
@@ -179,7 +182,11 @@ def expand(
     return graph, diags
 
 
-def _replace_deps(node: Node, deps: tuple[str, ...]) -> Node:
+def _templated(template: Any) -> bool:
+    return any("$" in text for _, text in walk(template))
+
+
+def _replace_deps(node: Node, deps: tuple[str, ...], templated: bool) -> Node:
     return Node(
         address=node.address,
         kind=node.kind,
@@ -192,6 +199,7 @@ def _replace_deps(node: Node, deps: tuple[str, ...]) -> Node:
         physical_name=node.physical_name,
         deletion=node.deletion,
         component=node.component,
+        templated=templated,
     )
 
 

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceRecord:
+class ResourceRecord(NamedTuple):
     """One provider resource as recorded after a successful create or update.
 
     ``config`` and ``outputs`` hold the non-secret values; ``secret_config`` and
     ``secret_outputs`` the secret ones (merged on use). ``depends_on`` keeps the addresses
     this resource depended on, so destroy order survives the resource leaving the desired graph.
+
+    A ``NamedTuple`` rather than a frozen dataclass: a snapshot builds one per resource, and
+    a frozen dataclass's ``__init__`` made that the most expensive step of a re-plan.
     """
 
     address: str
@@ -33,8 +38,8 @@ class ResourceRecord:
     physical_id: str
     config: Mapping[str, Any]
     outputs: Mapping[str, Any]
-    secret_config: Mapping[str, Any] = field(default_factory=dict)
-    secret_outputs: Mapping[str, Any] = field(default_factory=dict)
+    secret_config: Mapping[str, Any] = _EMPTY
+    secret_outputs: Mapping[str, Any] = _EMPTY
     depends_on: tuple[str, ...] = ()
     uid: str = ""
     component: str = ""

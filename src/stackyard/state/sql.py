@@ -143,11 +143,7 @@ class SqlStateStore:
                     environments_state.c.env == env
                 )
             ).one_or_none()
-            rows = (
-                conn.execute(sa.select(*_RESOURCE_COLUMNS).where(resources.c.env == env)).all()
-                if head is not None
-                else []
-            )
+            rows = self._hot.resource_rows(conn, env) if head is not None else []
         if head is None:
             with self._write() as conn:
                 self._ensure_env(conn, env)
