@@ -137,3 +137,43 @@ def test_library_bundle_apply_login_isolate_destroy(
     for pid_file in home.rglob("*.pid"):
         pid = int(pid_file.read_text().strip() or 0)
         assert pid and not os.path.exists(f"/proc/{pid}"), f"server process {pid} still running"
+
+
+def test_partial_failure_then_reapply_converges(
+    engine: Engine, postgres_admin_url: str, sweeper: Sweeper
+) -> None:
+    """An extension that does not exist fails its node only; fixing the input converges
+    without re-creating what already succeeded."""
+    env = sweeper.env
+    comp = load_component(library.path("postgres-database"))
+    server = {"host": "127.0.0.1", "port": 5432, "admin_url": Secret(postgres_admin_url)}
+
+    def graph_with(extensions: list[str]) -> Any:
+        inst = Instance(
+            uid=DB,
+            component=comp,
+            inputs=apply_inputs(comp, {"extensions": extensions}),
+            context={"env": env, "env_type": "development", "workload": "shop", "uid": str(DB)},
+            external={"server": server},
+        )
+        graph, diags = expand([inst], env=env, naming_for=naming_lookup(engine.kinds))
+        assert not diags, diags
+        return graph
+
+    broken = graph_with(["no_such_extension_zz"])
+    try:
+        _, first = engine.converge(env, broken)
+        assert not first.ok
+        assert list(first.failed) == [f"{DB}/extension[no_such_extension_zz]"], first.failed
+        created = {a: r.physical_id for a, r in engine.store.snapshot(env).resources.items()}
+        assert len(created) == 4  # password, role, database, grant
+
+        fixed = graph_with([])
+        planned, second = engine.converge(env, fixed)
+        assert second.ok, second.failed
+        assert not planned.has_changes, planned.summary()
+        after = {a: r.physical_id for a, r in engine.store.snapshot(env).resources.items()}
+        assert after == created
+        assert not engine.plan(env, fixed).has_changes
+    finally:
+        assert engine.apply(engine.plan(env, None), None).ok
