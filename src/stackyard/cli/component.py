@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from stackyard.cli.output import OutputFormat, validation_report
+from stackyard.cli.output import OutputFormat, print_json, stdout, validation_report
 from stackyard.diagnostics import has_errors
 from stackyard.model.component import validate_component
 
@@ -42,3 +43,31 @@ def validate(path: ComponentDir, output: Output = OutputFormat.TEXT) -> None:
     validation_report(diags, output, valid=valid, ok_text=ok_text)
     if not valid:
         raise typer.Exit(2)
+
+
+@app.command("build")
+def build_cmd(
+    path: ComponentDir,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the archive here (default: <name>-<version>.tar.gz)."),
+    ] = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Build the component's reproducible archive; prints its digest."""
+    from stackyard.components.package import build as build_archive
+    from stackyard.components.package import write
+
+    built = build_archive(path)
+    target = out or Path(f"{built.manifest.name}-{built.manifest.version}.tar.gz")
+    write(built, target)
+    if output is OutputFormat.JSON:
+        print_json(
+            {"name": built.manifest.name, "version": built.manifest.version, "digest": built.digest}
+        )
+        return
+    con = stdout()
+    con.print(f"[green]✓[/] built {escape(built.manifest.ref)} → {escape(str(target))}")
+    con.print(f"  digest {built.digest}, {len(built.files)} file(s)")
+    for skipped in built.ignored:
+        con.print(f"  [dim]left out: {escape(skipped)}[/]")

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from stackyard import __version__
-from stackyard.cli import component, providers, state, workload
+from stackyard.cli import component, keys, providers, state, workload
 from stackyard.cli.output import print_json, render_diagnostics, stderr
 from stackyard.errors import InvalidInputError, StackyardError
 
@@ -24,6 +24,7 @@ app.add_typer(workload.app, name="workload")
 app.add_typer(component.app, name="component")
 app.add_typer(providers.app, name="providers")
 app.add_typer(state.app, name="state")
+app.add_typer(keys.app, name="keys")
 
 _debug = {"on": False}
 
