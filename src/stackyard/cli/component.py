@@ -7,13 +7,15 @@ result as text or JSON and picks the exit code (0 ok, 2 invalid input).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
-from stackyard.cli.output import OutputFormat, print_json, stdout, validation_report
-from stackyard.diagnostics import has_errors
+from stackyard.cli.output import OutputFormat, print_json, stderr, stdout, validation_report
+from stackyard.diagnostics import error, has_errors
+from stackyard.errors import InvalidInputError
 from stackyard.model.component import validate_component
 
 app = typer.Typer(help="Build, check and publish infrastructure components.", no_args_is_help=True)
@@ -71,3 +73,212 @@ def build_cmd(
     con.print(f"  digest {built.digest}, {len(built.files)} file(s)")
     for skipped in built.ignored:
         con.print(f"  [dim]left out: {escape(skipped)}[/]")
+
+
+RegistryRef = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        help="HOST[:PORT]/NAMESPACE of a remote OCI registry (default: $STACKYARD_REGISTRY, "
+        "else the local layout in the home).",
+    ),
+]
+PlainHttp = Annotated[bool, typer.Option("--plain-http", help="Talk to the registry without TLS.")]
+NameVersion = Annotated[str, typer.Argument(help="NAME@VERSION", show_default=False)]
+
+
+def _registry(ref: str | None, plain_http: bool) -> Any:
+    from stackyard.components.registry import open_registry
+    from stackyard.settings import Settings
+
+    settings = Settings.load(registry=ref)
+    return open_registry(settings.registry, home=settings.home, plain_http=plain_http)
+
+
+def _split(ref: str) -> tuple[str, str]:
+    name, sep, version = ref.partition("@")
+    if not sep or not name or not version:
+        raise InvalidInputError(
+            f"'{ref}' is not NAME@VERSION",
+            [
+                error(
+                    "Invalid component reference",
+                    f"Write the component as NAME@VERSION, e.g. postgres-database@1.0.0; got '{ref}'.",
+                )
+            ],
+        )
+    return name, version
+
+
+@app.command("publish")
+def publish_cmd(
+    path: ComponentDir,
+    registry: RegistryRef = None,
+    plain_http: PlainHttp = False,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Validate, check versions, run publish checks and component tests, push, and attest.
+
+    Stops at the first failing stage and prints all of its diagnostics (exit 2).
+    """
+    from stackyard.components.keys import Keyring
+    from stackyard.components.pipeline import publish
+    from stackyard.providers.registry import ProviderRegistry
+    from stackyard.settings import Settings
+
+    settings = Settings.load(registry=registry)
+    con = stderr()
+    ring = Keyring(settings.home)
+    if not ring.has_signing_key():
+        ring.generate()
+        con.print(f"[dim]generated signing key {escape(ring.key_id())}[/]")
+    reg = _registry(registry, plain_http)
+    try:
+        result = publish(
+            path,
+            registry=reg,
+            keyring=ring,
+            kinds=ProviderRegistry.discover(),
+            source=str(path.resolve()),
+            progress=lambda stage, msg: con.print(f"[dim]{stage:>8}[/] {escape(msg)}"),
+        )
+    finally:
+        reg.close()
+    if output is OutputFormat.JSON:
+        print_json({"name": result.name, "version": result.version, "digest": result.digest})
+        return
+    stdout().print(
+        f"[green]✓[/] published {escape(result.name)}@{escape(result.version)} {result.digest}"
+    )
+
+
+@app.command("verify")
+def verify_cmd(
+    ref: NameVersion,
+    registry: RegistryRef = None,
+    plain_http: PlainHttp = False,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Check a published build's signed attestation against the trusted keys in the home."""
+    from stackyard.components.catalog import verify
+    from stackyard.components.keys import Keyring
+    from stackyard.settings import Settings
+
+    name, version = _split(ref)
+    reg = _registry(registry, plain_http)
+    try:
+        statement = verify(reg, Keyring(Settings.load().home), name, version)
+    finally:
+        reg.close()
+    if output is OutputFormat.JSON:
+        print_json(
+            {
+                "name": name,
+                "version": version,
+                "digest": statement.subject_digest,
+                "verified": True,
+                "stages": [s.name for s in statement.stages],
+            }
+        )
+        return
+    stdout().print(
+        f"[green]✓[/] {escape(name)}@{escape(version)} {statement.subject_digest} is attested and verified"
+    )
+
+
+@app.command("list")
+def list_cmd(
+    registry: RegistryRef = None, plain_http: PlainHttp = False, output: Output = OutputFormat.TEXT
+) -> None:
+    """List published components: name, latest version, owner, lifecycle, type and SLA."""
+    from stackyard.components.catalog import entries
+
+    reg = _registry(registry, plain_http)
+    try:
+        rows = entries(reg)
+    finally:
+        reg.close()
+    if output is OutputFormat.JSON:
+        print_json([r.to_json() for r in rows])
+        return
+    table = Table("name", "latest", "owner", "lifecycle", "provides", "availability", box=None)
+    for r in rows:
+        table.add_row(
+            *(
+                escape(str(x))
+                for x in (
+                    r.name,
+                    r.latest,
+                    r.owner,
+                    r.lifecycle,
+                    r.provides,
+                    r.sla.get("availability", ""),
+                )
+            )
+        )
+    stdout().print(table)
+
+
+@app.command("show")
+def show_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (default: the latest version)")],
+    registry: RegistryRef = None,
+    plain_http: PlainHttp = False,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Show a component: README, inputs, outputs, versions, attestation status and cost."""
+    from stackyard.components.catalog import details
+    from stackyard.components.keys import Keyring
+    from stackyard.settings import Settings
+
+    name, _, version = ref.partition("@")
+    reg = _registry(registry, plain_http)
+    try:
+        info = details(reg, Keyring(Settings.load().home), name, version or None)
+    finally:
+        reg.close()
+    if output is OutputFormat.JSON:
+        print_json(info)
+        return
+    con = stdout()
+    con.print(
+        f"[bold]{escape(info['name'])}@{escape(info['version'])}[/]  {escape(info['description'])}"
+    )
+    con.print(
+        f"owner {escape(info['owner'])} · lifecycle {escape(info['lifecycle'])} · provides {escape(info['provides'])}"
+    )
+    con.print(f"versions: {escape(', '.join(info['versions']))}")
+    con.print(f"digest: {info['digest']} · attestation: {escape(info['attestation'])}")
+    if info["cost"]:
+        con.print(
+            f"cost: {escape(info['cost']['monthly'])} {escape(info['cost']['currency'])}/month"
+        )
+    con.print(f"inputs: {escape(', '.join(info['inputs']) or '(none)')}")
+    con.print(f"outputs: {escape(', '.join(info['outputs']))}")
+    con.print()
+    con.print(escape(info["readme"]))
+
+
+@app.command("pull")
+def pull_cmd(
+    ref: NameVersion,
+    to: Annotated[Path, typer.Option("--to", help="An empty or missing directory to unpack into.")],
+    registry: RegistryRef = None,
+    plain_http: PlainHttp = False,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Download a build, verify every digest, and unpack it safely into a directory."""
+    from stackyard.components.catalog import pull
+
+    name, version = _split(ref)
+    reg = _registry(registry, plain_http)
+    try:
+        digest, files = pull(reg, name, version, to)
+    finally:
+        reg.close()
+    if output is OutputFormat.JSON:
+        print_json({"name": name, "version": version, "digest": digest, "files": files})
+        return
+    stdout().print(
+        f"[green]✓[/] pulled {escape(name)}@{escape(version)} {digest} → {escape(str(to))} ({len(files)} files)"
+    )
