@@ -201,7 +201,9 @@ def list_cmd(
     if output is OutputFormat.JSON:
         print_json([r.to_json() for r in rows])
         return
-    table = Table("name", "latest", "owner", "lifecycle", "provides", "availability", box=None)
+    table = Table(box=None)
+    for column in ("name", "latest", "owner", "lifecycle", "provides", "availability"):
+        table.add_column(column, no_wrap=True)
     for r in rows:
         table.add_row(
             *(
@@ -249,6 +251,8 @@ def show_cmd(
     )
     con.print(f"versions: {escape(', '.join(info['versions']))}")
     con.print(f"digest: {info['digest']} · attestation: {escape(info['attestation'])}")
+    if info["deprecated"]:
+        con.print(f"[yellow]deprecated[/]: {escape(str(info['deprecated'].get('reason', '')))}")
     if info["cost"]:
         con.print(
             f"cost: {escape(info['cost']['monthly'])} {escape(info['cost']['currency'])}/month"
@@ -282,3 +286,58 @@ def pull_cmd(
     stdout().print(
         f"[green]✓[/] pulled {escape(name)}@{escape(version)} {digest} → {escape(str(to))} ({len(files)} files)"
     )
+
+
+@app.command("deprecate")
+def deprecate_cmd(
+    ref: NameVersion,
+    reason: Annotated[str, typer.Option("--reason", help="Why, and what to use instead.")],
+    registry: RegistryRef = None,
+    plain_http: PlainHttp = False,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Mark a published version deprecated (a notice attached to the immutable build)."""
+    from stackyard.components.catalog import deprecate
+    from stackyard.settings import Settings
+
+    name, version = _split(ref)
+    if not reason.strip():
+        raise InvalidInputError(
+            "A reason is required", [error("Missing reason", "Say why with --reason.")]
+        )
+    reg = _registry(registry, plain_http)
+    try:
+        digest = deprecate(reg, name, version, reason=reason, actor=Settings.load().actor)
+    finally:
+        reg.close()
+    if output is OutputFormat.JSON:
+        print_json({"name": name, "version": version, "deprecated": True, "notice": digest})
+        return
+    stdout().print(f"[yellow]deprecated[/] {escape(name)}@{escape(version)}: {escape(reason)}")
+
+
+@app.command("init")
+def init_cmd(
+    name: Annotated[str, typer.Argument(help="The new component's name.")],
+    type_: Annotated[str, typer.Option("--type", help="The resource type it provides.")],
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Folder to create (default: ./NAME).")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Owning team (default: you).")
+    ] = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Scaffold a new component that passes 'component publish' as generated."""
+    from stackyard.components.scaffold import scaffold
+    from stackyard.settings import Settings
+
+    dest = to or Path(name)
+    files = scaffold(name, type_, dest, owner=owner or Settings.load().actor)
+    if output is OutputFormat.JSON:
+        print_json({"name": name, "type": type_, "path": str(dest), "files": files})
+        return
+    stdout().print(
+        f"[green]✓[/] scaffolded {escape(name)} (provides {escape(type_)}) in {escape(str(dest))}"
+    )
+    stdout().print(f"  next: stackyard component publish {escape(str(dest))}")

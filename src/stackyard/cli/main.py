@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from stackyard import __version__
 from stackyard.cli import component, keys, providers, state, workload
-from stackyard.cli.output import print_json, render_diagnostics, stderr
+from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stderr, stdout
 from stackyard.errors import InvalidInputError, StackyardError
 
 app = typer.Typer(
@@ -44,6 +45,29 @@ def main(
 ) -> None:
     """Self-service infrastructure: components, environments and Score workloads."""
     _debug["on"] = debug
+
+
+@app.command("init")
+def init(
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
+    ] = OutputFormat.TEXT,
+) -> None:
+    """Create the home (state, local registry, signing key) and publish the built-in library."""
+    from stackyard.service import init_home
+    from stackyard.settings import Settings
+
+    con = stderr()
+    result = init_home(Settings.load(), progress=lambda msg: con.print(f"[dim]{escape(msg)}[/]"))
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+        return
+    out = stdout()
+    out.print(f"[green]✓[/] home {escape(result.home)}")
+    out.print(f"  state     {escape(result.database)}")
+    out.print(f"  registry  {escape(result.registry)}")
+    out.print(f"  key       {escape(result.key_id)}")
+    out.print(f"  library   {len(result.published)} published, {len(result.already)} already there")
 
 
 def run() -> None:

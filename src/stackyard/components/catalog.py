@@ -141,6 +141,7 @@ def details(registry: Registry, ring: Keyring, name: str, version: str | None) -
         ),
         "cost": spec.get("cost"),
         "attestation": status,
+        "deprecated": deprecation(registry, name, chosen),
         "readme": _readme(archive),
     }
 
@@ -161,3 +162,45 @@ def _readme(archive: bytes) -> str:
             return ""
         fh = tar.extractfile(member)
         return fh.read(1024 * 1024).decode("utf-8", "replace") if fh else ""
+
+
+DEPRECATION_TYPE = "application/vnd.stackyard.deprecation.v1"
+DEPRECATION_MEDIA_TYPE = "application/vnd.stackyard.deprecation.v1+json"
+
+
+def deprecate(registry: Registry, name: str, version: str, *, reason: str, actor: str) -> str:
+    """Mark ``name@version`` deprecated. Published builds are immutable, so the notice is a
+    referrer attached to the build; returns its digest."""
+    digest, manifest = registry.manifest(name, version)
+    from datetime import UTC, datetime
+
+    notice = json.dumps(
+        {
+            "component": name,
+            "version": version,
+            "reason": reason,
+            "by": actor,
+            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        sort_keys=True,
+    ).encode()
+    size = len(json.dumps(manifest, separators=(",", ":")).encode())
+    return registry.push_referrer(
+        name=name,
+        subject_digest=digest,
+        subject_size=size,
+        artifact_type=DEPRECATION_TYPE,
+        payload=notice,
+        payload_media_type=DEPRECATION_MEDIA_TYPE,
+        annotations={},
+    )
+
+
+def deprecation(registry: Registry, name: str, version: str) -> dict[str, Any] | None:
+    """The deprecation notice of ``name@version``, if any (the newest one)."""
+    digest = registry.resolve(name, version)
+    notices = []
+    for descriptor in registry.referrers(name, digest, DEPRECATION_TYPE):
+        _, art = registry.manifest(name, descriptor["digest"])
+        notices.append(json.loads(registry.blob(name, art["layers"][0]["digest"])))
+    return max(notices, key=lambda n: str(n.get("at", "")), default=None)
