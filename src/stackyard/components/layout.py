@@ -300,7 +300,9 @@ class LayoutRegistry:
             yield manifests
             if len(manifests) != before:
                 document.update(schemaVersion=2, mediaType=INDEX_MEDIA_TYPE, manifests=manifests)
-                write_atomic(path, json.dumps(document, indent=1).encode())
+                write_atomic(
+                    path, json.dumps(document, separators=(",", ":")).encode()
+                )  # C encoder
 
 
 def _ref(entry: dict[str, Any]) -> str | None:

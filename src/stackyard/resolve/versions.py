@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import total_ordering
+from dataclasses import dataclass, field
 from typing import Any
 
 from stackyard.diagnostics import Diagnostic, error
@@ -22,7 +21,6 @@ SEMVER = re.compile(
 )
 
 
-@total_ordering
 @dataclass(frozen=True, slots=True)
 class Version:
     """A SemVer 2.0 version. Ordering is SemVer precedence (build metadata is ignored)."""
@@ -32,6 +30,14 @@ class Version:
     patch: int
     pre: tuple[str, ...] = ()
     build: str = ""
+    _k: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The precedence key, computed once: ranges compare every published version.
+        pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.pre)
+        object.__setattr__(
+            self, "_k", (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
+        )
 
     @classmethod
     def parse(cls, text: str) -> Version:
@@ -44,24 +50,26 @@ class Version:
         pre = tuple(m.group(4).split(".")) if m.group(4) else ()
         return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, m.group(5) or "")
 
-    def _key(self) -> tuple[Any, ...]:
-        # A release sorts after all of its pre-releases; numeric identifiers sort before
-        # alphanumeric ones, and numerically among themselves.
-        pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.pre)
-        return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
+    # A release sorts after all of its pre-releases; numeric identifiers sort before
+    # alphanumeric ones, and numerically among themselves (the key built in __post_init__).
 
     def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Version):
-            return NotImplemented
-        return self._key() < other._key()
+        return self._k < other._k if isinstance(other, Version) else NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        return self._k <= other._k if isinstance(other, Version) else NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        return self._k > other._k if isinstance(other, Version) else NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        return self._k >= other._k if isinstance(other, Version) else NotImplemented
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Version):
-            return NotImplemented
-        return self._key() == other._key()
+        return self._k == other._k if isinstance(other, Version) else NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._k)
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"
