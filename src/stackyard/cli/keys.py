@@ -11,6 +11,8 @@ from rich.table import Table
 
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.components.keys import Keyring
+from stackyard.diagnostics import error
+from stackyard.errors import InvalidInputError
 from stackyard.settings import Settings
 
 app = typer.Typer(help="Show, generate and import signing keys.", invoke_without_command=True)
@@ -71,7 +73,18 @@ def import_key(
     output: Output = OutputFormat.TEXT,
 ) -> None:
     """Trust another publisher's public key."""
-    key_id = _ring().import_public(file.read_bytes(), name=name)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(
+            f"Cannot read {file}",
+            [
+                error(
+                    "File not readable", f"'{file}' cannot be read: {exc.strerror}.", file=str(file)
+                )
+            ],
+        ) from None
+    key_id = _ring().import_public(data, name=name)
     if output is OutputFormat.JSON:
         print_json({"key_id": key_id})
     else:

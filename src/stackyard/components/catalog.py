@@ -11,7 +11,7 @@ from typing import Any
 
 from stackyard.components import attest
 from stackyard.components.keys import Keyring
-from stackyard.components.package import unpack
+from stackyard.components.package import check_destination, unpack
 from stackyard.components.registry import Registry
 from stackyard.errors import StackyardError
 from stackyard.resolve.versions import Version
@@ -148,6 +148,7 @@ def details(registry: Registry, ring: Keyring, name: str, version: str | None) -
 
 def pull(registry: Registry, name: str, version: str, dest: Path) -> tuple[str, list[str]]:
     """Download ``name@version`` (digests verified) and unpack it safely into ``dest``."""
+    check_destination(dest)
     digest, manifest = registry.manifest(name, version)
     archive = registry.blob(name, manifest["layers"][0]["digest"])
     return digest, unpack(archive, dest)

@@ -234,13 +234,15 @@ def unpack(
     contents, dirs = _read_members(
         data, max_bytes=max_bytes, max_files=max_files, max_file_bytes=max_file_bytes
     )
-    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+    check_destination(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    except OSError as exc:
         raise _archive_error(
-            "Destination not empty",
-            f"'{os.fspath(dest)}' already exists and is not an empty folder. Give a new path.",
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+            "Destination not writable",
+            f"Cannot create '{os.fspath(dest)}': {exc.strerror}. Give a path in a writable folder.",
+        ) from None
     try:
         for name in sorted(dirs):
             (tmp / name).mkdir(parents=True, exist_ok=True)
@@ -613,3 +615,20 @@ def _archive_error(summary: str, detail: str, member: str = "") -> InvalidInputE
         [diag],
         hint="Nothing was written. Rebuild the component with 'stackyard component build'.",
     )
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse a destination that is not a new path or an empty folder, before any download."""
+    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+        raise _archive_error(
+            "Destination not empty",
+            f"'{os.fspath(dest)}' already exists and is not an empty folder. Give a new path.",
+        )
+    parent = dest.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise _archive_error(
+            "Destination not writable",
+            f"Cannot create '{os.fspath(dest)}': '{os.fspath(parent)}' is not a writable folder.",
+        )

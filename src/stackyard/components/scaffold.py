@@ -32,7 +32,7 @@ def scaffold(name: str, type_: str, dest: Path, *, owner: str) -> list[str]:
         problems.append(
             error("Invalid resource type", f"'{type_}' must be 2-63 letters, digits or '-'.")
         )
-    if dest.exists() and any(dest.iterdir()):
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         problems.append(
             error("Folder not empty", f"'{dest}' exists and is not empty; pick a new folder.")
         )
