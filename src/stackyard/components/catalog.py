@@ -128,6 +128,7 @@ def details(registry: Registry, ring: Keyring, name: str, version: str | None) -
         "name": name,
         "version": chosen,
         "digest": digest,
+        "archive_digest": manifest["layers"][0]["digest"],
         "description": str(meta.get("description", "")),
         "owner": str(meta.get("owner", "")),
         "lifecycle": str(meta.get("lifecycle", "")),
