@@ -205,14 +205,14 @@ class Applier:
         # An empty sensitive field holds nothing to hide: it is stored (and costs) nothing extra.
         secrets = frozenset(k for k in secret_keys(config, kind) if plain.get(k) not in (None, ""))
         if action is Action.CREATE:
-            applied = self._call(
+            self._call(
                 change, "create", plain, secrets, lambda: kind.create(CreateRequest(meta, plain))
             )
         else:
             assert record is not None
             prior = record.full_config()
             changed = frozenset(k for k in set(prior) | set(plain) if prior.get(k) != plain.get(k))
-            applied = self._call(
+            self._call(
                 change,
                 "update",
                 plain,
@@ -222,7 +222,6 @@ class Applier:
                 ),
             )
         self._emit("finished", change, action)
-        del applied
 
     def _resolve(self, change: Change) -> Any:
         if self.graph is None or change.address not in self.graph.nodes:
@@ -245,7 +244,7 @@ class Applier:
         plain: dict[str, Any],
         secrets: frozenset[str],
         call: Any,
-    ) -> Applied:
+    ) -> None:
         kind = self.kinds.kind(change.kind)
         intent = Intent(
             id=uuid.uuid4().hex,
@@ -285,7 +284,6 @@ class Applier:
             self._serial = max(self._serial, serial)
             self._records[change.address] = record
             self._live[change.address] = recorded_outputs(record)
-        return applied
 
     def _delete(self, kind: Kind, change: Change, record: ResourceRecord) -> None:
         intent = Intent(

@@ -38,49 +38,19 @@ _CHUNK = 500  # bound on bound parameters per statement (SQLite's limit is far h
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _NO_SECRETS: Mapping[str, Any] = MappingProxyType({})
 
-_RESOURCE_COLUMNS = (
-    resources.c.address,
-    resources.c.kind,
-    resources.c.physical_name,
-    resources.c.physical_id,
-    resources.c.config,
-    resources.c.outputs,
-    resources.c.secret_blob,
-    resources.c.depends_on,
-    resources.c.uid,
-    resources.c.component,
-    resources.c.deletion,
-    resources.c.serial,
-)
-
-
-def _by(table: sa.Table, *names: str) -> sa.ColumnElement[bool]:
-    return sa.and_(*(table.c[n] == sa.bindparam(f"w_{n}") for n in names))
-
 
 class _Statements:
-    """The hot statements, built once per store so each call only binds parameters.
-
-    Building a statement per call (``.values(...)``) costs more CPU than SQLite spends
-    executing it; a prebuilt statement hits SQLAlchemy's compiled cache directly.
-    """
+    """Statements used off the hot path, built once per store (the journal's per-resource
+    writes are plain SQL in ``hotpath.py``)."""
 
     def __init__(self, dialect: str) -> None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        res = insert(resources)
-        self.put_resource = res.on_conflict_do_update(
-            index_elements=[resources.c.env, resources.c.address],
-            set_={c.name: res.excluded[c.name] for c in resources.c if not c.primary_key},
-        )
-        self.delete_resource = sa.delete(resources).where(_by(resources, "env", "address"))
         env = insert(environments_state)
         self.ensure_env = env.on_conflict_do_nothing()
         self.bump = env.on_conflict_do_update(
             index_elements=[environments_state.c.env],
             set_={"serial": environments_state.c.serial + 1},
         ).returning(environments_state.c.serial)
-        self.add_intent = sa.insert(intents)
-        self.delete_intent = sa.delete(intents).where(_by(intents, "env", "id"))
         self.mark_applied = insert(applied_plans).on_conflict_do_nothing()
 
 
@@ -416,7 +386,7 @@ class SqlStateStore:
         }
 
     def _records(self, rows: Sequence[Any]) -> dict[str, ResourceRecord]:
-        """Rows (``_RESOURCE_COLUMNS``) to records; the hot loop of ``snapshot``.
+        """Rows (``HotPath.resource_rows``) to records; the hot loop of ``snapshot``.
 
         Unpacking tuples positionally is markedly cheaper than attribute access on rows.
         """
