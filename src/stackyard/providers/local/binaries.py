@@ -92,7 +92,7 @@ def postgres_candidates() -> list[PostgresBinaries]:
     for package in PIP_POSTGRES_PACKAGES:
         if pkg := _package_dir(package):
             found.append(PostgresBinaries(pkg / "pginstall" / "bin", package))
-    return [b for b in found if _is_postgres_bin(b.bin_dir)]
+    return [b for b in found if _is_postgres_bin(b.bin_dir) and runnable_by_server_user(b.postgres)]
 
 
 def find_postgres() -> PostgresBinaries | None:
@@ -127,7 +127,7 @@ def redis_candidates() -> list[Path]:
     found.append(Path("/usr/bin/redis-server"))
     if pkg := _package_dir(PIP_REDIS_PACKAGE):
         found.append(pkg / "bin" / "redis-server")
-    unique = dict.fromkeys(p for p in found if os.access(p, os.X_OK))
+    unique = dict.fromkeys(p for p in found if os.access(p, os.X_OK) and runnable_by_server_user(p))
     return list(unique)
 
 
@@ -135,3 +135,21 @@ def find_redis_server() -> Path | None:
     """The preferred ``redis-server``, or ``None`` when there is none."""
     candidates = redis_candidates()
     return candidates[0] if candidates else None
+
+
+def runnable_by_server_user(binary: Path) -> bool:
+    """Whether the server's user can run ``binary``.
+
+    Under root the servers run as an unprivileged user, which cannot reach a binary inside a
+    private folder (a virtualenv under a 0700 temp dir, say): such a candidate is skipped in
+    favour of the next one. As any other user the server runs as that user, so ``X_OK`` is enough.
+    """
+    if os.geteuid() != 0:
+        return True
+    try:
+        target = binary.resolve()
+        if not target.stat().st_mode & 0o001:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in target.parents)
+    except OSError:
+        return False
