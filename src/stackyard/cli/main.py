@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from stackyard import __version__
-from stackyard.cli import component, keys, providers, state, workload
+from stackyard.cli import component, deploy, envs, keys, platform, providers, release, state, workload
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stderr, stdout
 from stackyard.errors import InvalidInputError, StackyardError
 
@@ -26,6 +26,12 @@ app.add_typer(component.app, name="component")
 app.add_typer(providers.app, name="providers")
 app.add_typer(state.app, name="state")
 app.add_typer(keys.app, name="keys")
+app.add_typer(platform.app, name="platform")
+app.add_typer(envs.app, name="env")
+app.add_typer(release.app, name="release")
+deploy.register(app)
+app.command("promote")(release.promote)
+app.command("quickstart")(release.quickstart)
 
 _debug = {"on": False}
 

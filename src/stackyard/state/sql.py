@@ -287,6 +287,23 @@ class SqlStateStore:
     ) -> None:
         self.close()
 
+    @property
+    def box(self) -> SecretBox:
+        """The secret box sealing secret values at rest."""
+        return self._box
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction for records kept beside the state (environments, releases…)."""
+        with self._write() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction on one consistent snapshot."""
+        with self._read() as conn:
+            yield conn
+
     # -- internals ---------------------------------------------------------------------------
 
     @contextmanager

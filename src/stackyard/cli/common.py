@@ -1,0 +1,78 @@
+"""Shared CLI pieces: options, the workspace, confirmation and plan rendering."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stackyard.cli.output import OutputFormat, stderr, stdout
+from stackyard.engine.plan import Action, Plan
+from stackyard.environments.workspace import Workspace
+from stackyard.errors import InvalidInputError
+from stackyard.settings import Settings
+
+OUTPUT = typer.Option(OutputFormat.TEXT, "--output", "-o", help="Output format.", case_sensitive=False)
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+
+_COLOURS = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red", "noop": "dim"}
+
+
+@contextmanager
+def workspace() -> Iterator[Workspace]:
+    """The workspace of the current settings."""
+    ws = Workspace.open(Settings.load())
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def progress(output: OutputFormat) -> Callable[[str], None]:
+    """A progress printer on standard error (quiet in JSON mode)."""
+    con = stderr()
+
+    def say(msg: str) -> None:
+        if output is OutputFormat.TEXT:
+            con.print(f"[dim]{escape(msg)}[/]")
+
+    return say
+
+
+def confirm(question: str, *, yes: bool) -> bool:
+    """Ask ``question``; ``--yes`` answers it. Without a terminal, refuse instead of hanging."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InvalidInputError(f"Confirmation needed: {question}", hint="No terminal to ask on: pass --yes to confirm.")
+    return bool(typer.confirm(question, default=False, err=True))
+
+
+def when(ts: float | None) -> str:
+    """A timestamp for people."""
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def render_plan(plan: Plan) -> None:
+    """The plan's changes (no-ops folded into the summary), secrets masked."""
+    out = stdout()
+    changes = [c for c in plan.changes if c.action is not Action.NOOP]
+    if changes:
+        table = Table(box=None, show_header=True, header_style="bold")
+        table.add_column("action")
+        table.add_column("address")
+        table.add_column("why")
+        for c in changes:
+            colour = _COLOURS.get(c.action.value, "white")
+            table.add_row(f"[{colour}]{c.action.value}[/]", escape(c.address), escape(c.reason or ""))
+        out.print(table)
+    s = plan.summary()
+    out.print(
+        f"Plan for [bold]{escape(plan.env)}[/]: {s['create']} to create, {s['update']} to update, "
+        f"{s['replace']} to replace, {s['delete']} to delete, {s['noop']} unchanged."
+    )

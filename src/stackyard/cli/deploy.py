@@ -1,0 +1,230 @@
+"""Delivery commands: deploy, explain, status, outputs, logs, deployments, remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stackyard.cli.common import OUTPUT, YES, confirm, progress, render_plan, when, workspace
+from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
+from stackyard.environments import inspect, lifecycle
+from stackyard.environments.deploy import DeployResult, deploy_files
+from stackyard.environments.promotion import deploy_release
+from stackyard.environments.workloads import score_paths
+from stackyard.errors import InvalidInputError
+
+_ENV = typer.Option(..., "--env", "-e", help="The environment.")
+
+
+def deploy(
+    scores: list[str] = typer.Argument(None, help="Score files to deploy (or --release)."),
+    env: str = _ENV,
+    release: str | None = typer.Option(None, "--release", help="Deploy a release's pinned builds."),
+    plan_only: bool = typer.Option(False, "--plan-only", help="Show the plan; apply nothing."),
+    yes: bool = YES,
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Resolve, plan, confirm, apply and run workloads in an environment."""
+    if bool(scores) == bool(release):
+        raise InvalidInputError("Give Score files or --release, not both or neither", hint="stackyard deploy score.yaml --env dev")
+    text = output is OutputFormat.TEXT
+
+    def ask(plan: object) -> bool:
+        if text:
+            render_plan(plan)  # type: ignore[arg-type]
+        return confirm("Apply this plan?", yes=yes)
+
+    with workspace() as ws:
+        if release:
+            result = deploy_release(ws, release, env, plan_only=plan_only, confirm=ask, progress=progress(output))
+        else:
+            result = deploy_files(ws, score_paths(scores), env, plan_only=plan_only, confirm=ask, progress=progress(output))
+    report(result, output, plan_only=plan_only)
+
+
+def report(result: DeployResult, output: OutputFormat, *, plan_only: bool = False) -> None:
+    """Print a deploy's outcome."""
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+        return
+    out = stdout()
+    if result.diagnostics:
+        render_diagnostics(result.diagnostics)
+    if plan_only and result.plan is not None:
+        render_plan(result.plan)
+        out.print("[dim]--plan-only: nothing applied.[/]")
+        return
+    dep = result.deployment
+    if dep.status == "cancelled":
+        out.print("Cancelled: nothing applied.")
+        raise typer.Exit(1)
+    if result.plan is not None and not result.plan.has_changes and not result.changed:
+        out.print(f"[green]✓[/] {escape(dep.env)} is up to date (deployment {dep.id})")
+    else:
+        out.print(f"[green]✓[/] deployed to [bold]{escape(dep.env)}[/] (deployment {dep.id})")
+    for name, st in result.workloads.items():
+        eps = ", ".join(f"{k}: {v}" for k, v in st.endpoints.items()) or "no endpoints"
+        out.print(f"  {escape(name)}: {st.state}  {escape(eps)}")
+
+
+def explain(score: str = typer.Argument(..., help="A Score file."), env: str = _ENV, output: OutputFormat = OUTPUT) -> None:
+    """Show every candidate binding for each resource request, why it matched or not, and the winner."""
+    with workspace() as ws:
+        data = inspect.explain(ws, score_paths([score]), env)
+    if output is OutputFormat.JSON:
+        print_json(data)
+        return
+    out = stdout()
+    out.print(f"Resolving in [bold]{escape(data['env'])}[/] (type {escape(data['type'])})")
+    for row in data["requests"]:
+        out.print(f"\n[bold]{escape(row['uid'])}[/]  [dim]{escape(row['requested_by'])}[/]")
+        if row.get("from_parent"):
+            out.print(f"  uses {escape(row['from_parent'])}'s instance read-only")
+            continue
+        for c in row["candidates"]:
+            mark = "[green]✓[/]" if c["matched"] else "[red]✗[/]"
+            out.print(f"  {mark} {escape(c['selector'])} → {escape(c['component'])}  [dim]{escape(c['source'])}: {escape(c['reason'])}[/]")
+        if row["component"]:
+            p = row["component"]
+            out.print(f"  → {escape(p['component'])}@{escape(p['version'])} {escape(p['digest'][:19])}")
+        elif not row["candidates"]:
+            out.print("  [red]no binding for this type[/]")
+    if data["diagnostics"]:
+        out.print("")
+        from stackyard.diagnostics import Diagnostic, Severity
+
+        render_diagnostics([Diagnostic(Severity(d["severity"]), d["summary"], d.get("detail", "")) for d in data["diagnostics"]])
+        raise typer.Exit(2)
+
+
+def status(env: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT) -> None:
+    """Resources with observed health, workloads with readiness and endpoints, last deployments."""
+    with workspace() as ws:
+        data = inspect.status(ws, env)
+    if output is OutputFormat.JSON:
+        print_json(data)
+        return
+    out = stdout()
+    e = data["environment"]
+    out.print(f"[bold]{escape(e['name'])}[/]  type {escape(e['type'])}  ({e['status']})" + (f"  parent {escape(e['parent'])}" if e["parent"] else ""))
+    out.print(f"\n[bold]workloads[/] ({len(data['workloads'])})")
+    for name, w in data["workloads"].items():
+        eps = ", ".join(f"{k}: {v}" for k, v in w["endpoints"].items()) or "-"
+        out.print(f"  {escape(name):20} {w['state']:9} restarts {w['restarts']}  {escape(eps)}")
+    out.print(f"\n[bold]resources[/] ({len(data['resources'])})")
+    for r in data["resources"]:
+        colour = "green" if r["health"] == "ok" else "red"
+        out.print(f"  [{colour}]{r['health']:8}[/] {escape(r['address'])}  [dim]{escape(r['physical_name'])}[/]")
+    out.print("\n[bold]last deployments[/]")
+    for d in data["deployments"]:
+        out.print(f"  {d['id']}  {d['kind']:8} {d['status']:10} {when(d['created_at'])}  {escape(d['actor'])}")
+
+
+def outputs(
+    env: str = typer.Argument(..., help="The environment."),
+    workload: str | None = typer.Argument(None, help="Only this workload's resources."),
+    reveal: bool = typer.Option(False, "--reveal", help="Show secret values."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Show resource outputs; secrets are masked unless --reveal."""
+    with workspace() as ws:
+        data = inspect.outputs(ws, env, workload, reveal=reveal)
+    if output is OutputFormat.JSON:
+        print_json(data)
+        return
+    out = stdout()
+    for key, entry in data.items():
+        out.print(f"[bold]{escape(key)}[/]  [dim]{escape(str(entry.get('component')))}[/]")
+        for k, v in entry["outputs"].items():
+            out.print(f"  {escape(k):12} {escape(str(v))}")
+
+
+def logs(
+    env: str = typer.Argument(..., help="The environment."),
+    workload: str = typer.Argument(..., help="The workload."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    container: str | None = typer.Option(None, "--container", "-c", help="Only this container."),
+    lines: int | None = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
+) -> None:
+    """Print a workload's captured logs."""
+    with workspace() as ws:
+        ws.environment(env)
+        runtime = ws.runtime(env)
+        if workload not in runtime.names():
+            raise InvalidInputError(f"No workload '{workload}' running in '{env}'", hint=f"Running: {', '.join(runtime.names()) or 'none'}.")
+    try:
+        for line in runtime.logs(workload, container=container, follow=follow, lines=lines):
+            typer.echo(line.rstrip("\n"))
+    except KeyboardInterrupt:
+        pass
+
+
+def deployments(
+    env: str = typer.Argument(..., help="The environment."),
+    deployment: str | None = typer.Argument(None, help="A deployment id: show its events and plan summary."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """List an environment's deployments, or show one with its events."""
+    with workspace() as ws:
+        if ws.records.environment(env) is None:
+            ws.environment(env)  # raises, naming the known environments
+        if deployment:
+            dep = ws.records.deployment(deployment)
+            if dep is None or dep.env != env:
+                raise InvalidInputError(f"No deployment '{deployment}' in '{env}'", hint=f"stackyard deployments {env}")
+            events = ws.records.events(dep.id)
+            if output is OutputFormat.JSON:
+                print_json({**dep.to_json(with_plan=True), "events": [e.to_json() for e in events]})
+                return
+            out = stdout()
+            out.print(f"[bold]{dep.id}[/]  {dep.kind} {dep.status}  by {escape(dep.actor)}  {when(dep.created_at)}")
+            out.print(f"  summary {escape(str(dep.summary))}")
+            if dep.error:
+                out.print(f"  [red]error[/] {escape(dep.error)}")
+            for e in events:
+                out.print(f"  {when(e.at)}  {e.kind:9} {escape(e.address)}  [dim]{escape(e.message)}[/]")
+            return
+        deps = ws.records.deployments(env)
+    if output is OutputFormat.JSON:
+        print_json([d.to_json() for d in deps])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "kind", "status", "actor", "started", "release", "workloads", "changes"):
+        table.add_column(col)
+    for d in deps:
+        s = d.summary
+        changes = "-" if not s else f"+{s.get('create', 0)} ~{s.get('update', 0)} ±{s.get('replace', 0)} -{s.get('delete', 0)}"
+        table.add_row(d.id, d.kind, d.status, escape(d.actor), when(d.created_at), (d.release_id or "-").removeprefix("sha256:")[:12], escape(", ".join(d.workloads) or "-"), changes)
+    stdout().print(table)
+
+
+def remove(
+    workload: str = typer.Argument(..., help="The workload."),
+    env: str = _ENV,
+    yes: bool = YES,
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Take a workload out of an environment: stop it and destroy the resources only it used."""
+    with workspace() as ws:
+        ws.environment(env)
+        if not confirm(f"Remove workload '{workload}' from '{env}'?", yes=yes):
+            raise typer.Exit(1)
+        result = lifecycle.remove_workload(ws, env, workload, progress=progress(output))
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+        return
+    stdout().print(f"[green]✓[/] removed {escape(workload)} from {escape(env)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the top-level app."""
+    app.command("deploy")(deploy)
+    app.command("explain")(explain)
+    app.command("status")(status)
+    app.command("outputs")(outputs)
+    app.command("logs")(logs)
+    app.command("deployments")(deployments)
+    app.command("remove")(remove)

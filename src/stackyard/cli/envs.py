@@ -1,0 +1,147 @@
+"""The `stackyard env` commands: create, list, show, extend, destroy and reap environments."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stackyard.cli.common import OUTPUT, YES, confirm, progress, when, workspace
+from stackyard.cli.output import OutputFormat, print_json, stdout
+from stackyard.environments import lifecycle
+from stackyard.errors import InvalidInputError
+from stackyard.model.platform import format_duration, parse_duration
+
+app = typer.Typer(help="Create, inspect, extend and destroy environments.", no_args_is_help=True)
+
+
+def _ttl(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"Invalid --ttl: {exc}", hint="Use forms like 30m, 4h, 2d.") from None
+
+
+def _expiry(expires_at: float | None) -> str:
+    if expires_at is None:
+        return "never"
+    left = expires_at - time.time()
+    return f"{when(expires_at)} ({'in ' + format_duration(left) if left > 0 else 'expired'})"
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="The environment's name."),
+    type_name: str | None = typer.Option(None, "--type", "-t", help="Environment type."),
+    parent: str | None = typer.Option(None, "--from", help="Parent environment: use its core read-only."),
+    ttl: str | None = typer.Option(None, "--ttl", help="Time to live (30m, 4h, 2d); default from the type."),
+    owner: str | None = typer.Option(None, "--owner", help="Owner team."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Create an environment and deploy its type's core infrastructure."""
+    with workspace() as ws:
+        env, result, created = lifecycle.create(
+            ws, name, type_name=type_name, parent=parent, ttl_s=_ttl(ttl), owner=owner, progress=progress(output)
+        )
+    if output is OutputFormat.JSON:
+        print_json({"environment": env.to_json(), "created": created, "core": result.to_json() if result else None})
+        return
+    out = stdout()
+    verb = "created" if created else "already exists:"
+    out.print(f"[green]✓[/] {verb} environment [bold]{escape(env.name)}[/] (type {escape(env.type)}" + (f", from {escape(env.parent)}" if env.parent else "") + ")")
+    if env.expires_at:
+        out.print(f"  expires {_expiry(env.expires_at)}")
+
+
+@app.command("list")
+def list_(output: OutputFormat = OUTPUT) -> None:
+    """List environments."""
+    with workspace() as ws:
+        envs = ws.records.environments()
+    if output is OutputFormat.JSON:
+        print_json([e.to_json() for e in envs])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "type", "status", "parent", "owner", "expires"):
+        table.add_column(col)
+    for e in envs:
+        table.add_row(escape(e.name), escape(e.type), e.status, escape(e.parent or "-"), escape(e.owner or "-"), _expiry(e.expires_at) if e.expires_at else "never")
+    stdout().print(table)
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT) -> None:
+    """Show one environment: type, parent, owner, expiry, children and workloads."""
+    with workspace() as ws:
+        env = ws.environment(name)
+        children = ws.records.children(name)
+        workloads = [w.name for w in ws.records.workloads(name)]
+        instances = ws.records.instances(name)
+    data = {**env.to_json(), "children": children, "workloads": workloads, "resources": sorted(instances)}
+    if output is OutputFormat.JSON:
+        print_json(data)
+        return
+    out = stdout()
+    out.print(f"[bold]{escape(env.name)}[/]  type {escape(env.type)}  ({env.status})")
+    out.print(f"  owner     {escape(env.owner or '-')}")
+    out.print(f"  parent    {escape(env.parent or '-')}")
+    out.print(f"  created   {when(env.created_at)} by {escape(env.created_by or '-')}")
+    out.print(f"  expires   {_expiry(env.expires_at)}")
+    out.print(f"  children  {escape(', '.join(children) or '-')}")
+    out.print(f"  workloads {escape(', '.join(workloads) or '-')}")
+    out.print(f"  resources {len(instances)}: {escape(', '.join(sorted(instances)) or '-')}")
+
+
+@app.command("extend")
+def extend(
+    name: str = typer.Argument(..., help="The environment."),
+    ttl: str = typer.Option(..., "--ttl", help="New time to live from now (capped by the type's maximum)."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Push an environment's expiry out, within its type's maximum TTL."""
+    seconds = _ttl(ttl)
+    assert seconds is not None
+    with workspace() as ws:
+        env = lifecycle.extend(ws, name, ttl_s=seconds)
+    if output is OutputFormat.JSON:
+        print_json(env.to_json())
+        return
+    stdout().print(f"[green]✓[/] {escape(name)} now expires {_expiry(env.expires_at)}")
+
+
+@app.command("destroy")
+def destroy(name: str = typer.Argument(..., help="The environment."), yes: bool = YES, output: OutputFormat = OUTPUT) -> None:
+    """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
+    with workspace() as ws:
+        env = ws.environment(name)
+        children = ws.records.children(name)
+        if children:
+            raise InvalidInputError(f"Environment '{name}' has children: {', '.join(sorted(children))}", hint="Destroy the children first; they use this environment's resources.")
+        count = len(ws.store.snapshot(name).resources)
+        if not confirm(f"Destroy environment '{env.name}' and its {count} resource(s)?", yes=yes):
+            raise typer.Exit(1)
+        result = lifecycle.destroy(ws, name, progress=progress(output))
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+        return
+    stdout().print(f"[green]✓[/] destroyed {escape(name)}: {result.destroyed} resource(s), {len(result.stopped)} workload(s) stopped")
+
+
+@app.command("reap")
+def reap(output: OutputFormat = OUTPUT) -> None:
+    """Destroy expired environments (safe from cron, and safe to run twice at once)."""
+    with workspace() as ws:
+        result = lifecycle.reap(ws, progress=progress(output))
+    if output is OutputFormat.JSON:
+        print_json(result)
+        return
+    out = stdout()
+    out.print(f"reaped {len(result['reaped'])}: {escape(', '.join(result['reaped']) or '-')}")
+    for name, why in result["failed"].items():
+        out.print(f"[red]failed[/] {escape(name)}: {escape(why)}")
+    if result["failed"]:
+        raise typer.Exit(1)

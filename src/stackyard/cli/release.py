@@ -1,0 +1,114 @@
+"""Release and promotion commands, and the quickstart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stackyard.cli.common import OUTPUT, YES, confirm, progress, render_plan, when, workspace
+from stackyard.cli.deploy import report
+from stackyard.cli.output import OutputFormat, print_json, stdout
+from stackyard.environments import promotion
+from stackyard.environments.workloads import score_paths
+
+app = typer.Typer(help="Immutable, content-addressed releases.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    scores: list[str] = typer.Argument(..., help="Score files."),
+    image: list[str] = typer.Option([], "--image", help="Container image: name=ref (repeatable)."),
+    env: str | None = typer.Option(None, "--env", "-e", help="Resolve the lock here (default: the first stage of the promotion path)."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Pin workload specs, app builds and the component lock into a release."""
+    with workspace() as ws:
+        rel, created = promotion.create_release(ws, score_paths(scores), env=env, images=promotion.parse_images(image))
+    if output is OutputFormat.JSON:
+        print_json({**rel.to_json(), "created": created})
+        return
+    out = stdout()
+    out.print(f"[green]✓[/] release [bold]{rel.short}[/] {'created' if created else '(identical release already exists)'}")
+    out.print(f"  id        {rel.id}")
+    out.print(f"  workloads {escape(', '.join(rel.workload_names()))}")
+    for uid, pin in sorted(rel.lock.items()):
+        out.print(f"  {escape(uid):40} {escape(pin.ref)} {pin.digest[:19]}")
+
+
+@app.command("list")
+def list_(output: OutputFormat = OUTPUT) -> None:
+    """List releases, newest first."""
+    with workspace() as ws:
+        rels = [promotion.Release(*r) for r in ws.records.releases()]
+    if output is OutputFormat.JSON:
+        print_json([r.to_json() for r in rels])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("release", "created", "by", "workloads"):
+        table.add_column(col)
+    for r in rels:
+        table.add_row(r.short, when(r.created_at), escape(r.created_by), escape(", ".join(r.workload_names())))
+    stdout().print(table)
+
+
+@app.command("show")
+def show(release: str = typer.Argument(..., help="Release id (or a unique prefix)."), output: OutputFormat = OUTPUT) -> None:
+    """Show a release and where it was deployed."""
+    with workspace() as ws:
+        rel = promotion.get_release(ws, release)
+        deps = ws.records.deployments(None, release_id=rel.id, limit=100)
+    if output is OutputFormat.JSON:
+        print_json({**rel.to_json(), "deployments": [d.to_json() for d in deps]})
+        return
+    out = stdout()
+    out.print(f"[bold]{rel.short}[/]  {rel.id}  by {escape(rel.created_by)} {when(rel.created_at)}")
+    for uid, pin in sorted(rel.lock.items()):
+        out.print(f"  {escape(uid):40} {escape(pin.ref)} {pin.digest[:19]}")
+    for d in deps:
+        out.print(f"  {d.kind:8} {escape(d.env):12} {d.status:10} {when(d.created_at)}")
+
+
+def promote(
+    release: str = typer.Argument(..., help="Release id (or a unique prefix)."),
+    to: str = typer.Option(..., "--to", help="The next environment on the promotion path."),
+    plan_only: bool = typer.Option(False, "--plan-only", help="Show the plan; apply nothing."),
+    yes: bool = YES,
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Deploy a release's pinned builds to the next stage (after it succeeded in the previous one)."""
+
+    def ask(plan: object) -> bool:
+        if output is OutputFormat.TEXT:
+            render_plan(plan)  # type: ignore[arg-type]
+        return confirm(f"Promote to '{to}'?", yes=yes)
+
+    with workspace() as ws:
+        result = promotion.promote(ws, release, to, plan_only=plan_only, confirm=ask, progress=progress(output))
+    report(result, output, plan_only=plan_only)
+
+
+def quickstart(
+    examples: Path | None = typer.Option(None, "--examples", help="Examples folder (default: the bundled one)."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """From nothing to a running app: home, platform, dev, an ephemeral env and the hello app."""
+    from stackyard.environments.quickstart import quickstart as run
+    from stackyard.settings import Settings
+
+    data = run(Settings.load(), examples=examples, progress=progress(output))
+    if output is OutputFormat.JSON:
+        print_json(data)
+        return
+    out = stdout()
+    out.print(f"\n[green]✓[/] hello is running in [bold]quickstart[/] (a child of dev): [bold]{escape(data['url'])}[/]")
+    out.print("  " + ("changed: yes" if data["changed"] else "nothing changed (already up to date)") + f", {data['duration_s']} s")
+    out.print("\n[bold]outputs[/] (secrets masked)")
+    for name, entry in data["outputs"].items():
+        shown = ", ".join(f"{k}={v}" for k, v in entry["outputs"].items())
+        out.print(f"  {escape(name):6} {escape(str(entry['component']))}: {escape(shown)}")
+    out.print("\n[bold]next[/]")
+    for cmd in data["next"]:
+        out.print(f"  {escape(cmd)}")

@@ -1,0 +1,411 @@
+"""Deploy: resolve → expand → plan → confirm → apply → outputs → run, recorded as a deployment.
+
+The desired state of an environment is its core (when it owns one) plus every live workload:
+deploying one workload re-resolves its own requests and keeps every other instance pinned
+to the build it was deployed with, so a deploy never upgrades a neighbour by surprise.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackyard.diagnostics import Diagnostic, Severity, has_errors
+from stackyard.engine.engine import Engine
+from stackyard.engine.events import Event, Events
+from stackyard.engine.kinds import naming_lookup
+from stackyard.engine.plan import Plan
+from stackyard.environments.resolver import Ancestor, Request, Resolution, Resolver
+from stackyard.environments.workloads import (
+    parse_spec,
+    placeholder_diagnostics,
+    render,
+    runtime_diagnostics,
+)
+from stackyard.environments.workspace import Workspace
+from stackyard.errors import InvalidInputError, StackyardError
+from stackyard.model.environment import (
+    Deployment,
+    DeploymentEvent,
+    Environment,
+    InstanceRecord,
+    WorkloadRecord,
+)
+from stackyard.model.ids import ResourceUid
+from stackyard.model.values import Secret, reveal
+from stackyard.model.workload import Workload
+from stackyard.resolve.bindings import Level
+from stackyard.resolve.graph import Graph, expand
+from stackyard.resolve.lock import Pin
+from stackyard.runtime.spec import WorkloadStatus
+
+Progress = Callable[[str], None]
+Confirm = Callable[[Plan], bool]
+
+
+@dataclass
+class DeployResult:
+    """What a deploy did."""
+
+    deployment: Deployment
+    plan: Plan | None
+    lock: dict[str, Pin] = field(default_factory=dict)
+    workloads: dict[str, WorkloadStatus] = field(default_factory=dict)
+    changed: bool = False
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (masked)."""
+        return {
+            "deployment": self.deployment.to_json(),
+            "plan": self.plan.to_json() if self.plan else None,
+            "lock": {uid: p.to_json() for uid, p in sorted(self.lock.items())},
+            "workloads": {n: s.to_json() for n, s in self.workloads.items()},
+            "changed": self.changed,
+            "warnings": [d.to_json() for d in self.diagnostics if d.severity is Severity.WARNING],
+        }
+
+
+def levels(ws: Workspace, chain: Sequence[Environment]) -> list[Level]:
+    """Binding levels for an environment chain: each environment nearest first, then the types."""
+    platform = ws.platform()
+    out = [Level(f"environment {e.name}", tuple(e.bindings)) for e in chain]
+    seen: set[str] = set()
+    for e in chain:
+        if e.type in seen:
+            continue
+        seen.add(e.type)
+        out.append(Level(f"environment type {e.type}", platform.type(e.type).bindings))
+    return out
+
+
+def resolver_for(
+    ws: Workspace,
+    env: Environment,
+    *,
+    pins: Mapping[str, Pin] | None = None,
+    strict: frozenset[str] = frozenset(),
+) -> Resolver:
+    """A resolver for ``env``: its bindings, its ancestors' instances, and pins."""
+    chain = ws.chain(env)
+    ancestors = []
+    for anc in chain[1:]:
+        outs = {uid: rec.outputs for uid, rec in ws.records.instances(anc.name).items()}
+        ancestors.append(Ancestor(anc.name, outs))
+    return Resolver(
+        env=env.name,
+        env_type=env.type,
+        levels=levels(ws, chain),
+        versions=ws.versions,
+        fetch=ws.manifest,
+        ancestors=ancestors,
+        pins=pins,
+        strict=strict,
+    )
+
+
+def core_requests(ws: Workspace, env: Environment) -> list[Request]:
+    """The core of ``env``: its type's core list when it has no parent (a child uses its parent's)."""
+    if env.parent:
+        return []
+    etype = ws.platform().type(env.type)
+    return [
+        Request(
+            ResourceUid(c.type, c.klass, c.id),
+            dict(c.params),
+            "",
+            f"core of environment type '{etype.name}'",
+            core=True,
+        )
+        for c in etype.core
+    ]
+
+
+def workload_requests(workload: Workload) -> list[Request]:
+    """A workload's resource requests."""
+    return [
+        Request(r.uid, dict(r.params), workload.name, f"{workload.name}: resources.{r.name}")
+        for r in workload.resources.values()
+    ]
+
+
+@dataclass
+class Target:
+    """The desired state of an environment for one converge."""
+
+    env: Environment
+    workloads: dict[str, Workload]  # every workload that will be live after the deploy
+    changed: set[str]  # the workloads this deploy (re)deploys
+    release_id: str | None = None
+    release_pins: Mapping[str, Pin] = field(default_factory=dict)
+    strict_pins: bool = False
+
+
+def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diagnostic]]:
+    """Resolve and expand the target; raises ``InvalidInputError`` with every problem."""
+    env = target.env
+    current = ws.records.instances(env.name)
+    changed_uids = {
+        str(r.uid) for name in target.changed for r in target.workloads[name].resources.values()
+    }
+    pins = {
+        uid: Pin(*rec.component.split("@", 1), rec.digest)
+        for uid, rec in current.items()
+        if uid not in changed_uids
+    }
+    pins.update(target.release_pins)
+    strict = frozenset(target.release_pins) if target.strict_pins else frozenset()
+    resolver = resolver_for(ws, env, pins=pins, strict=strict)
+    requests = core_requests(ws, env)
+    for name in sorted(target.workloads):
+        requests.extend(workload_requests(target.workloads[name]))
+    res = resolver.resolve(requests)
+    diags = list(res.diagnostics)
+    for name in sorted(target.changed):
+        wl = target.workloads[name]
+        diags.extend(runtime_diagnostics(wl))
+        comps = {
+            r.name: res.instances[r.uid].component
+            for r in wl.resources.values()
+            if r.uid in res.instances
+        }
+        diags.extend(placeholder_diagnostics(wl, comps))
+    graph, expand_diags = expand(
+        list(res.instances.values()), env=env.name, naming_for=naming_lookup(ws.kinds)
+    )
+    diags.extend(expand_diags)
+    if has_errors(diags):
+        raise InvalidInputError(f"Cannot deploy to '{env.name}'", [d for d in diags])
+    return res, graph, diags
+
+
+def converge(
+    ws: Workspace,
+    target: Target,
+    *,
+    kind: str = "deploy",
+    plan_only: bool = False,
+    confirm: Confirm | None = None,
+    progress: Progress | None = None,
+    ready_timeout: float = 60.0,
+) -> DeployResult:
+    """Deploy ``target``: plan, confirm, apply, record outputs and run the changed workloads."""
+    say = progress or (lambda _m: None)
+    env = target.env
+    dep = Deployment(
+        id=uuid.uuid4().hex[:12],
+        env=env.name,
+        kind=kind,
+        status="running",
+        actor=ws.settings.actor,
+        created_at=time.time(),
+        release_id=target.release_id,
+        workloads=tuple(sorted(target.changed)),
+    )
+    say(f"resolving {len(target.workloads)} workload(s) in '{env.name}'")
+    res, graph, diags = prepare(ws, target)
+    log = _EventLog(say)
+    engine = Engine(store=ws.store, kinds=ws.kinds, events=Events(log.hook))
+    planned = engine.plan(env.name, graph)
+    if not planned.ok:
+        raise InvalidInputError(f"The plan for '{env.name}' has errors", list(planned.diagnostics))
+    summary = {**planned.summary(), "resources": len(planned.changes)}
+    if plan_only:
+        dep = _finish(dep, "planned", summary, planned)
+        ws.records.put_deployment(dep)
+        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags)
+    if planned.has_changes and confirm is not None and not confirm(planned):
+        dep = _finish(dep, "cancelled", summary, planned)
+        ws.records.put_deployment(dep)
+        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags)
+    ws.records.put_deployment(
+        Deployment(**{**_fields(dep), "summary": summary, "plan": planned.to_json()})
+    )
+    result = None
+    try:
+        if planned.has_changes:
+            say(f"applying {sum(v for k, v in planned.summary().items() if k != 'noop')} change(s)")
+            result = engine.apply(planned, graph)
+            if not result.ok:
+                failed = "; ".join(f"{a}: {w}" for a, w in sorted(result.failed.items()))
+                raise StackyardError(
+                    f"Apply failed in '{env.name}': {failed}",
+                    hint=f"Fix the cause and deploy again; 'stackyard deployments {env.name}' shows the events.",
+                )
+        outputs = _instance_outputs(ws, engine, env.name, graph, res)
+        _record(ws, env, target, dep, res, outputs)
+        statuses: dict[str, WorkloadStatus] = {}
+        changed_run = False
+        runtime = ws.runtime(env.name)
+        for name in sorted(target.changed):
+            wl = target.workloads[name]
+            by_name = {
+                r.name: outputs.get(str(r.uid)) or _external(ws, res, r.uid)
+                for r in wl.resources.values()
+            }
+            spec = render(wl, env=env.name, outputs=by_name)
+            _, did = runtime.start(spec)
+            changed_run = changed_run or did
+            say(f"{'started' if did else 'unchanged'} workload '{name}'")
+            statuses[name] = runtime.wait_ready(name, timeout=ready_timeout)
+            say(f"workload '{name}' is {statuses[name].state}")
+        dep = _finish(dep, "succeeded", summary, planned)
+        return DeployResult(
+            dep, planned, dict(res.lock), statuses, planned.has_changes or changed_run, diags
+        )
+    except BaseException as exc:
+        dep = _finish(
+            dep,
+            "failed",
+            summary,
+            planned,
+            error=getattr(exc, "message", None) or type(exc).__name__,
+        )
+        raise
+    finally:
+        ws.records.put_deployment(dep)
+        ws.records.add_events(dep.id, log.events)
+
+
+def _fields(dep: Deployment) -> dict[str, Any]:
+    return {f: getattr(dep, f) for f in dep.__dataclass_fields__}
+
+
+def _finish(
+    dep: Deployment,
+    status: str,
+    summary: Mapping[str, Any],
+    planned: Plan | None,
+    *,
+    error: str | None = None,
+) -> Deployment:
+    return Deployment(
+        **{
+            **_fields(dep),
+            "status": status,
+            "finished_at": time.time(),
+            "summary": dict(summary),
+            "plan": planned.to_json() if planned else None,
+            "error": error,
+        }
+    )
+
+
+def _instance_outputs(
+    ws: Workspace, engine: Engine, env: str, graph: Graph, res: Resolution
+) -> dict[str, dict[str, Any]]:
+    from stackyard.engine.plan import recorded_outputs
+    from stackyard.model.values import Unknown
+
+    live = {a: recorded_outputs(r) for a, r in ws.store.snapshot(env).resources.items()}
+    return {
+        str(uid): graph.instance_outputs(uid, lambda a: live.get(a, Unknown(a)))
+        for uid in res.instances
+    }
+
+
+def _external(ws: Workspace, res: Resolution, uid: ResourceUid) -> dict[str, Any]:
+    owner = res.external.get(uid)
+    if owner is None:
+        return {}
+    rec = ws.records.instances(owner).get(str(uid))
+    return dict(rec.outputs) if rec else {}
+
+
+def _record(
+    ws: Workspace,
+    env: Environment,
+    target: Target,
+    dep: Deployment,
+    res: Resolution,
+    outputs: Mapping[str, Mapping[str, Any]],
+) -> None:
+    existing = ws.records.instances(env.name)
+    put_instances = []
+    for uid, inst in res.instances.items():
+        outs = outputs.get(str(uid), {})
+        secret_keys = tuple(sorted(k for k, v in outs.items() if isinstance(v, Secret)))
+        put_instances.append(
+            InstanceRecord(
+                env=env.name,
+                uid=str(uid),
+                component=inst.component.ref,
+                digest=inst.digest,
+                core=uid in res.core,
+                params=res.params.get(uid, {}),
+                requires=res.requires.get(uid, {}),
+                outputs={k: reveal(v) for k, v in outs.items()},
+                secret_keys=secret_keys,
+            )
+        )
+    wanted = {str(u) for u in res.instances}
+    drop = [uid for uid in existing if uid not in wanted]
+    put_workloads = [
+        WorkloadRecord(
+            env.name,
+            name,
+            dep.id,
+            dict(target.workloads[name].raw),
+            tuple(str(r.uid) for r in target.workloads[name].resources.values()),
+            target.release_id,
+        )
+        for name in sorted(target.changed)
+    ]
+    ws.records.record_deploy(
+        env.name, put_workloads=put_workloads, put_instances=put_instances, drop_instances=drop
+    )
+
+
+def live_workloads(ws: Workspace, env: str) -> dict[str, Workload]:
+    """The workloads live in ``env``, parsed from their stored specs."""
+    return {w.name: parse_spec(w.spec, file=w.name) for w in ws.records.workloads(env)}
+
+
+class _EventLog:
+    """Collects engine events as deployment events, and reports progress."""
+
+    def __init__(self, say: Progress) -> None:
+        self.say = say
+        self.events: list[DeploymentEvent] = []
+
+    def hook(self, event: Event) -> None:
+        if event.type == "planned":
+            return
+        message = event.message or event.action
+        self.events.append(
+            DeploymentEvent(len(self.events), event.ts, event.type, event.address, message)
+        )
+        if event.type in ("finished", "failed", "retrying", "recovered"):
+            self.say(
+                f"{event.type:9} {event.action:8} {event.address}"
+                + (f": {event.message}" if event.type == "failed" and event.message else "")
+            )
+
+
+def deploy_files(
+    ws: Workspace,
+    paths: Sequence[Any],
+    env_name: str,
+    *,
+    plan_only: bool = False,
+    confirm: Confirm | None = None,
+    progress: Progress | None = None,
+) -> DeployResult:
+    """Deploy Score files to ``env_name``: their workloads join (or replace) the live ones."""
+    from stackyard.environments.workloads import load_score
+
+    env = ws.environment(env_name)
+    if env.status != "ready":
+        raise InvalidInputError(f"Environment '{env_name}' is {env.status}", hint=f"Create it first: stackyard env create {env_name}.")
+    mine: dict[str, Workload] = {}
+    for p in paths:
+        wl = parse_spec(load_score(p), file=str(p))
+        if wl.name in mine:
+            raise InvalidInputError(f"Two Score files define workload '{wl.name}'", hint="Each workload name must be unique.")
+        mine[wl.name] = wl
+    workloads = live_workloads(ws, env_name)
+    workloads.update(mine)
+    return converge(ws, Target(env, workloads, set(mine)), plan_only=plan_only, confirm=confirm, progress=progress)

@@ -1,0 +1,101 @@
+"""Read-only views of an environment: explain, status and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stackyard.engine.observe import observe_all
+from stackyard.environments.deploy import core_requests, resolver_for, workload_requests
+from stackyard.environments.workloads import load_score, parse_spec
+from stackyard.environments.workspace import Workspace
+from stackyard.errors import InvalidInputError
+from stackyard.model.values import mask
+
+
+def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, Any]:
+    """For every resource request (and requirement): each candidate binding, why it matched or
+    not, the winner and the build it picks."""
+    env = ws.environment(env_name)
+    workloads = [parse_spec(load_score(p), file=str(p)) for p in paths]
+    resolver = resolver_for(ws, env)
+    requests = core_requests(ws, env)
+    for w in workloads:
+        requests.extend(workload_requests(w))
+    res = resolver.resolve(requests)
+    rows = []
+    by_uid = {r.uid: r for r in requests}
+    for uid, m in res.matches.items():
+        req = by_uid.get(uid)
+        pin = res.lock.get(str(uid))
+        rows.append(
+            {
+                "uid": str(uid),
+                "requested_by": req.location if req else "a component requirement",
+                "candidates": [c.to_json() for c in m.candidates],
+                "winner": m.winner.to_json() if m.winner else None,
+                "component": pin.to_json() if pin else None,
+            }
+        )
+    for uid, owner in res.external.items():
+        rows.append({"uid": str(uid), "requested_by": "a component requirement", "candidates": [], "winner": None, "component": None, "from_parent": owner})
+    return {"env": env.name, "type": env.type, "requests": rows, "diagnostics": [d.to_json() for d in res.diagnostics]}
+
+
+def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, Any]:
+    """Resources with observed health, workloads with readiness and endpoints, last deployments."""
+    env = ws.environment(env_name)
+    snap = ws.store.snapshot(env_name)
+    observed: dict[str, Any] = {}
+    if observe and snap.resources:
+        observed, _ = observe_all(env_name, snap.resources.values(), ws.kinds, parallelism=10)
+    resources = []
+    for address, rec in sorted(snap.resources.items()):
+        if not observe:
+            health = "unknown"
+        elif address not in observed:
+            health = "unobservable"
+        else:
+            health = "missing" if observed[address] is None else "ok"
+        resources.append({"address": address, "kind": rec.kind, "physical_name": rec.physical_name, "uid": rec.uid, "component": rec.component, "health": health})
+    runtime = ws.runtime(env_name)
+    workloads = {}
+    for w in ws.records.workloads(env_name):
+        st = runtime.status(w.name)
+        workloads[w.name] = {**st.to_json(), "deployment": w.deployment_id, "release": w.release_id, "resources": list(w.uids)}
+    deps = [d.to_json() for d in ws.records.deployments(env_name, limit=5)]
+    return {"environment": env.to_json(), "resources": resources, "workloads": workloads, "deployments": deps}
+
+
+def outputs(ws: Workspace, env_name: str, workload: str | None = None, *, reveal: bool = False) -> dict[str, Any]:
+    """Outputs per resource (by workload resource name, or by uid), secrets masked unless revealed."""
+    ws.environment(env_name)
+    instances = ws.records.instances(env_name)
+    chain = ws.chain(ws.environment(env_name))
+
+    def shown(rec_outputs: dict[str, Any], secret_keys: Sequence[str]) -> dict[str, Any]:
+        if reveal:
+            return dict(rec_outputs)
+        return {k: ("(secret)" if k in secret_keys else v) for k, v in rec_outputs.items()}
+
+    def find(uid: str) -> Any:
+        if uid in instances:
+            return instances[uid]
+        for anc in chain[1:]:
+            found = ws.records.instances(anc.name).get(uid)
+            if found is not None:
+                return found
+        return None
+
+    if workload is None:
+        return {uid: {"component": r.component, "outputs": shown(dict(r.outputs), r.secret_keys)} for uid, r in sorted(instances.items())}
+    records = {w.name: w for w in ws.records.workloads(env_name)}
+    if workload not in records:
+        raise InvalidInputError(f"No workload '{workload}' in '{env_name}'", hint=f"Workloads: {', '.join(sorted(records)) or 'none'}.")
+    wl = parse_spec(records[workload].spec, file=workload)
+    out = {}
+    for r in wl.resources.values():
+        rec = find(str(r.uid))
+        out[r.name] = {"uid": str(r.uid), "component": rec.component if rec else None, "outputs": shown(dict(rec.outputs), rec.secret_keys) if rec else {}}
+    return mask(out) if not reveal else out

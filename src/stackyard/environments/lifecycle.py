@@ -1,0 +1,336 @@
+"""Environment lifecycle: create (deploying the core), extend, destroy and the TTL reaper.
+
+Destroying an environment stops its workloads and destroys exactly what its own state holds:
+a child never has its parent's objects in its state (it reads them as external outputs), so
+a destroy on expiry removes only objects labelled as this environment's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackyard.engine.engine import Engine
+from stackyard.engine.events import Events
+from stackyard.environments.deploy import DeployResult, Target, converge, live_workloads
+from stackyard.environments.workspace import Workspace
+from stackyard.errors import InvalidInputError, StackyardError
+from stackyard.model.environment import Deployment, Environment
+from stackyard.model.platform import NAME, format_duration
+
+Progress = Callable[[str], None]
+#: A reaper's claim older than this is taken over (the reaper died mid-destroy).
+STALE_CLAIM_S = 600.0
+
+
+def _check_name(name: str) -> None:
+    if not NAME.match(name):
+        raise InvalidInputError(
+            f"Invalid environment name '{name}'",
+            hint="Use 1-40 characters: lower-case letters, digits and '-', starting with a letter.",
+        )
+
+
+def create(
+    ws: Workspace,
+    name: str,
+    *,
+    type_name: str | None = None,
+    parent: str | None = None,
+    ttl_s: int | None = None,
+    owner: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[Environment, DeployResult | None, bool]:
+    """Create ``name`` and deploy its core. Returns ``(env, core deploy, created)``.
+
+    An environment declared in the platform configuration takes its type, parent and owner
+    from the declaration. Creating an environment that is already ready is a no-op
+    (``created`` False) when nothing asked for differs.
+    """
+    _check_name(name)
+    platform = ws.platform()
+    existing = ws.records.environment(name)
+    decl = platform.environments.get(name)
+    if existing is not None and existing.status in ("creating", "ready", "failed", "destroying"):
+        asked = {"type": type_name, "parent": parent, "owner": owner}
+        differs = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
+        if differs or existing.status != "ready":
+            raise InvalidInputError(
+                f"Environment '{name}' already exists ({existing.status})",
+                hint=f"Destroy it first, or use another name. It differs in: {', '.join(differs)}."
+                if differs
+                else "Destroy it first, or use another name.",
+            )
+        return existing, None, False
+    parent_env = None
+    if parent is None and decl is not None:
+        parent = decl.parent
+    if parent is not None:
+        parent_env = ws.environment(parent)
+        if parent_env.status != "ready":
+            raise InvalidInputError(
+                f"Parent environment '{parent}' is {parent_env.status}",
+                hint=f"Create it first: stackyard env create {parent}.",
+            )
+    etype_name = (
+        type_name or (decl.type if decl else None) or (parent_env.type if parent_env else None)
+    )
+    if etype_name is None:
+        raise InvalidInputError(
+            "An environment needs a type", hint="Pass --type T or --from PARENT."
+        )
+    etype = platform.type(etype_name)
+    if ttl_s is None:
+        ttl_s = etype.ttl_default_s
+    if ttl_s is not None and etype.ttl_max_s is not None and ttl_s > etype.ttl_max_s:
+        raise InvalidInputError(
+            f"TTL {format_duration(ttl_s)} is longer than environment type '{etype.name}' allows ({format_duration(etype.ttl_max_s)})",
+            hint=f"Pass --ttl {format_duration(etype.ttl_max_s)} or less.",
+        )
+    owner = owner or (decl.owner if decl else None) or (parent_env.owner if parent_env else None)
+    if owner and platform.teams and owner not in platform.teams:
+        raise InvalidInputError(
+            f"Unknown team '{owner}'", hint=f"Teams: {', '.join(sorted(platform.teams))}."
+        )
+    now = time.time()
+    env = Environment(
+        name=name,
+        type=etype.name,
+        status="creating",
+        parent=parent,
+        owner=owner,
+        declared=decl is not None,
+        created_at=now,
+        created_by=ws.settings.actor,
+        expires_at=now + ttl_s if ttl_s else None,
+        variables={
+            **(dict(parent_env.variables) if parent_env else {}),
+            **(dict(decl.variables) if decl else {}),
+        },
+        labels=dict(decl.labels) if decl else {},
+        bindings=decl.bindings if decl else (),
+    )
+    if not ws.records.insert_environment(env):
+        raise InvalidInputError(
+            f"Environment '{name}' already exists", hint="Another command created it just now."
+        )
+    say = progress or (lambda _m: None)
+    say(f"creating environment '{name}' (type {etype.name}{', from ' + parent if parent else ''})")
+    try:
+        result = converge(ws, Target(env, {}, set()), kind="create", progress=say)
+    except BaseException:
+        ws.records.set_status(name, "failed", expect=["creating"])
+        raise
+    ws.records.set_status(name, "ready", expect=["creating"])
+    return ws.environment(name), result, True
+
+
+def extend(ws: Workspace, name: str, *, ttl_s: int) -> Environment:
+    """Set the expiry to now + ``ttl_s``, capped by the type's maximum (refused beyond it)."""
+    env = ws.environment(name)
+    etype = ws.platform().type(env.type)
+    if env.expires_at is None and etype.ttl_max_s is None:
+        raise InvalidInputError(
+            f"Environment '{name}' has no TTL",
+            hint="Only environments with an expiry can be extended.",
+        )
+    if etype.ttl_max_s is not None and ttl_s > etype.ttl_max_s:
+        raise InvalidInputError(
+            f"TTL {format_duration(ttl_s)} is longer than environment type '{etype.name}' allows ({format_duration(etype.ttl_max_s)})",
+            hint=f"Pass at most {format_duration(etype.ttl_max_s)}.",
+        )
+    if not ws.records.set_status(name, "ready", expect=["ready"], expires_at=time.time() + ttl_s):
+        raise InvalidInputError(
+            f"Environment '{name}' is {env.status}",
+            hint="Only a ready environment can be extended.",
+        )
+    return ws.environment(name)
+
+
+@dataclass
+class DestroyResult:
+    """What a destroy removed."""
+
+    env: str
+    stopped: list[str] = field(default_factory=list)
+    destroyed: int = 0
+    deployment: Deployment | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "env": self.env,
+            "stopped_workloads": self.stopped,
+            "destroyed_resources": self.destroyed,
+            "deployment": self.deployment.id if self.deployment else None,
+        }
+
+
+def destroy(
+    ws: Workspace, name: str, *, claimed: bool = False, progress: Progress | None = None
+) -> DestroyResult:
+    """Stop the workloads and destroy every resource in ``name``'s own state.
+
+    Refused while the environment has live children. ``claimed`` is set by the reaper, which
+    has already moved the environment to ``destroying``.
+    """
+    say = progress or (lambda _m: None)
+    env = ws.environment(name)
+    children = ws.records.children(name)
+    if children:
+        raise InvalidInputError(
+            f"Environment '{name}' has children: {', '.join(sorted(children))}",
+            hint="Destroy the children first; they use this environment's resources.",
+        )
+    if env.status == "declared":
+        raise InvalidInputError(
+            f"Environment '{name}' is only declared", hint="There is nothing to destroy."
+        )
+    if not claimed and not ws.records.set_status(
+        name,
+        "destroying",
+        expect=["ready", "failed", "creating", "destroying"],
+        claimed_at=time.time(),
+    ):
+        raise InvalidInputError(f"Environment '{name}' cannot be destroyed now", hint="Try again.")
+    out = DestroyResult(name)
+    out.stopped = ws.runtime(name).stop_all()
+    for w in out.stopped:
+        say(f"stopped workload '{w}'")
+    dep = Deployment(
+        id=_dep_id(),
+        env=name,
+        kind="destroy",
+        status="running",
+        actor=ws.settings.actor,
+        created_at=time.time(),
+    )
+    engine = Engine(
+        store=ws.store,
+        kinds=ws.kinds,
+        events=Events(
+            lambda e: (
+                say(f"{e.type:9} {e.action:8} {e.address}")
+                if e.type in ("finished", "failed")
+                else None
+            )
+        ),
+    )
+    planned = engine.plan(name, None)
+    out.destroyed = sum(1 for c in planned.changes if c.action.value == "delete")
+    try:
+        result = engine.apply(planned, None)
+        if not result.ok:
+            failed = "; ".join(f"{a}: {w}" for a, w in sorted(result.failed.items()))
+            raise StackyardError(
+                f"Destroy of '{name}' failed: {failed}",
+                hint="Fix the cause and run the destroy again; it resumes where it stopped.",
+            )
+    except BaseException as exc:
+        ws.records.put_deployment(
+            Deployment(
+                **{
+                    **_as_dict(dep),
+                    "status": "failed",
+                    "finished_at": time.time(),
+                    "error": getattr(exc, "message", type(exc).__name__),
+                }
+            )
+        )
+        ws.records.set_status(name, "failed", expect=["destroying"])
+        raise
+    ws.records.forget_environment(name)
+    shutil.rmtree(ws.env_dir(name), ignore_errors=True)
+    dep = Deployment(
+        **{
+            **_as_dict(dep),
+            "status": "succeeded",
+            "finished_at": time.time(),
+            "summary": planned.summary(),
+            "plan": planned.to_json(),
+        }
+    )
+    ws.records.put_deployment(dep)
+    out.deployment = dep
+    env_now = ws.records.environment(name)
+    if env_now is not None and env_now.declared:
+        ws.records.set_status(name, "declared", created_at=None, expires_at=None, claimed_at=None)
+    else:
+        ws.records.set_status(name, "destroyed", expires_at=None, claimed_at=None)
+    return out
+
+
+def remove_workload(
+    ws: Workspace, name: str, workload: str, *, progress: Progress | None = None
+) -> DeployResult:
+    """Take one workload out of ``name``: stop it and destroy what only it used."""
+    env = ws.environment(name)
+    live = live_workloads(ws, name)
+    if workload not in live:
+        raise InvalidInputError(
+            f"No workload '{workload}' in '{name}'",
+            hint=f"Workloads: {', '.join(sorted(live)) or 'none'}.",
+        )
+    del live[workload]
+    result = converge(ws, Target(env, live, set()), kind="remove", progress=progress)
+    ws.runtime(name).stop(workload)
+    ws.records.record_deploy(name, put_workloads=[], drop_workloads=[workload], put_instances=[])
+    return result
+
+
+def destroy_resource(ws: Workspace, name: str, uid: str) -> None:
+    """Refuse or explain the destroy of one shared resource: it goes when no workload uses it."""
+    ws.environment(name)
+    users = sorted(w.name for w in ws.records.workloads(name) if uid in w.uids)
+    inst = ws.records.instances(name).get(uid)
+    if inst is None:
+        raise InvalidInputError(
+            f"No resource '{uid}' in '{name}'",
+            hint=f"'stackyard status {name}' lists the resources.",
+        )
+    if users:
+        raise InvalidInputError(
+            f"Resource '{uid}' is still used by live workload(s): {', '.join(users)}",
+            hint="Remove those workloads first ('stackyard remove'); a shared resource is destroyed with its last user.",
+        )
+    if inst.core:
+        raise InvalidInputError(
+            f"Resource '{uid}' is core infrastructure of '{name}'",
+            hint="It is destroyed with the environment.",
+        )
+
+
+def reap(
+    ws: Workspace, *, now: float | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Destroy every expired environment this call manages to claim; safe to run concurrently."""
+    say = progress or (lambda _m: None)
+    now = time.time() if now is None else now
+    claimed = ws.records.claim_expired(now, stale_after=STALE_CLAIM_S)
+    done, failed, skipped = [], {}, []
+    for name in claimed:
+        if ws.records.children(name):
+            skipped.append(name)
+            ws.records.set_status(name, "ready", expect=["destroying"], claimed_at=None)
+            say(f"skipped '{name}': it has live children")
+            continue
+        say(f"reaping '{name}' (expired)")
+        try:
+            destroy(ws, name, claimed=True, progress=say)
+            done.append(name)
+        except StackyardError as exc:
+            failed[name] = exc.message
+    return {"reaped": done, "failed": failed, "skipped": skipped}
+
+
+def _dep_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
+def _as_dict(dep: Deployment) -> dict[str, Any]:
+    return {f: getattr(dep, f) for f in dep.__dataclass_fields__}

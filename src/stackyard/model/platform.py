@@ -1,0 +1,402 @@
+"""Platform documents: ``EnvironmentType``, ``Environment``, ``Team`` and ``PromotionPath``.
+
+A platform configuration is a folder of YAML files (several documents per file allowed),
+each document ``{apiVersion: stackyard.dev/v1, kind, metadata: {name}, spec}``. Parsing is
+pure: ``parse_documents`` returns the documents and every problem found, as diagnostics with
+the file and path, so a platform engineer fixes them all in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackyard.diagnostics import Diagnostic, error
+from stackyard.resolve.versions import Range
+
+API_VERSION = "stackyard.dev/v1"
+KINDS = ("EnvironmentType", "Environment", "Team", "PromotionPath")
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+RUNTIMES = ("local",)
+
+
+def parse_duration(text: str) -> int:
+    """``4h``, ``90m``, ``2d``, ``1d12h`` → seconds; ``ValueError`` when malformed or zero."""
+    m = DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not m or not any(m.groups()):
+        raise ValueError(f"'{text}' is not a duration (use forms like 30m, 4h, 2d or 1d12h)")
+    days, hours, minutes = (int(g or 0) for g in m.groups())
+    seconds = days * 86400 + hours * 3600 + minutes * 60
+    if seconds <= 0:
+        raise ValueError(f"'{text}' is not a positive duration")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds → ``1d2h3m`` (rounded down to minutes; ``0m`` for less than a minute)."""
+    total = max(0, int(seconds)) // 60
+    days, rest = divmod(total, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    return "".join(parts) or "0m"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """Which component serves requests for ``type`` (optionally narrowed by class and id)."""
+
+    type: str
+    component: str
+    range: str
+    klass: str | None = None
+    id: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def selector(self) -> str:
+        """``type``, ``type.class`` or ``type.class#id`` (``*`` for an open class)."""
+        text = self.type
+        if self.klass is not None or self.id is not None:
+            text += f".{self.klass or '*'}"
+        if self.id is not None:
+            text += f"#{self.id}"
+        return text
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """``(has id, has class)``: a higher tuple is a more specific binding."""
+        return (self.id is not None, self.klass is not None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The document form."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.klass is not None:
+            out["class"] = self.klass
+        if self.id is not None:
+            out["id"] = self.id
+        out["component"] = f"{self.component}@{self.range}"
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CoreResource:
+    """A resource deployed when an environment of the type is created."""
+
+    type: str
+    klass: str = "default"
+    id: str = "core"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentType:
+    """A template for environments."""
+
+    name: str
+    runtime: str = "local"
+    bindings: tuple[Binding, ...] = ()
+    core: tuple[CoreResource, ...] = ()
+    ttl_default_s: int | None = None
+    ttl_max_s: int | None = None
+    ephemeral: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentDecl:
+    """An environment declared in the platform configuration."""
+
+    name: str
+    type: str
+    owner: str | None = None
+    parent: str | None = None
+    bindings: tuple[Binding, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team: members (user names) and what it owns."""
+
+    name: str
+    members: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionPath:
+    """The ordered stages a release moves through (environment names)."""
+
+    name: str
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One parsed platform document, with where it came from."""
+
+    kind: str
+    name: str
+    spec: Mapping[str, Any]  # the normalised spec, as stored
+    file: str
+    value: EnvironmentType | EnvironmentDecl | Team | PromotionPath
+
+
+class _Reader:
+    """Collects diagnostics while reading one document."""
+
+    def __init__(self, file: str, base: str) -> None:
+        self.file, self.base = file, base
+        self.diags: list[Diagnostic] = []
+
+    def bad(self, path: str, summary: str, detail: str) -> None:
+        self.diags.append(error(summary, detail, file=self.file, path=f"{self.base}{path}"))
+
+    def text(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+    ) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.bad(f"{path}.{key}", "Missing field", f"'{key}' is required here.")
+            return None
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+            hint = f" It must match {pattern.pattern}." if pattern is not None else ""
+            self.bad(f"{path}.{key}", "Invalid value", f"'{key}' must be a string.{hint}")
+            return None
+        return value
+
+    def mapping(self, data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+        value = data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.bad(f"{path}.{key}", "Wrong type", f"'{key}' must be a mapping.")
+            return {}
+        return dict(value)
+
+    def strings(self, data: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
+        out = self.mapping(data, key, path)
+        for k, v in out.items():
+            if not isinstance(v, str | int | float | bool):
+                self.bad(f"{path}.{key}.{k}", "Wrong type", "Values here must be strings.")
+        return {str(k): str(v) for k, v in out.items()}
+
+    def only(self, data: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
+        for key in data:
+            if key not in allowed:
+                self.bad(
+                    f"{path}.{key}",
+                    "Unknown field",
+                    f"'{key}' is not a field here; allowed: {', '.join(allowed)}.",
+                )
+
+    def bindings(self, data: Mapping[str, Any], path: str) -> tuple[Binding, ...]:
+        raw = data.get("bindings")
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.bad(f"{path}.bindings", "Wrong type", "'bindings' must be a list.")
+            return ()
+        out = []
+        for i, item in enumerate(raw):
+            where = f"{path}.bindings[{i}]"
+            if not isinstance(item, Mapping):
+                self.bad(where, "Wrong type", "A binding must be a mapping.")
+                continue
+            self.only(item, ("type", "class", "id", "component", "params"), where)
+            type_ = self.text(item, "type", where, required=True, pattern=TYPE_NAME)
+            klass = self.text(item, "class", where)
+            id_ = self.text(item, "id", where)
+            ref = self.text(item, "component", where, required=True)
+            params = self.mapping(item, "params", where)
+            if ref is None or type_ is None:
+                continue
+            name, _, rng = ref.partition("@")
+            rng = rng or "*"
+            try:
+                Range.parse(rng)
+            except ValueError as exc:
+                self.bad(
+                    f"{where}.component",
+                    "Invalid version range",
+                    f"{exc}. Use name@^1.2, name@~1.2.3 or name@>=1,<2.",
+                )
+                continue
+            if not NAME.match(name):
+                self.bad(
+                    f"{where}.component",
+                    "Invalid component name",
+                    f"'{name}' is not a component name.",
+                )
+                continue
+            out.append(Binding(type_, name, rng, klass, id_, params))
+        return tuple(out)
+
+
+def parse_document(
+    data: Any, *, file: str, index: int = 0
+) -> tuple[Document | None, list[Diagnostic]]:
+    """Parse one document; ``(None, diagnostics)`` when it has errors."""
+    r = _Reader(f"{file} (document {index + 1})" if index else file, "")
+    if not isinstance(data, Mapping):
+        r.bad(
+            "",
+            "Invalid document",
+            "A platform document must be a mapping with apiVersion, kind, metadata and spec.",
+        )
+        return None, r.diags
+    r.only(data, ("apiVersion", "kind", "metadata", "spec"), "")
+    if data.get("apiVersion") != API_VERSION:
+        r.bad("apiVersion", "Unsupported apiVersion", f"Use apiVersion: {API_VERSION}.")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        r.bad(
+            "kind",
+            "Unknown kind",
+            f"'{kind}' is not a platform kind; use one of {', '.join(KINDS)}.",
+        )
+        return None, r.diags
+    meta = data.get("metadata")
+    name = (
+        r.text(meta, "name", "metadata", required=True, pattern=NAME)
+        if isinstance(meta, Mapping)
+        else None
+    )
+    if not isinstance(meta, Mapping):
+        r.bad("metadata", "Missing field", "'metadata.name' is required.")
+    spec = data.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        r.bad("spec", "Wrong type", "'spec' must be a mapping.")
+        spec = {}
+    value: Any = None
+    if kind == "EnvironmentType":
+        value = _environment_type(r, name or "", spec)
+    elif kind == "Environment":
+        value = _environment(r, name or "", spec)
+    elif kind == "Team":
+        r.only(spec, ("members", "description"), "spec")
+        members = spec.get("members") or []
+        if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
+            r.bad("spec.members", "Wrong type", "'members' must be a list of user names.")
+            members = []
+        value = Team(name or "", tuple(members), str(spec.get("description") or ""))
+    else:
+        r.only(spec, ("stages",), "spec")
+        stages = spec.get("stages")
+        if (
+            not isinstance(stages, list)
+            or len(stages) < 2
+            or not all(isinstance(s, str) and NAME.match(s) for s in stages)
+        ):
+            r.bad(
+                "spec.stages",
+                "Invalid value",
+                "'stages' must list at least two environment names, in order.",
+            )
+            stages = []
+        elif len(set(stages)) != len(stages):
+            r.bad("spec.stages", "Invalid value", "A stage may appear only once on a path.")
+        value = PromotionPath(name or "", tuple(stages))
+    if r.diags or name is None:
+        return None, r.diags
+    return Document(str(kind), name, dict(spec), file, value), []
+
+
+def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentType:
+    r.only(spec, ("runtime", "bindings", "core", "ttl", "ephemeral", "description"), "spec")
+    runtime = r.text(spec, "runtime", "spec") or "local"
+    if runtime not in RUNTIMES:
+        r.bad(
+            "spec.runtime",
+            "Unknown runtime",
+            f"'{runtime}' is not a runtime; use one of {', '.join(RUNTIMES)}.",
+        )
+    core: list[CoreResource] = []
+    raw_core = spec.get("core") or []
+    if not isinstance(raw_core, list):
+        r.bad("spec.core", "Wrong type", "'core' must be a list of {type, class?, id?, params?}.")
+        raw_core = []
+    for i, item in enumerate(raw_core):
+        where = f"spec.core[{i}]"
+        if not isinstance(item, Mapping):
+            r.bad(where, "Wrong type", "A core entry must be a mapping.")
+            continue
+        r.only(item, ("type", "class", "id", "params"), where)
+        type_ = r.text(item, "type", where, required=True, pattern=TYPE_NAME)
+        if type_:
+            core.append(
+                CoreResource(
+                    type_,
+                    r.text(item, "class", where) or "default",
+                    r.text(item, "id", where) or "core",
+                    r.mapping(item, "params", where),
+                )
+            )
+    ttl = r.mapping(spec, "ttl", "spec")
+    r.only(ttl, ("default", "maximum"), "spec.ttl")
+    limits: dict[str, int | None] = {"default": None, "maximum": None}
+    for key in limits:
+        if ttl.get(key) is not None:
+            try:
+                limits[key] = parse_duration(str(ttl[key]))
+            except ValueError as exc:
+                r.bad(f"spec.ttl.{key}", "Invalid duration", str(exc))
+    if limits["default"] and limits["maximum"] and limits["default"] > limits["maximum"]:
+        r.bad("spec.ttl", "Invalid value", "The default TTL is longer than the maximum.")
+    ephemeral = spec.get("ephemeral", False)
+    if not isinstance(ephemeral, bool):
+        r.bad("spec.ephemeral", "Wrong type", "'ephemeral' must be true or false.")
+    return EnvironmentType(
+        name,
+        runtime,
+        r.bindings(spec, "spec"),
+        tuple(core),
+        limits["default"],
+        limits["maximum"],
+        bool(ephemeral),
+        str(spec.get("description") or ""),
+    )
+
+
+def _environment(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentDecl:
+    r.only(spec, ("type", "owner", "parent", "bindings", "variables", "labels"), "spec")
+    return EnvironmentDecl(
+        name,
+        r.text(spec, "type", "spec", required=True, pattern=NAME) or "",
+        r.text(spec, "owner", "spec", pattern=NAME),
+        r.text(spec, "parent", "spec", pattern=NAME),
+        r.bindings(spec, "spec"),
+        r.strings(spec, "variables", "spec"),
+        r.strings(spec, "labels", "spec"),
+    )
+
+
+def binding_ties(bindings: Sequence[Binding]) -> list[tuple[Binding, Binding]]:
+    """Pairs of bindings at one level that would tie: the same type, class and id."""
+    seen: dict[tuple[str, str | None, str | None], Binding] = {}
+    ties = []
+    for b in bindings:
+        key = (b.type, b.klass, b.id)
+        if key in seen:
+            ties.append((seen[key], b))
+        else:
+            seen[key] = b
+    return ties

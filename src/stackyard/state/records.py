@@ -1,0 +1,489 @@
+"""Platform and delivery records beside the state: documents, environments, releases,
+deployments with their events, workloads and component instances (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from stackyard.model.environment import (
+    Deployment,
+    DeploymentEvent,
+    Environment,
+    InstanceRecord,
+    WorkloadRecord,
+)
+from stackyard.model.platform import Binding
+from stackyard.state.sql import SqlStateStore
+from stackyard.state.tables import (
+    deployment_events,
+    deployments,
+    environments,
+    instances,
+    platform_documents,
+    releases,
+    upsert,
+    workloads,
+)
+
+__all__ = ["Records", "StoredDocument"]
+
+
+class StoredDocument(tuple[str, str, Mapping[str, Any], str]):
+    """``(kind, name, spec, digest)`` of an applied platform document."""
+
+    __slots__ = ()
+
+    @property
+    def kind(self) -> str:
+        """The document kind."""
+        return self[0]
+
+    @property
+    def name(self) -> str:
+        """The document name."""
+        return self[1]
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The stored spec."""
+        return self[2]
+
+    @property
+    def digest(self) -> str:
+        """The spec's digest."""
+        return self[3]
+
+
+def _binding(data: Mapping[str, Any]) -> Binding:
+    name, _, rng = str(data["component"]).partition("@")
+    return Binding(
+        str(data["type"]),
+        name,
+        rng or "*",
+        data.get("class"),
+        data.get("id"),
+        dict(data.get("params") or {}),
+    )
+
+
+class Records:
+    """Reads and writes of the records; every method is one transaction."""
+
+    def __init__(self, store: SqlStateStore) -> None:
+        self.store = store
+
+    # -- platform documents ---------------------------------------------------------------
+
+    def documents(self, kind: str | None = None) -> list[StoredDocument]:
+        """Applied documents (of one kind), by kind and name."""
+        q = sa.select(platform_documents).order_by(
+            platform_documents.c.kind, platform_documents.c.name
+        )
+        if kind:
+            q = q.where(platform_documents.c.kind == kind)
+        with self.store.reading() as conn:
+            return [StoredDocument((r.kind, r.name, r.spec, r.digest)) for r in conn.execute(q)]
+
+    def write_documents(
+        self,
+        upserts: Iterable[tuple[str, str, Mapping[str, Any], str, str]],
+        deletes: Iterable[tuple[str, str]],
+        *,
+        actor: str,
+        environments_from: Sequence[Environment] = (),
+    ) -> None:
+        """Apply a platform change in one transaction: documents and declared environments."""
+        now = time.time()
+        with self.store.writing() as conn:
+            for kind, name in deletes:
+                conn.execute(
+                    sa.delete(platform_documents).where(
+                        platform_documents.c.kind == kind, platform_documents.c.name == name
+                    )
+                )
+            for kind, name, spec, digest, file in upserts:
+                row = {
+                    "kind": kind,
+                    "name": name,
+                    "spec": dict(spec),
+                    "digest": digest,
+                    "file": file,
+                    "applied_at": now,
+                    "applied_by": actor,
+                }
+                ins = upsert(conn, platform_documents).values(**row)
+                conn.execute(ins.on_conflict_do_update(index_elements=["kind", "name"], set_=row))
+            for env in environments_from:
+                self._put_env(conn, env, now)
+
+    # -- environments ---------------------------------------------------------------------
+
+    def environment(self, name: str) -> Environment | None:
+        """One environment, or None."""
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(environments).where(environments.c.name == name)).first()
+        return None if row is None else _env(row)
+
+    def environments(self, *, include_destroyed: bool = False) -> list[Environment]:
+        """Every environment, by name."""
+        q = sa.select(environments).order_by(environments.c.name)
+        if not include_destroyed:
+            q = q.where(environments.c.status != "destroyed")
+        with self.store.reading() as conn:
+            return [_env(r) for r in conn.execute(q)]
+
+    def put_environment(self, env: Environment) -> None:
+        """Insert or replace an environment row."""
+        with self.store.writing() as conn:
+            self._put_env(conn, env, time.time())
+
+    def insert_environment(self, env: Environment) -> bool:
+        """Insert a new environment; False when the name is taken by a live or declared one.
+
+        A destroyed environment's row is replaced (names are reusable after destroy).
+        """
+        with self.store.writing() as conn:
+            row = conn.execute(
+                sa.select(environments.c.status, environments.c.declared).where(
+                    environments.c.name == env.name
+                )
+            ).first()
+            if row is not None and row.status not in ("destroyed", "declared"):
+                return False
+            self._put_env(conn, env, time.time())
+            return True
+
+    def set_status(
+        self, name: str, status: str, *, expect: Sequence[str] | None = None, **extra: Any
+    ) -> bool:
+        """Move an environment to ``status`` (only from ``expect`` when given); True if moved."""
+        q = sa.update(environments).where(environments.c.name == name)
+        if expect is not None:
+            q = q.where(environments.c.status.in_(list(expect)))
+        with self.store.writing() as conn:
+            res = conn.execute(q.values(status=status, updated_at=time.time(), **extra))
+            return bool(res.rowcount)
+
+    def claim_expired(self, now: float, *, stale_after: float) -> list[str]:
+        """Atomically claim expired environments for destruction (status ``destroying``).
+
+        A claim older than ``stale_after`` seconds (a reaper that died) may be taken over.
+        Each returned name was claimed by this call alone.
+        """
+        claimed = []
+        with self.store.reading() as conn:
+            names = [
+                r.name
+                for r in conn.execute(
+                    sa.select(environments.c.name).where(
+                        environments.c.expires_at.is_not(None),
+                        environments.c.expires_at <= now,
+                        environments.c.status.in_(["ready", "failed", "destroying"]),
+                    )
+                )
+            ]
+        for name in names:
+            with self.store.writing() as conn:
+                res = conn.execute(
+                    sa.update(environments)
+                    .where(
+                        environments.c.name == name,
+                        sa.or_(
+                            environments.c.status.in_(["ready", "failed"]),
+                            sa.and_(
+                                environments.c.status == "destroying",
+                                sa.or_(
+                                    environments.c.claimed_at.is_(None),
+                                    environments.c.claimed_at < now - stale_after,
+                                ),
+                            ),
+                        ),
+                    )
+                    .values(status="destroying", claimed_at=now, updated_at=now)
+                )
+                if res.rowcount:
+                    claimed.append(name)
+        return claimed
+
+    def children(self, name: str) -> list[str]:
+        """Live environments whose parent is ``name``."""
+        with self.store.reading() as conn:
+            return [
+                r.name
+                for r in conn.execute(
+                    sa.select(environments.c.name).where(
+                        environments.c.parent == name,
+                        environments.c.status.not_in(["destroyed", "declared"]),
+                    )
+                )
+            ]
+
+    def _put_env(self, conn: sa.Connection, env: Environment, now: float) -> None:
+        row = {
+            "name": env.name,
+            "type": env.type,
+            "parent": env.parent,
+            "owner": env.owner,
+            "status": env.status,
+            "declared": env.declared,
+            "created_at": env.created_at,
+            "created_by": env.created_by,
+            "expires_at": env.expires_at,
+            "claimed_at": env.claimed_at,
+            "variables": dict(env.variables),
+            "labels": dict(env.labels),
+            "bindings": [b.to_json() for b in env.bindings],
+            "updated_at": now,
+        }
+        ins = upsert(conn, environments).values(**row)
+        conn.execute(ins.on_conflict_do_update(index_elements=["name"], set_=row))
+
+    # -- releases -------------------------------------------------------------------------
+
+    def put_release(self, release_id: str, document: Mapping[str, Any], *, actor: str) -> bool:
+        """Store a release (immutable: a second put of the same id is a no-op); True if new."""
+        with self.store.writing() as conn:
+            ins = upsert(conn, releases).values(
+                id=release_id, created_at=time.time(), created_by=actor, document=dict(document)
+            )
+            res = conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]))
+            return bool(res.rowcount)
+
+    def release(self, release_id: str) -> tuple[str, float, str, Mapping[str, Any]] | None:
+        """``(id, created_at, created_by, document)``; ``release_id`` may be a unique prefix."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                sa.select(releases)
+                .where(
+                    releases.c.id.like(
+                        release_id.replace("%", "").replace("_", "\\_") + "%", escape="\\"
+                    )
+                )
+                .limit(2)
+            ).all()
+        if len(rows) != 1:
+            return None
+        r = rows[0]
+        return r.id, r.created_at, r.created_by, r.document
+
+    def releases(self) -> list[tuple[str, float, str, Mapping[str, Any]]]:
+        """Every release, newest first."""
+        with self.store.reading() as conn:
+            return [
+                (r.id, r.created_at, r.created_by, r.document)
+                for r in conn.execute(sa.select(releases).order_by(releases.c.created_at.desc()))
+            ]
+
+    # -- deployments ----------------------------------------------------------------------
+
+    def put_deployment(self, dep: Deployment) -> None:
+        """Insert or update a deployment row."""
+        row = {
+            "id": dep.id,
+            "env": dep.env,
+            "release_id": dep.release_id,
+            "kind": dep.kind,
+            "status": dep.status,
+            "actor": dep.actor,
+            "created_at": dep.created_at,
+            "finished_at": dep.finished_at,
+            "workloads": list(dep.workloads),
+            "summary": json.loads(json.dumps(dict(dep.summary), default=str)),
+            "plan": None if dep.plan is None else json.loads(json.dumps(dep.plan, default=str)),
+            "error": dep.error,
+        }
+        with self.store.writing() as conn:
+            ins = upsert(conn, deployments).values(**row)
+            conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=row))
+
+    def add_events(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
+        """Append events to a deployment."""
+        if not events:
+            return
+        with self.store.writing() as conn:
+            conn.execute(
+                sa.insert(deployment_events),
+                [
+                    {
+                        "deployment_id": deployment_id,
+                        "seq": e.seq,
+                        "at": e.at,
+                        "kind": e.kind,
+                        "address": e.address,
+                        "message": e.message,
+                    }
+                    for e in events
+                ],
+            )
+
+    def deployment(self, deployment_id: str) -> Deployment | None:
+        """One deployment (a unique id prefix is accepted)."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                sa.select(deployments)
+                .where(deployments.c.id.like(deployment_id.replace("%", "") + "%"))
+                .limit(2)
+            ).all()
+        return _deployment(rows[0]) if len(rows) == 1 else None
+
+    def deployments(
+        self, env: str | None = None, *, limit: int = 50, release_id: str | None = None
+    ) -> list[Deployment]:
+        """Deployments, newest first."""
+        q = sa.select(deployments).order_by(deployments.c.created_at.desc()).limit(limit)
+        if env:
+            q = q.where(deployments.c.env == env)
+        if release_id:
+            q = q.where(deployments.c.release_id == release_id)
+        with self.store.reading() as conn:
+            return [_deployment(r) for r in conn.execute(q)]
+
+    def events(self, deployment_id: str) -> list[DeploymentEvent]:
+        """A deployment's events, in order."""
+        with self.store.reading() as conn:
+            return [
+                DeploymentEvent(r.seq, r.at, r.kind, r.address, r.message)
+                for r in conn.execute(
+                    sa.select(deployment_events)
+                    .where(deployment_events.c.deployment_id == deployment_id)
+                    .order_by(deployment_events.c.seq)
+                )
+            ]
+
+    # -- workloads and instances ----------------------------------------------------------
+
+    def workloads(self, env: str) -> list[WorkloadRecord]:
+        """Workloads live in ``env``, by name."""
+        with self.store.reading() as conn:
+            return [
+                WorkloadRecord(
+                    r.env,
+                    r.name,
+                    r.deployment_id,
+                    r.spec,
+                    tuple(r.uids),
+                    r.release_id,
+                    r.updated_at,
+                )
+                for r in conn.execute(
+                    sa.select(workloads).where(workloads.c.env == env).order_by(workloads.c.name)
+                )
+            ]
+
+    def instances(self, env: str) -> dict[str, InstanceRecord]:
+        """Instances of ``env`` by uid, secret outputs decrypted."""
+        box = self.store.box
+        out = {}
+        with self.store.reading() as conn:
+            for r in conn.execute(sa.select(instances).where(instances.c.env == env)):
+                secret = box.decrypt_json(r.secret_blob) if r.secret_blob else {}
+                out[r.uid] = InstanceRecord(
+                    r.env,
+                    r.uid,
+                    r.component,
+                    r.digest,
+                    r.core,
+                    r.params,
+                    r.requires,
+                    {**r.outputs, **secret},
+                    tuple(sorted(secret)),
+                    r.updated_at,
+                )
+        return out
+
+    def record_deploy(
+        self,
+        env: str,
+        *,
+        put_workloads: Sequence[WorkloadRecord],
+        drop_workloads: Sequence[str] = (),
+        put_instances: Sequence[InstanceRecord],
+        drop_instances: Sequence[str] = (),
+    ) -> None:
+        """After an apply: the live workloads and instances of ``env``, in one transaction."""
+        now = time.time()
+        box = self.store.box
+        with self.store.writing() as conn:
+            for name in drop_workloads:
+                conn.execute(
+                    sa.delete(workloads).where(workloads.c.env == env, workloads.c.name == name)
+                )
+            for uid in drop_instances:
+                conn.execute(
+                    sa.delete(instances).where(instances.c.env == env, instances.c.uid == uid)
+                )
+            for w in put_workloads:
+                row = {
+                    "env": env,
+                    "name": w.name,
+                    "deployment_id": w.deployment_id,
+                    "release_id": w.release_id,
+                    "spec": dict(w.spec),
+                    "uids": list(w.uids),
+                    "updated_at": now,
+                }
+                ins = upsert(conn, workloads).values(**row)
+                conn.execute(ins.on_conflict_do_update(index_elements=["env", "name"], set_=row))
+            for i in put_instances:
+                plain = {k: v for k, v in i.outputs.items() if k not in i.secret_keys}
+                secret = {k: v for k, v in i.outputs.items() if k in i.secret_keys}
+                row = {
+                    "env": env,
+                    "uid": i.uid,
+                    "component": i.component,
+                    "digest": i.digest,
+                    "core": i.core,
+                    "params": dict(i.params),
+                    "requires": dict(i.requires),
+                    "outputs": plain,
+                    "secret_blob": box.encrypt_json(secret) if secret else None,
+                    "updated_at": now,
+                }
+                ins = upsert(conn, instances).values(**row)
+                conn.execute(ins.on_conflict_do_update(index_elements=["env", "uid"], set_=row))
+
+    def forget_environment(self, env: str) -> None:
+        """Drop an environment's workloads and instances (after its destroy)."""
+        with self.store.writing() as conn:
+            conn.execute(sa.delete(workloads).where(workloads.c.env == env))
+            conn.execute(sa.delete(instances).where(instances.c.env == env))
+
+
+def _env(r: Any) -> Environment:
+    return Environment(
+        name=r.name,
+        type=r.type,
+        status=r.status,
+        parent=r.parent,
+        owner=r.owner,
+        declared=bool(r.declared),
+        created_at=r.created_at,
+        created_by=r.created_by,
+        expires_at=r.expires_at,
+        claimed_at=r.claimed_at,
+        variables=dict(r.variables or {}),
+        labels=dict(r.labels or {}),
+        bindings=tuple(_binding(b) for b in (r.bindings or [])),
+    )
+
+
+def _deployment(r: Any) -> Deployment:
+    return Deployment(
+        id=r.id,
+        env=r.env,
+        kind=r.kind,
+        status=r.status,
+        actor=r.actor,
+        created_at=r.created_at,
+        release_id=r.release_id,
+        finished_at=r.finished_at,
+        workloads=tuple(r.workloads or ()),
+        summary=dict(r.summary or {}),
+        plan=r.plan,
+        error=r.error,
+    )
