@@ -57,6 +57,8 @@ def create(
     if existing is not None and existing.status in ("creating", "ready", "failed", "destroying"):
         asked = {"type": type_name, "parent": parent, "owner": owner}
         differs = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
+        if not differs and existing.status == "failed":
+            return _retry(ws, existing, progress)
         if differs or existing.status != "ready":
             raise InvalidInputError(
                 f"Environment '{name}' already exists ({existing.status})",
@@ -126,6 +128,21 @@ def create(
         raise
     ws.records.set_status(name, "ready", expect=["creating"])
     return ws.environment(name), result, True
+
+
+def _retry(ws: Workspace, env: Environment, progress: Progress | None) -> tuple[Environment, DeployResult | None, bool]:
+    """Create again an environment whose core deploy failed (it resumes where it stopped)."""
+    say = progress or (lambda _m: None)
+    say(f"retrying the core of '{env.name}', which failed before")
+    if not ws.records.set_status(env.name, "creating", expect=["failed"]):
+        raise InvalidInputError(f"Environment '{env.name}' changed meanwhile", hint="Run the command again.")
+    try:
+        result = converge(ws, Target(ws.environment(env.name), {}, set()), kind="create", progress=say)
+    except BaseException:
+        ws.records.set_status(env.name, "failed", expect=["creating"])
+        raise
+    ws.records.set_status(env.name, "ready", expect=["creating"])
+    return ws.environment(env.name), result, True
 
 
 def extend(ws: Workspace, name: str, *, ttl_s: int) -> Environment:
