@@ -28,3 +28,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def shared_dir() -> Path:
     """The ``../shared`` folder beside the repository (Score schema and sample)."""
     return SHARED
+
+
+from _platform import library_home, library_template, stage  # noqa: E402, F401  (fixtures)

@@ -81,21 +81,19 @@ def match(uid: ResourceUid, levels: Sequence[Level]) -> Match:
     if not matched:
         return Match(uid, tuple(candidates), None)
     best = max(matched, key=lambda c: (*c.binding.specificity, -c.rank))
-    explained = tuple(
-        c
-        if not c.matched or c is best
-        else Candidate(c.binding, c.source, c.rank, True, f"{c.reason}, but {_why_lost(c, best)}")
-        for c in candidates
-    )
-    winner = next(c for c in explained if c.binding is best.binding and c.source == best.source)
-    return Match(
-        uid,
-        explained,
-        Candidate(winner.binding, winner.source, winner.rank, True, f"{winner.reason} (winner)"),
-    )
+    explained = []
+    winner = best
+    for c in candidates:
+        if c is best:
+            c = Candidate(c.binding, c.source, c.rank, True, f"{c.reason} (winner)")
+            winner = c
+        elif c.matched:
+            c = Candidate(c.binding, c.source, c.rank, True, f"{c.reason}, but {_why_lost(c, best)}")
+        explained.append(c)
+    return Match(uid, tuple(explained), winner)
 
 
 def _why_lost(loser: Candidate, best: Candidate) -> str:
-    if loser.binding.specificity != best.binding.specificity:
+    if best.binding.specificity > loser.binding.specificity:
         return f"'{best.binding.selector}' from {best.source} is more specific"
     return f"'{best.binding.selector}' from {best.source} is nearer"
