@@ -22,6 +22,8 @@ CASES = {
     "missing-file": ["workload", "validate", "/nonexistent/score.yaml"],
     "missing-component": ["component", "validate", "/nonexistent/component"],
     "unknown-command": ["deploy-everything"],
+    "deploy-help": ["deploy", "--help"],
+    "env-create-help": ["env", "create", "--help"],
 }
 
 

@@ -21,17 +21,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(workload.app, name="workload")
+# Registration order is the order of `stackyard --help`: the delivery flow first.
+app.command("quickstart")(release.quickstart)
+app.add_typer(platform.app, name="platform")
+app.add_typer(envs.app, name="env")
+deploy.register(app)
+app.add_typer(release.app, name="release")
+app.command("promote")(release.promote)
 app.add_typer(component.app, name="component")
+app.add_typer(workload.app, name="workload")
 app.add_typer(providers.app, name="providers")
 app.add_typer(state.app, name="state")
 app.add_typer(keys.app, name="keys")
-app.add_typer(platform.app, name="platform")
-app.add_typer(envs.app, name="env")
-app.add_typer(release.app, name="release")
-deploy.register(app)
-app.command("promote")(release.promote)
-app.command("quickstart")(release.quickstart)
 
 _debug = {"on": False}
 
