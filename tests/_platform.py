@@ -119,7 +119,11 @@ class Stage:
 
         with self.ws() as ws:
             for _ in range(3):
-                live = [e for e in ws.records.environments() if e.status not in ("declared", "destroyed")]
+                live = [
+                    e
+                    for e in ws.records.environments()
+                    if e.status not in ("declared", "destroyed")
+                ]
                 if not live:
                     break
                 parents = {e.parent for e in live}
@@ -144,7 +148,13 @@ def stage(
     from stackyard.environments import lifecycle
     from stackyard.environments.platform import apply_dir
 
-    st = Stage(library_home, sweeper.env, write_platform(tmp_path / "platform", sweeper.env, pg_url=postgres_admin_url, redis_url=redis_url))
+    st = Stage(
+        library_home,
+        sweeper.env,
+        write_platform(
+            tmp_path / "platform", sweeper.env, pg_url=postgres_admin_url, redis_url=redis_url
+        ),
+    )
     with st.ws() as ws:
         apply_dir(ws, st.platform_dir, confirm=lambda _q: True)
         lifecycle.create(ws, st.name("dev"))

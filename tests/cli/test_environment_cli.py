@@ -20,7 +20,15 @@ HELLO = str(EXAMPLES / "hello" / "score.yaml")
 
 def sy(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "stackyard.cli", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "stackyard.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_platform_apply_shows_the_diff_and_is_idempotent(stage: Stage) -> None:
@@ -31,7 +39,9 @@ def test_platform_apply_shows_the_diff_and_is_idempotent(stage: Stage) -> None:
     text = sy("platform", "apply", str(stage.platform_dir))
     assert "unchanged" in text.stdout
     env_file = stage.platform_dir / "environments.yaml"
-    env_file.write_text(env_file.read_text().replace("owner: team-checkout", "owner: team-platform", 1))
+    env_file.write_text(
+        env_file.read_text().replace("owner: team-checkout", "owner: team-platform", 1)
+    )
     refused = sy("platform", "apply", str(stage.platform_dir))
     assert refused.returncode == 2
     assert f"~ Environment {stage.name('dev')} (owner)" in refused.stdout
@@ -68,10 +78,17 @@ spec: {members: [ann], colour: red}
     summaries = {d["summary"] for d in json.loads(res.stdout)["diagnostics"]}
     assert {"Binding tie", "Unknown environment type", "Unknown field"} <= summaries
     with stage.ws() as ws:
-        assert {d.name for d in ws.records.documents("EnvironmentType")} == {"development", "ephemeral", "staging", "production"}
+        assert {d.name for d in ws.records.documents("EnvironmentType")} == {
+            "development",
+            "ephemeral",
+            "staging",
+            "production",
+        }
 
 
-def test_confirmations_refuse_without_a_terminal_and_plan_only_applies_nothing(stage: Stage) -> None:
+def test_confirmations_refuse_without_a_terminal_and_plan_only_applies_nothing(
+    stage: Stage,
+) -> None:
     dev = stage.name("dev")
     plan = sy("deploy", HELLO, "--env", dev, "--plan-only")
     assert plan.returncode == 0, plan.stderr
@@ -79,7 +96,10 @@ def test_confirmations_refuse_without_a_terminal_and_plan_only_applies_nothing(s
     refused = sy("deploy", HELLO, "--env", dev)
     assert refused.returncode == 2 and "pass --yes" in refused.stderr
     with stage.ws() as ws:
-        assert not any(r.uid.startswith("postgres.default#hello") for r in ws.store.snapshot(dev).resources.values())
+        assert not any(
+            r.uid.startswith("postgres.default#hello")
+            for r in ws.store.snapshot(dev).resources.values()
+        )
     done = sy("deploy", HELLO, "--env", dev, "--yes", "--output", "json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -91,7 +111,12 @@ def test_confirmations_refuse_without_a_terminal_and_plan_only_applies_nothing(s
     revealed = sy("outputs", dev, "hello", "--reveal", "--output", "json")
     password = json.loads(revealed.stdout)["db"]["outputs"]["password"]
     assert len(password) >= 16 and password not in masked.stdout and password not in done.stdout
-    for args in (("status", dev), ("deployments", dev), ("logs", dev, "hello"), ("env", "show", dev)):
+    for args in (
+        ("status", dev),
+        ("deployments", dev),
+        ("logs", dev, "hello"),
+        ("env", "show", dev),
+    ):
         out = sy(*args)
         assert out.returncode == 0, (args, out.stderr)
         assert password not in out.stdout + out.stderr, args
@@ -107,11 +132,17 @@ def test_clear_refusals(stage: Stage) -> None:
         (("env", "create", "Bad_Name", "--type", "development"), "Invalid environment name"),
         (("env", "create", "x1", "--type", "nope"), "Unknown environment type 'nope'"),
         (("env", "create", "x1", "--type", "ephemeral", "--ttl", "5x"), "Invalid --ttl"),
-        (("env", "create", "x1", "--type", "ephemeral", "--ttl", "100h"), "longer than environment type"),
+        (
+            ("env", "create", "x1", "--type", "ephemeral", "--ttl", "100h"),
+            "longer than environment type",
+        ),
         (("env", "destroy", "ghost", "--yes"), "No environment 'ghost'"),
         (("deploy", "/nonexistent/score.yaml", "--env", stage.name("dev")), "Score file not found"),
         (("deploy", HELLO, "--env", "ghost", "--yes"), "No environment 'ghost'"),
-        (("promote", "abcdef123456", "--to", stage.name("staging"), "--yes"), "No release 'abcdef123456'"),
+        (
+            ("promote", "abcdef123456", "--to", stage.name("staging"), "--yes"),
+            "No release 'abcdef123456'",
+        ),
     ]
     for args, message in cases:
         res = sy(*args)

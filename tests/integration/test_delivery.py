@@ -25,16 +25,20 @@ HELLO = EXAMPLES / "hello" / "score.yaml"
 
 def _get(url: str) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
 
 
-def test_hello_in_an_ephemeral_child_uses_the_parent_core_and_is_destroyed_cleanly(stage: Stage) -> None:
+def test_hello_in_an_ephemeral_child_uses_the_parent_core_and_is_destroyed_cleanly(
+    stage: Stage,
+) -> None:
     child = stage.prefix  # the sweeper's own name: every object it labels is checked
     with stage.ws() as ws:
-        env, _, created = lifecycle.create(ws, child, type_name="ephemeral", parent=stage.name("dev"), ttl_s=3600)
+        env, _, created = lifecycle.create(
+            ws, child, type_name="ephemeral", parent=stage.name("dev"), ttl_s=3600
+        )
         assert created and env.parent == stage.name("dev") and env.expires_at
         result = deploy_files(ws, [HELLO], child, confirm=lambda _p: True)
         assert result.deployment.status == "succeeded"
@@ -44,8 +48,15 @@ def test_hello_in_an_ephemeral_child_uses_the_parent_core_and_is_destroyed_clean
         assert body["postgres"]["ok"] and body["redis"]["ok"] and body["volume"]["ok"]
         # the child deployed only what hello needs; the core came from the parent, read-only
         own = set(ws.records.instances(child))
-        assert own == {"postgres.default#hello.db", "redis.default#hello.cache", "volume.default#hello.data"}
-        assert not any(r.kind.startswith("local.") and "server" in r.kind for r in ws.store.snapshot(child).resources.values())
+        assert own == {
+            "postgres.default#hello.db",
+            "redis.default#hello.cache",
+            "volume.default#hello.data",
+        }
+        assert not any(
+            r.kind.startswith("local.") and "server" in r.kind
+            for r in ws.store.snapshot(child).resources.values()
+        )
         shown = outputs(ws, child, "hello")
         assert shown["db"]["outputs"]["password"] == "(secret)"
         st = status(ws, child)
@@ -74,7 +85,9 @@ def test_redeploying_the_same_workload_changes_nothing(stage: Stage) -> None:
 
 def test_every_score_example_deploys_and_shared_ids_share_one_resource(stage: Stage) -> None:
     dev = stage.name("dev")
-    folders = sorted({p.parent for p in EXAMPLES.rglob("*.yaml") if "score.dev/v1b1" in p.read_text()})
+    folders = sorted(
+        {p.parent for p in EXAMPLES.rglob("*.yaml") if "score.dev/v1b1" in p.read_text()}
+    )
     assert {f.name for f in folders} >= {"hello", "shared"}
     with stage.ws() as ws:
         for folder in folders:
@@ -83,8 +96,15 @@ def test_every_score_example_deploys_and_shared_ids_share_one_resource(stage: St
             assert result.deployment.status == "succeeded", folder
             assert all(s.state == "ready" for s in result.workloads.values())
         records = {w.name: w for w in ws.records.workloads(dev)}
-        assert records["orders-api"].uids == records["orders-worker"].uids == ("postgres.default#orders",)
-        assert sum(1 for uid in ws.records.instances(dev) if uid.startswith("postgres.default#orders")) == 1
+        assert (
+            records["orders-api"].uids
+            == records["orders-worker"].uids
+            == ("postgres.default#orders",)
+        )
+        assert (
+            sum(1 for uid in ws.records.instances(dev) if uid.startswith("postgres.default#orders"))
+            == 1
+        )
         api = ws.runtime(dev).status("orders-api").endpoints["http"]
         deadline = time.monotonic() + 15
         while True:
@@ -107,9 +127,13 @@ def test_promotion_keeps_the_pinned_builds_and_refuses_a_skipped_stage(stage: St
     with stage.ws() as ws:
         lifecycle.create(ws, staging)
         lifecycle.create(ws, prod)
-        rel, created = create_release(ws, [HELLO], images={"web": "registry.example/hello@sha256:" + "a" * 64})
+        rel, created = create_release(
+            ws, [HELLO], images={"web": "registry.example/hello@sha256:" + "a" * 64}
+        )
         assert created and rel.id.startswith("sha256:")
-        again, created_again = create_release(ws, [HELLO], images={"web": "registry.example/hello@sha256:" + "a" * 64})
+        again, created_again = create_release(
+            ws, [HELLO], images={"web": "registry.example/hello@sha256:" + "a" * 64}
+        )
         assert again.id == rel.id and not created_again  # content-addressed
         with pytest.raises(InvalidInputError, match="has not succeeded in"):
             promote(ws, rel.id, staging)
@@ -119,14 +143,22 @@ def test_promotion_keeps_the_pinned_builds_and_refuses_a_skipped_stage(stage: St
         promote(ws, rel.short, staging, confirm=lambda _p: True)
         promote(ws, rel.short, prod, confirm=lambda _p: True)
         for env in (dev, staging, prod):
-            got = {uid: (r.component, r.digest) for uid, r in ws.records.instances(env).items() if uid in rel.lock}
+            got = {
+                uid: (r.component, r.digest)
+                for uid, r in ws.records.instances(env).items()
+                if uid in rel.lock
+            }
             assert got == {uid: (p.ref, p.digest) for uid, p in rel.lock.items()}, env
             assert ws.records.workloads(env)[0].release_id == rel.id
         # production's binding adds its own params to the same pinned build
-        assert ws.records.instances(prod)["postgres.default#hello.db"].params["connection_limit"] == 50
+        assert (
+            ws.records.instances(prod)["postgres.default#hello.db"].params["connection_limit"] == 50
+        )
 
 
-def test_promotion_is_refused_when_the_target_bindings_do_not_allow_the_pins(stage: Stage, tmp_path: Path) -> None:
+def test_promotion_is_refused_when_the_target_bindings_do_not_allow_the_pins(
+    stage: Stage, tmp_path: Path
+) -> None:
     dev, staging = stage.name("dev"), stage.name("staging")
     with stage.ws() as ws:
         lifecycle.create(ws, staging)
@@ -147,7 +179,8 @@ def test_promotion_is_refused_when_the_target_bindings_do_not_allow_the_pins(sta
             promote(ws, rel.short, staging, confirm=lambda _p: True)
         assert "Pinned version not allowed" in {d.summary for d in err.value.diagnostics}
         assert not ws.store.snapshot(staging).resources or all(
-            not r.uid.startswith("postgres.default#hello") for r in ws.store.snapshot(staging).resources.values()
+            not r.uid.startswith("postgres.default#hello")
+            for r in ws.store.snapshot(staging).resources.values()
         )
 
 
@@ -190,8 +223,12 @@ def test_reaper_destroys_expired_environments_once_and_keeps_the_rest(stage: Sta
 def test_extend_is_capped_by_the_type_maximum(stage: Stage) -> None:
     name = f"{stage.prefix}-pr"
     with stage.ws() as ws:
-        with pytest.raises(InvalidInputError, match="longer than environment type 'ephemeral' allows"):
-            lifecycle.create(ws, name, type_name="ephemeral", parent=stage.name("dev"), ttl_s=100 * 3600)
+        with pytest.raises(
+            InvalidInputError, match="longer than environment type 'ephemeral' allows"
+        ):
+            lifecycle.create(
+                ws, name, type_name="ephemeral", parent=stage.name("dev"), ttl_s=100 * 3600
+            )
         env, _, _ = lifecycle.create(ws, name, type_name="ephemeral", parent=stage.name("dev"))
         assert 4 * 3600 - 60 < env.expires_at - time.time() <= 4 * 3600  # the type's default
         env = lifecycle.extend(ws, name, ttl_s=72 * 3600)

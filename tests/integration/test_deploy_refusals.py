@@ -49,14 +49,22 @@ CASES = [
     pytest.param(_typo, "Unknown resource type", "Did you mean 'postgres'?", id="unknown-type"),
     pytest.param(_bad_param, "Invalid params", "connection_limit", id="params-fail-inputs-schema"),
     pytest.param(_missing_output, "Unknown output", "'schema'", id="placeholder-missing-output"),
-    pytest.param(_no_command, "Not supported by the local runtime", "has no command", id="no-command"),
-    pytest.param(_exec_probe, "Not supported by the local runtime", "exec livenessProbe", id="exec-probe"),
+    pytest.param(
+        _no_command, "Not supported by the local runtime", "has no command", id="no-command"
+    ),
+    pytest.param(
+        _exec_probe, "Not supported by the local runtime", "exec livenessProbe", id="exec-probe"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("edit", "summary", "detail"), CASES)
 def test_bad_workloads_get_diagnostics_and_nothing_is_applied(
-    stage: Stage, tmp_path: Path, edit, summary: str, detail: str  # type: ignore[no-untyped-def]
+    stage: Stage,
+    tmp_path: Path,
+    edit,
+    summary: str,
+    detail: str,  # type: ignore[no-untyped-def]
 ) -> None:
     dev = stage.name("dev")
     path = _hello(tmp_path, edit)

@@ -24,9 +24,18 @@ STACKYARD = [sys.executable, "-m", "stackyard.cli"]
 def _run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "STACKYARD_HOME": str(home)}
     env.pop("STACKYARD_DATABASE_URL", None)
-    proc = subprocess.run([*STACKYARD, *args], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [*STACKYARD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"stackyard {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"stackyard {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -61,15 +70,21 @@ def test_quickstart_twice_then_destroy(qs_home: Path) -> None:
     assert first["changed"] is True
     url = first["url"]
     assert url.startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(url + "/", timeout=15) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url + "/", timeout=15) as resp:
         body = json.loads(resp.read())
     assert body["ok"] and body["postgres"]["ok"] and body["redis"]["ok"] and body["volume"]["ok"]
     assert first["outputs"]["db"]["outputs"]["password"] == "(secret)"
-    assert first["environments"]["child"]["parent"] == "dev" and first["environments"]["child"]["expires_at"]
+    assert (
+        first["environments"]["child"]["parent"] == "dev"
+        and first["environments"]["child"]["expires_at"]
+    )
 
     status = json.loads(_run(qs_home, "status", "quickstart", "--output", "json").stdout)
     pid = status["workloads"]["hello"]["containers"]["web"]["pid"]
-    serials = {e: json.loads(_run(qs_home, "state", "list", e, "--output", "json").stdout) for e in ("dev", "quickstart")}
+    serials = {
+        e: json.loads(_run(qs_home, "state", "list", e, "--output", "json").stdout)
+        for e in ("dev", "quickstart")
+    }
 
     second = json.loads(_run(qs_home, "quickstart", "--output", "json").stdout)
     assert second["changed"] is False
@@ -77,7 +92,10 @@ def test_quickstart_twice_then_destroy(qs_home: Path) -> None:
     assert second["deployment"]["summary"]["create"] == 0
     again = json.loads(_run(qs_home, "status", "quickstart", "--output", "json").stdout)
     assert again["workloads"]["hello"]["containers"]["web"]["pid"] == pid  # not restarted
-    assert {e: json.loads(_run(qs_home, "state", "list", e, "--output", "json").stdout) for e in ("dev", "quickstart")} == serials
+    assert {
+        e: json.loads(_run(qs_home, "state", "list", e, "--output", "json").stdout)
+        for e in ("dev", "quickstart")
+    } == serials
 
     logs = _run(qs_home, "logs", "quickstart", "hello").stdout
     assert "hello listening on" in logs
@@ -89,7 +107,10 @@ def test_quickstart_twice_then_destroy(qs_home: Path) -> None:
 
     _run(qs_home, "env", "destroy", "quickstart", "--yes")
     assert leaked(pg_admin, redis_admin, "quickstart", [home_leaked(qs_home)]) == []
-    assert json.loads(_run(qs_home, "env", "show", "dev", "--output", "json").stdout)["status"] == "ready"
+    assert (
+        json.loads(_run(qs_home, "env", "show", "dev", "--output", "json").stdout)["status"]
+        == "ready"
+    )
 
     _run(qs_home, "env", "destroy", "dev", "--yes")
     assert _leftovers(qs_home) == []

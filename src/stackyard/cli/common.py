@@ -17,10 +17,20 @@ from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.settings import Settings
 
-OUTPUT = typer.Option(OutputFormat.TEXT, "--output", "-o", help="Output format.", case_sensitive=False)
-YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+OUTPUT = typer.Option(
+    OutputFormat.TEXT, "--output", "-o", help="Output format.", case_sensitive=False
+)
+YES = typer.Option(
+    False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal)."
+)
 
-_COLOURS = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red", "noop": "dim"}
+_COLOURS = {
+    "create": "green",
+    "update": "yellow",
+    "replace": "magenta",
+    "delete": "red",
+    "noop": "dim",
+}
 
 
 @contextmanager
@@ -49,7 +59,9 @@ def confirm(question: str, *, yes: bool) -> bool:
     if yes:
         return True
     if not sys.stdin.isatty():
-        raise InvalidInputError(f"Confirmation needed: {question}", hint="No terminal to ask on: pass --yes to confirm.")
+        raise InvalidInputError(
+            f"Confirmation needed: {question}", hint="No terminal to ask on: pass --yes to confirm."
+        )
     return bool(typer.confirm(question, default=False, err=True))
 
 
@@ -69,7 +81,9 @@ def render_plan(plan: Plan) -> None:
         table.add_column("why")
         for c in changes:
             colour = _COLOURS.get(c.action.value, "white")
-            table.add_row(f"[{colour}]{c.action.value}[/]", escape(c.address), escape(c.reason or ""))
+            table.add_row(
+                f"[{colour}]{c.action.value}[/]", escape(c.address), escape(c.reason or "")
+            )
         out.print(table)
     s = plan.summary()
     out.print(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -20,7 +20,9 @@ _ENV = typer.Option(..., "--env", "-e", help="The environment.")
 
 
 def deploy(
-    scores: list[str] = typer.Argument(None, help="Score files to deploy (or --release)."),
+    scores: Annotated[
+        list[str] | None, typer.Argument(help="Score files to deploy (or --release).")
+    ] = None,
     env: str = _ENV,
     release: str | None = typer.Option(None, "--release", help="Deploy a release's pinned builds."),
     plan_only: bool = typer.Option(False, "--plan-only", help="Show the plan; apply nothing."),
@@ -29,7 +31,10 @@ def deploy(
 ) -> None:
     """Resolve, plan, confirm, apply and run workloads in an environment."""
     if bool(scores) == bool(release):
-        raise InvalidInputError("Give Score files or --release, not both or neither", hint="stackyard deploy score.yaml --env dev")
+        raise InvalidInputError(
+            "Give Score files or --release, not both or neither",
+            hint="stackyard deploy score.yaml --env dev",
+        )
     text = output is OutputFormat.TEXT
 
     def ask(plan: object) -> bool:
@@ -39,9 +44,18 @@ def deploy(
 
     with workspace() as ws:
         if release:
-            result = deploy_release(ws, release, env, plan_only=plan_only, confirm=ask, progress=progress(output))
+            result = deploy_release(
+                ws, release, env, plan_only=plan_only, confirm=ask, progress=progress(output)
+            )
         else:
-            result = deploy_files(ws, score_paths(scores), env, plan_only=plan_only, confirm=ask, progress=progress(output))
+            result = deploy_files(
+                ws,
+                score_paths(scores or []),
+                env,
+                plan_only=plan_only,
+                confirm=ask,
+                progress=progress(output),
+            )
     report(result, output, plan_only=plan_only)
 
 
@@ -70,7 +84,11 @@ def report(result: DeployResult, output: OutputFormat, *, plan_only: bool = Fals
         out.print(f"  {escape(name)}: {st.state}  {escape(eps)}")
 
 
-def explain(score: str = typer.Argument(..., help="A Score file."), env: str = _ENV, output: OutputFormat = OUTPUT) -> None:
+def explain(
+    score: str = typer.Argument(..., help="A Score file."),
+    env: str = _ENV,
+    output: OutputFormat = OUTPUT,
+) -> None:
     """Show every candidate binding for each resource request, why it matched or not, and the winner."""
     with workspace() as ws:
         data = inspect.explain(ws, score_paths([score]), env)
@@ -86,21 +104,32 @@ def explain(score: str = typer.Argument(..., help="A Score file."), env: str = _
             continue
         for c in row["candidates"]:
             mark = "[green]✓[/]" if c["matched"] else "[red]✗[/]"
-            out.print(f"  {mark} {escape(c['selector'])} → {escape(c['component'])}  [dim]{escape(c['source'])}: {escape(c['reason'])}[/]")
+            out.print(
+                f"  {mark} {escape(c['selector'])} → {escape(c['component'])}  [dim]{escape(c['source'])}: {escape(c['reason'])}[/]"
+            )
         if row["component"]:
             p = row["component"]
-            out.print(f"  → {escape(p['component'])}@{escape(p['version'])} {escape(p['digest'][:19])}")
+            out.print(
+                f"  → {escape(p['component'])}@{escape(p['version'])} {escape(p['digest'][:19])}"
+            )
         elif not row["candidates"]:
             out.print("  [red]no binding for this type[/]")
     if data["diagnostics"]:
         out.print("")
         from stackyard.diagnostics import Diagnostic, Severity
 
-        render_diagnostics([Diagnostic(Severity(d["severity"]), d["summary"], d.get("detail", "")) for d in data["diagnostics"]])
+        render_diagnostics(
+            [
+                Diagnostic(Severity(d["severity"]), d["summary"], d.get("detail", ""))
+                for d in data["diagnostics"]
+            ]
+        )
         raise typer.Exit(2)
 
 
-def status(env: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT) -> None:
+def status(
+    env: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT
+) -> None:
     """Resources with observed health, workloads with readiness and endpoints, last deployments."""
     with workspace() as ws:
         data = inspect.status(ws, env)
@@ -109,7 +138,10 @@ def status(env: str = typer.Argument(..., help="The environment."), output: Outp
         return
     out = stdout()
     e = data["environment"]
-    out.print(f"[bold]{escape(e['name'])}[/]  type {escape(e['type'])}  ({e['status']})" + (f"  parent {escape(e['parent'])}" if e["parent"] else ""))
+    out.print(
+        f"[bold]{escape(e['name'])}[/]  type {escape(e['type'])}  ({e['status']})"
+        + (f"  parent {escape(e['parent'])}" if e["parent"] else "")
+    )
     out.print(f"\n[bold]workloads[/] ({len(data['workloads'])})")
     for name, w in data["workloads"].items():
         eps = ", ".join(f"{k}: {v}" for k, v in w["endpoints"].items()) or "-"
@@ -117,10 +149,14 @@ def status(env: str = typer.Argument(..., help="The environment."), output: Outp
     out.print(f"\n[bold]resources[/] ({len(data['resources'])})")
     for r in data["resources"]:
         colour = "green" if r["health"] == "ok" else "red"
-        out.print(f"  [{colour}]{r['health']:8}[/] {escape(r['address'])}  [dim]{escape(r['physical_name'])}[/]")
+        out.print(
+            f"  [{colour}]{r['health']:8}[/] {escape(r['address'])}  [dim]{escape(r['physical_name'])}[/]"
+        )
     out.print("\n[bold]last deployments[/]")
     for d in data["deployments"]:
-        out.print(f"  {d['id']}  {d['kind']:8} {d['status']:10} {when(d['created_at'])}  {escape(d['actor'])}")
+        out.print(
+            f"  {d['id']}  {d['kind']:8} {d['status']:10} {when(d['created_at'])}  {escape(d['actor'])}"
+        )
 
 
 def outputs(
@@ -154,7 +190,10 @@ def logs(
         ws.environment(env)
         runtime = ws.runtime(env)
         if workload not in runtime.names():
-            raise InvalidInputError(f"No workload '{workload}' running in '{env}'", hint=f"Running: {', '.join(runtime.names()) or 'none'}.")
+            raise InvalidInputError(
+                f"No workload '{workload}' running in '{env}'",
+                hint=f"Running: {', '.join(runtime.names()) or 'none'}.",
+            )
     try:
         for line in runtime.logs(workload, container=container, follow=follow, lines=lines):
             typer.echo(line.rstrip("\n"))
@@ -164,7 +203,9 @@ def logs(
 
 def deployments(
     env: str = typer.Argument(..., help="The environment."),
-    deployment: str | None = typer.Argument(None, help="A deployment id: show its events and plan summary."),
+    deployment: str | None = typer.Argument(
+        None, help="A deployment id: show its events and plan summary."
+    ),
     output: OutputFormat = OUTPUT,
 ) -> None:
     """List an environment's deployments, or show one with its events."""
@@ -174,18 +215,24 @@ def deployments(
         if deployment:
             dep = ws.records.deployment(deployment)
             if dep is None or dep.env != env:
-                raise InvalidInputError(f"No deployment '{deployment}' in '{env}'", hint=f"stackyard deployments {env}")
+                raise InvalidInputError(
+                    f"No deployment '{deployment}' in '{env}'", hint=f"stackyard deployments {env}"
+                )
             events = ws.records.events(dep.id)
             if output is OutputFormat.JSON:
                 print_json({**dep.to_json(with_plan=True), "events": [e.to_json() for e in events]})
                 return
             out = stdout()
-            out.print(f"[bold]{dep.id}[/]  {dep.kind} {dep.status}  by {escape(dep.actor)}  {when(dep.created_at)}")
+            out.print(
+                f"[bold]{dep.id}[/]  {dep.kind} {dep.status}  by {escape(dep.actor)}  {when(dep.created_at)}"
+            )
             out.print(f"  summary {escape(str(dep.summary))}")
             if dep.error:
                 out.print(f"  [red]error[/] {escape(dep.error)}")
             for e in events:
-                out.print(f"  {when(e.at)}  {e.kind:9} {escape(e.address)}  [dim]{escape(e.message)}[/]")
+                out.print(
+                    f"  {when(e.at)}  {e.kind:9} {escape(e.address)}  [dim]{escape(e.message)}[/]"
+                )
             return
         deps = ws.records.deployments(env)
     if output is OutputFormat.JSON:
@@ -196,8 +243,21 @@ def deployments(
         table.add_column(col)
     for d in deps:
         s = d.summary
-        changes = "-" if not s else f"+{s.get('create', 0)} ~{s.get('update', 0)} ±{s.get('replace', 0)} -{s.get('delete', 0)}"
-        table.add_row(d.id, d.kind, d.status, escape(d.actor), when(d.created_at), (d.release_id or "-").removeprefix("sha256:")[:12], escape(", ".join(d.workloads) or "-"), changes)
+        changes = (
+            "-"
+            if not s
+            else f"+{s.get('create', 0)} ~{s.get('update', 0)} ±{s.get('replace', 0)} -{s.get('delete', 0)}"
+        )
+        table.add_row(
+            d.id,
+            d.kind,
+            d.status,
+            escape(d.actor),
+            when(d.created_at),
+            (d.release_id or "-").removeprefix("sha256:")[:12],
+            escape(", ".join(d.workloads) or "-"),
+            changes,
+        )
     stdout().print(table)
 
 

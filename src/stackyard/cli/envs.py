@@ -23,7 +23,9 @@ def _ttl(text: str | None) -> int | None:
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise InvalidInputError(f"Invalid --ttl: {exc}", hint="Use forms like 30m, 4h, 2d.") from None
+        raise InvalidInputError(
+            f"Invalid --ttl: {exc}", hint="Use forms like 30m, 4h, 2d."
+        ) from None
 
 
 def _expiry(expires_at: float | None) -> str:
@@ -37,22 +39,42 @@ def _expiry(expires_at: float | None) -> str:
 def create(
     name: str = typer.Argument(..., help="The environment's name."),
     type_name: str | None = typer.Option(None, "--type", "-t", help="Environment type."),
-    parent: str | None = typer.Option(None, "--from", help="Parent environment: use its core read-only."),
-    ttl: str | None = typer.Option(None, "--ttl", help="Time to live (30m, 4h, 2d); default from the type."),
+    parent: str | None = typer.Option(
+        None, "--from", help="Parent environment: use its core read-only."
+    ),
+    ttl: str | None = typer.Option(
+        None, "--ttl", help="Time to live (30m, 4h, 2d); default from the type."
+    ),
     owner: str | None = typer.Option(None, "--owner", help="Owner team."),
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Create an environment and deploy its type's core infrastructure."""
     with workspace() as ws:
         env, result, created = lifecycle.create(
-            ws, name, type_name=type_name, parent=parent, ttl_s=_ttl(ttl), owner=owner, progress=progress(output)
+            ws,
+            name,
+            type_name=type_name,
+            parent=parent,
+            ttl_s=_ttl(ttl),
+            owner=owner,
+            progress=progress(output),
         )
     if output is OutputFormat.JSON:
-        print_json({"environment": env.to_json(), "created": created, "core": result.to_json() if result else None})
+        print_json(
+            {
+                "environment": env.to_json(),
+                "created": created,
+                "core": result.to_json() if result else None,
+            }
+        )
         return
     out = stdout()
     verb = "created" if created else "already exists:"
-    out.print(f"[green]✓[/] {verb} environment [bold]{escape(env.name)}[/] (type {escape(env.type)}" + (f", from {escape(env.parent)}" if env.parent else "") + ")")
+    out.print(
+        f"[green]✓[/] {verb} environment [bold]{escape(env.name)}[/] (type {escape(env.type)}"
+        + (f", from {escape(env.parent)}" if env.parent else "")
+        + ")"
+    )
     if env.expires_at:
         out.print(f"  expires {_expiry(env.expires_at)}")
 
@@ -69,19 +91,33 @@ def list_(output: OutputFormat = OUTPUT) -> None:
     for col in ("name", "type", "status", "parent", "owner", "expires"):
         table.add_column(col)
     for e in envs:
-        table.add_row(escape(e.name), escape(e.type), e.status, escape(e.parent or "-"), escape(e.owner or "-"), _expiry(e.expires_at) if e.expires_at else "never")
+        table.add_row(
+            escape(e.name),
+            escape(e.type),
+            e.status,
+            escape(e.parent or "-"),
+            escape(e.owner or "-"),
+            _expiry(e.expires_at) if e.expires_at else "never",
+        )
     stdout().print(table)
 
 
 @app.command("show")
-def show(name: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT) -> None:
+def show(
+    name: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT
+) -> None:
     """Show one environment: type, parent, owner, expiry, children and workloads."""
     with workspace() as ws:
         env = ws.environment(name)
         children = ws.records.children(name)
         workloads = [w.name for w in ws.records.workloads(name)]
         instances = ws.records.instances(name)
-    data = {**env.to_json(), "children": children, "workloads": workloads, "resources": sorted(instances)}
+    data = {
+        **env.to_json(),
+        "children": children,
+        "workloads": workloads,
+        "resources": sorted(instances),
+    }
     if output is OutputFormat.JSON:
         print_json(data)
         return
@@ -99,7 +135,9 @@ def show(name: str = typer.Argument(..., help="The environment."), output: Outpu
 @app.command("extend")
 def extend(
     name: str = typer.Argument(..., help="The environment."),
-    ttl: str = typer.Option(..., "--ttl", help="New time to live from now (capped by the type's maximum)."),
+    ttl: str = typer.Option(
+        ..., "--ttl", help="New time to live from now (capped by the type's maximum)."
+    ),
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Push an environment's expiry out, within its type's maximum TTL."""
@@ -114,13 +152,20 @@ def extend(
 
 
 @app.command("destroy")
-def destroy(name: str = typer.Argument(..., help="The environment."), yes: bool = YES, output: OutputFormat = OUTPUT) -> None:
+def destroy(
+    name: str = typer.Argument(..., help="The environment."),
+    yes: bool = YES,
+    output: OutputFormat = OUTPUT,
+) -> None:
     """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
     with workspace() as ws:
         env = ws.environment(name)
         children = ws.records.children(name)
         if children:
-            raise InvalidInputError(f"Environment '{name}' has children: {', '.join(sorted(children))}", hint="Destroy the children first; they use this environment's resources.")
+            raise InvalidInputError(
+                f"Environment '{name}' has children: {', '.join(sorted(children))}",
+                hint="Destroy the children first; they use this environment's resources.",
+            )
         count = len(ws.store.snapshot(name).resources)
         if not confirm(f"Destroy environment '{env.name}' and its {count} resource(s)?", yes=yes):
             raise typer.Exit(1)
@@ -128,7 +173,9 @@ def destroy(name: str = typer.Argument(..., help="The environment."), yes: bool 
     if output is OutputFormat.JSON:
         print_json(result.to_json())
         return
-    stdout().print(f"[green]✓[/] destroyed {escape(name)}: {result.destroyed} resource(s), {len(result.stopped)} workload(s) stopped")
+    stdout().print(
+        f"[green]✓[/] destroyed {escape(name)}: {result.destroyed} resource(s), {len(result.stopped)} workload(s) stopped"
+    )
 
 
 @app.command("reap")

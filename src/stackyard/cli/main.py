@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 
 from stackyard import __version__
-from stackyard.cli import component, deploy, envs, keys, platform, providers, release, state, workload
+from stackyard.cli import (
+    component,
+    deploy,
+    envs,
+    keys,
+    platform,
+    providers,
+    release,
+    state,
+    workload,
+)
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stderr, stdout
 from stackyard.errors import InvalidInputError, StackyardError
 

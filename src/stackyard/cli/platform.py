@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -11,20 +12,33 @@ from stackyard.cli.common import OUTPUT, YES, confirm, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.environments import platform as plat
 
-app = typer.Typer(help="Platform configuration as code: environment types, environments, teams, paths.", no_args_is_help=True)
+app = typer.Typer(
+    help="Platform configuration as code: environment types, environments, teams, paths.",
+    no_args_is_help=True,
+)
 
-_SYMBOL = {"create": "[green]+[/]", "update": "[yellow]~[/]", "delete": "[red]-[/]", "unchanged": "[dim]=[/]"}
+_SYMBOL = {
+    "create": "[green]+[/]",
+    "update": "[yellow]~[/]",
+    "delete": "[red]-[/]",
+    "unchanged": "[dim]=[/]",
+}
 
 
 @app.command("apply")
 def apply(
-    directory: Path = typer.Argument(..., help="Folder of platform documents (*.yaml)."),
+    directory: Annotated[Path, typer.Argument(help="Folder of platform documents (*.yaml).")],
     yes: bool = YES,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show what changes, then apply the folder's documents (idempotent)."""
     with workspace() as ws:
-        result = plat.apply_dir(ws, directory, confirm=lambda q: confirm(q, yes=yes), show=None if output is OutputFormat.JSON else _show)
+        result = plat.apply_dir(
+            ws,
+            directory,
+            confirm=lambda q: confirm(q, yes=yes),
+            show=None if output is OutputFormat.JSON else _show,
+        )
     if output is OutputFormat.JSON:
         print_json(result)
         return
@@ -50,7 +64,9 @@ def show(output: OutputFormat = OUTPUT) -> None:
     with workspace() as ws:
         docs = ws.records.documents()
     if output is OutputFormat.JSON:
-        print_json([{"kind": d.kind, "name": d.name, "spec": d.spec, "digest": d.digest} for d in docs])
+        print_json(
+            [{"kind": d.kind, "name": d.name, "spec": d.spec, "digest": d.digest} for d in docs]
+        )
         return
     out = stdout()
     if not docs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -19,19 +20,30 @@ app = typer.Typer(help="Immutable, content-addressed releases.", no_args_is_help
 
 @app.command("create")
 def create(
-    scores: list[str] = typer.Argument(..., help="Score files."),
-    image: list[str] = typer.Option([], "--image", help="Container image: name=ref (repeatable)."),
-    env: str | None = typer.Option(None, "--env", "-e", help="Resolve the lock here (default: the first stage of the promotion path)."),
+    scores: Annotated[list[str], typer.Argument(help="Score files.")],
+    image: Annotated[
+        list[str] | None, typer.Option("--image", help="Container image: name=ref (repeatable).")
+    ] = None,
+    env: str | None = typer.Option(
+        None,
+        "--env",
+        "-e",
+        help="Resolve the lock here (default: the first stage of the promotion path).",
+    ),
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Pin workload specs, app builds and the component lock into a release."""
     with workspace() as ws:
-        rel, created = promotion.create_release(ws, score_paths(scores), env=env, images=promotion.parse_images(image))
+        rel, created = promotion.create_release(
+            ws, score_paths(scores), env=env, images=promotion.parse_images(image or [])
+        )
     if output is OutputFormat.JSON:
         print_json({**rel.to_json(), "created": created})
         return
     out = stdout()
-    out.print(f"[green]✓[/] release [bold]{rel.short}[/] {'created' if created else '(identical release already exists)'}")
+    out.print(
+        f"[green]✓[/] release [bold]{rel.short}[/] {'created' if created else '(identical release already exists)'}"
+    )
     out.print(f"  id        {rel.id}")
     out.print(f"  workloads {escape(', '.join(rel.workload_names()))}")
     for uid, pin in sorted(rel.lock.items()):
@@ -50,12 +62,17 @@ def list_(output: OutputFormat = OUTPUT) -> None:
     for col in ("release", "created", "by", "workloads"):
         table.add_column(col)
     for r in rels:
-        table.add_row(r.short, when(r.created_at), escape(r.created_by), escape(", ".join(r.workload_names())))
+        table.add_row(
+            r.short, when(r.created_at), escape(r.created_by), escape(", ".join(r.workload_names()))
+        )
     stdout().print(table)
 
 
 @app.command("show")
-def show(release: str = typer.Argument(..., help="Release id (or a unique prefix)."), output: OutputFormat = OUTPUT) -> None:
+def show(
+    release: str = typer.Argument(..., help="Release id (or a unique prefix)."),
+    output: OutputFormat = OUTPUT,
+) -> None:
     """Show a release and where it was deployed."""
     with workspace() as ws:
         rel = promotion.get_release(ws, release)
@@ -86,12 +103,16 @@ def promote(
         return confirm(f"Promote to '{to}'?", yes=yes)
 
     with workspace() as ws:
-        result = promotion.promote(ws, release, to, plan_only=plan_only, confirm=ask, progress=progress(output))
+        result = promotion.promote(
+            ws, release, to, plan_only=plan_only, confirm=ask, progress=progress(output)
+        )
     report(result, output, plan_only=plan_only)
 
 
 def quickstart(
-    examples: Path | None = typer.Option(None, "--examples", help="Examples folder (default: the bundled one)."),
+    examples: Annotated[
+        Path | None, typer.Option("--examples", help="Examples folder (default: the bundled one).")
+    ] = None,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """From nothing to a running app: home, platform, dev, an ephemeral env and the hello app."""
@@ -103,8 +124,14 @@ def quickstart(
         print_json(data)
         return
     out = stdout()
-    out.print(f"\n[green]✓[/] hello is running in [bold]quickstart[/] (a child of dev): [bold]{escape(data['url'])}[/]")
-    out.print("  " + ("changed: yes" if data["changed"] else "nothing changed (already up to date)") + f", {data['duration_s']} s")
+    out.print(
+        f"\n[green]✓[/] hello is running in [bold]quickstart[/] (a child of dev): [bold]{escape(data['url'])}[/]"
+    )
+    out.print(
+        "  "
+        + ("changed: yes" if data["changed"] else "nothing changed (already up to date)")
+        + f", {data['duration_s']} s"
+    )
     out.print("\n[bold]outputs[/] (secrets masked)")
     for name, entry in data["outputs"].items():
         shown = ", ".join(f"{k}={v}" for k, v in entry["outputs"].items())

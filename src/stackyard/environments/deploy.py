@@ -152,7 +152,7 @@ def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diag
         str(r.uid) for name in target.changed for r in target.workloads[name].resources.values()
     }
     pins = {
-        uid: Pin(*rec.component.split("@", 1), rec.digest)
+        uid: Pin(rec.component.split("@", 1)[0], rec.component.split("@", 1)[-1], rec.digest)
         for uid, rec in current.items()
         if uid not in changed_uids
     }
@@ -399,13 +399,25 @@ def deploy_files(
 
     env = ws.environment(env_name)
     if env.status != "ready":
-        raise InvalidInputError(f"Environment '{env_name}' is {env.status}", hint=f"Create it first: stackyard env create {env_name}.")
+        raise InvalidInputError(
+            f"Environment '{env_name}' is {env.status}",
+            hint=f"Create it first: stackyard env create {env_name}.",
+        )
     mine: dict[str, Workload] = {}
     for p in paths:
         wl = parse_spec(load_score(p), file=str(p))
         if wl.name in mine:
-            raise InvalidInputError(f"Two Score files define workload '{wl.name}'", hint="Each workload name must be unique.")
+            raise InvalidInputError(
+                f"Two Score files define workload '{wl.name}'",
+                hint="Each workload name must be unique.",
+            )
         mine[wl.name] = wl
     workloads = live_workloads(ws, env_name)
     workloads.update(mine)
-    return converge(ws, Target(env, workloads, set(mine)), plan_only=plan_only, confirm=confirm, progress=progress)
+    return converge(
+        ws,
+        Target(env, workloads, set(mine)),
+        plan_only=plan_only,
+        confirm=confirm,
+        progress=progress,
+    )

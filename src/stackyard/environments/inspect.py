@@ -39,8 +39,22 @@ def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, An
             }
         )
     for uid, owner in res.external.items():
-        rows.append({"uid": str(uid), "requested_by": "a component requirement", "candidates": [], "winner": None, "component": None, "from_parent": owner})
-    return {"env": env.name, "type": env.type, "requests": rows, "diagnostics": [d.to_json() for d in res.diagnostics]}
+        rows.append(
+            {
+                "uid": str(uid),
+                "requested_by": "a component requirement",
+                "candidates": [],
+                "winner": None,
+                "component": None,
+                "from_parent": owner,
+            }
+        )
+    return {
+        "env": env.name,
+        "type": env.type,
+        "requests": rows,
+        "diagnostics": [d.to_json() for d in res.diagnostics],
+    }
 
 
 def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, Any]:
@@ -58,17 +72,38 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
             health = "unobservable"
         else:
             health = "missing" if observed[address] is None else "ok"
-        resources.append({"address": address, "kind": rec.kind, "physical_name": rec.physical_name, "uid": rec.uid, "component": rec.component, "health": health})
+        resources.append(
+            {
+                "address": address,
+                "kind": rec.kind,
+                "physical_name": rec.physical_name,
+                "uid": rec.uid,
+                "component": rec.component,
+                "health": health,
+            }
+        )
     runtime = ws.runtime(env_name)
     workloads = {}
     for w in ws.records.workloads(env_name):
         st = runtime.status(w.name)
-        workloads[w.name] = {**st.to_json(), "deployment": w.deployment_id, "release": w.release_id, "resources": list(w.uids)}
+        workloads[w.name] = {
+            **st.to_json(),
+            "deployment": w.deployment_id,
+            "release": w.release_id,
+            "resources": list(w.uids),
+        }
     deps = [d.to_json() for d in ws.records.deployments(env_name, limit=5)]
-    return {"environment": env.to_json(), "resources": resources, "workloads": workloads, "deployments": deps}
+    return {
+        "environment": env.to_json(),
+        "resources": resources,
+        "workloads": workloads,
+        "deployments": deps,
+    }
 
 
-def outputs(ws: Workspace, env_name: str, workload: str | None = None, *, reveal: bool = False) -> dict[str, Any]:
+def outputs(
+    ws: Workspace, env_name: str, workload: str | None = None, *, reveal: bool = False
+) -> dict[str, Any]:
     """Outputs per resource (by workload resource name, or by uid), secrets masked unless revealed."""
     ws.environment(env_name)
     instances = ws.records.instances(env_name)
@@ -89,13 +124,23 @@ def outputs(ws: Workspace, env_name: str, workload: str | None = None, *, reveal
         return None
 
     if workload is None:
-        return {uid: {"component": r.component, "outputs": shown(dict(r.outputs), r.secret_keys)} for uid, r in sorted(instances.items())}
+        return {
+            uid: {"component": r.component, "outputs": shown(dict(r.outputs), r.secret_keys)}
+            for uid, r in sorted(instances.items())
+        }
     records = {w.name: w for w in ws.records.workloads(env_name)}
     if workload not in records:
-        raise InvalidInputError(f"No workload '{workload}' in '{env_name}'", hint=f"Workloads: {', '.join(sorted(records)) or 'none'}.")
+        raise InvalidInputError(
+            f"No workload '{workload}' in '{env_name}'",
+            hint=f"Workloads: {', '.join(sorted(records)) or 'none'}.",
+        )
     wl = parse_spec(records[workload].spec, file=workload)
     out = {}
     for r in wl.resources.values():
         rec = find(str(r.uid))
-        out[r.name] = {"uid": str(r.uid), "component": rec.component if rec else None, "outputs": shown(dict(rec.outputs), rec.secret_keys) if rec else {}}
+        out[r.name] = {
+            "uid": str(r.uid),
+            "component": rec.component if rec else None,
+            "outputs": shown(dict(rec.outputs), rec.secret_keys) if rec else {},
+        }
     return mask(out) if not reveal else out

@@ -130,14 +130,20 @@ def create(
     return ws.environment(name), result, True
 
 
-def _retry(ws: Workspace, env: Environment, progress: Progress | None) -> tuple[Environment, DeployResult | None, bool]:
+def _retry(
+    ws: Workspace, env: Environment, progress: Progress | None
+) -> tuple[Environment, DeployResult | None, bool]:
     """Create again an environment whose core deploy failed (it resumes where it stopped)."""
     say = progress or (lambda _m: None)
     say(f"retrying the core of '{env.name}', which failed before")
     if not ws.records.set_status(env.name, "creating", expect=["failed"]):
-        raise InvalidInputError(f"Environment '{env.name}' changed meanwhile", hint="Run the command again.")
+        raise InvalidInputError(
+            f"Environment '{env.name}' changed meanwhile", hint="Run the command again."
+        )
     try:
-        result = converge(ws, Target(ws.environment(env.name), {}, set()), kind="create", progress=say)
+        result = converge(
+            ws, Target(ws.environment(env.name), {}, set()), kind="create", progress=say
+        )
     except BaseException:
         ws.records.set_status(env.name, "failed", expect=["creating"])
         raise

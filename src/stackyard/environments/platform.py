@@ -133,7 +133,8 @@ def load_dir(directory: Path) -> list[Document]:
 
 def _split(text: str) -> list[str]:
     """Split a multi-document YAML stream on ``---`` lines (each part is parsed safely)."""
-    parts, current = [], []
+    parts: list[str] = []
+    current: list[str] = []
     for line in text.splitlines(keepends=True):
         if line.rstrip() == "---":
             parts.append("".join(current))
@@ -299,10 +300,18 @@ def apply_dir(
     current = ws.records.documents()
     changes = diff(current, docs)
     real = [c for c in changes if c.action != "unchanged"]
-    counts = {a: sum(1 for c in changes if c.action == a) for a in ("create", "update", "delete", "unchanged")}
+    counts = {
+        a: sum(1 for c in changes if c.action == a)
+        for a in ("create", "update", "delete", "unchanged")
+    }
     if show is not None:
         show(changes)
-    result: dict[str, Any] = {"changes": [c.to_json() for c in changes], "counts": counts, "changed": bool(real), "applied": False}
+    result: dict[str, Any] = {
+        "changes": [c.to_json() for c in changes],
+        "counts": counts,
+        "changed": bool(real),
+        "applied": False,
+    }
     if not real:
         return result
     wanted = platform_from(docs)
@@ -310,15 +319,27 @@ def apply_dir(
     problems = []
     for e in live:
         if e.type not in wanted.types:
-            problems.append(error("Type in use", f"Environment '{e.name}' ({e.status}) has type '{e.type}', which this configuration removes. Destroy it first or keep the type."))
+            problems.append(
+                error(
+                    "Type in use",
+                    f"Environment '{e.name}' ({e.status}) has type '{e.type}', which this configuration removes. Destroy it first or keep the type.",
+                )
+            )
     if problems:
         raise InvalidInputError("The platform change would orphan live environments", problems)
     if not confirm(f"Apply {len(real)} platform change(s)?"):
         return result
-    envs = [declared_environment(decl, ws.records.environment(decl.name)) for decl in wanted.environments.values()]
+    envs = [
+        declared_environment(decl, ws.records.environment(decl.name))
+        for decl in wanted.environments.values()
+    ]
     removed = [(c.kind, c.name) for c in real if c.action == "delete"]
     ws.records.write_documents(
-        [(d.kind, d.name, d.spec, digest(d.spec), d.file) for d in docs if any(c.kind == d.kind and c.name == d.name for c in real)],
+        [
+            (d.kind, d.name, d.spec, digest(d.spec), d.file)
+            for d in docs
+            if any(c.kind == d.kind and c.name == d.name for c in real)
+        ],
         removed,
         actor=ws.settings.actor,
         environments_from=envs,

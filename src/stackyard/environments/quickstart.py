@@ -32,10 +32,18 @@ def examples_dir() -> Path:
     for candidate in (here.parents[3] / "examples", here.parents[1] / "_examples"):
         if (candidate / "platform").is_dir() and (candidate / "hello" / "score.yaml").is_file():
             return candidate
-    raise InvalidInputError("The examples folder is missing from this installation", hint="Pass --examples DIR (a checkout's examples/ folder).")
+    raise InvalidInputError(
+        "The examples folder is missing from this installation",
+        hint="Pass --examples DIR (a checkout's examples/ folder).",
+    )
 
 
-def quickstart(settings: Settings, *, examples: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def quickstart(
+    settings: Settings,
+    *,
+    examples: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the whole delivery model once; returns what a newcomer needs next."""
     from stackyard.service import init_home
 
@@ -51,16 +59,32 @@ def quickstart(settings: Settings, *, examples: Path | None = None, progress: Ca
         parent, _, parent_created = lifecycle.create(ws, PARENT, progress=say)
         say(f"4/5 create the ephemeral environment '{CHILD}' from '{PARENT}'")
         existing = ws.records.environment(CHILD)
-        if existing is not None and existing.status == "ready" and existing.expires_at and existing.expires_at < time.time() + 3600:
+        if (
+            existing is not None
+            and existing.status == "ready"
+            and existing.expires_at
+            and existing.expires_at < time.time() + 3600
+        ):
             lifecycle.extend(ws, CHILD, ttl_s=CHILD_TTL_S)
-        child, _, child_created = lifecycle.create(ws, CHILD, type_name=CHILD_TYPE, parent=PARENT, ttl_s=None if existing else CHILD_TTL_S, progress=say)
+        child, _, child_created = lifecycle.create(
+            ws,
+            CHILD,
+            type_name=CHILD_TYPE,
+            parent=PARENT,
+            ttl_s=None if existing else CHILD_TTL_S,
+            progress=say,
+        )
         say(f"5/5 deploy {root / 'hello' / 'score.yaml'} to '{CHILD}'")
-        result = deploy_files(ws, [root / "hello" / "score.yaml"], CHILD, confirm=lambda _p: True, progress=say)
+        result = deploy_files(
+            ws, [root / "hello" / "score.yaml"], CHILD, confirm=lambda _p: True, progress=say
+        )
         masked = outputs(ws, CHILD, "hello")
         child = ws.environment(CHILD)
     hello = result.workloads.get("hello")
     url = (hello.endpoints.get("web") if hello else None) or ""
-    changed = bool(init.published) or plat["applied"] or parent_created or child_created or result.changed
+    changed = (
+        bool(init.published) or plat["applied"] or parent_created or child_created or result.changed
+    )
     return {
         "url": url,
         "changed": changed,

@@ -84,12 +84,13 @@ def match(uid: ResourceUid, levels: Sequence[Level]) -> Match:
     explained = []
     winner = best
     for c in candidates:
+        shown = c
         if c is best:
-            c = Candidate(c.binding, c.source, c.rank, True, f"{c.reason} (winner)")
-            winner = c
+            shown = winner = Candidate(c.binding, c.source, c.rank, True, f"{c.reason} (winner)")
         elif c.matched:
-            c = Candidate(c.binding, c.source, c.rank, True, f"{c.reason}, but {_why_lost(c, best)}")
-        explained.append(c)
+            why = f"{c.reason}, but {_why_lost(c, best)}"
+            shown = Candidate(c.binding, c.source, c.rank, True, why)
+        explained.append(shown)
     return Match(uid, tuple(explained), winner)
 
 
