@@ -37,7 +37,15 @@ pytestmark = pytest.mark.integration
 
 NAME = "local-volume"
 VERSION = "1.0.0"
-LIBRARY = ("local-volume", "postgres-database", "postgres-server", "redis-cache", "redis-server")
+LIBRARY = (
+    "local-volume",
+    "postgres-database",
+    "postgres-external",
+    "postgres-server",
+    "redis-cache",
+    "redis-external",
+    "redis-server",
+)
 # Settings the CLI reads from the environment: the tests set what they need, nothing leaks in.
 _SCRUB = ("STACKYARD_HOME", "STACKYARD_DATABASE_URL", "STACKYARD_SECRET_KEY", "STACKYARD_USER")
 

@@ -14,7 +14,15 @@ import stackyard
 pytestmark = pytest.mark.unit
 
 LIBRARY = Path(stackyard.__file__).parent / "library"
-EXPECTED = ["local-volume", "postgres-database", "postgres-server", "redis-cache", "redis-server"]
+EXPECTED = [
+    "local-volume",
+    "postgres-database",
+    "postgres-external",
+    "postgres-server",
+    "redis-cache",
+    "redis-external",
+    "redis-server",
+]
 COMPONENTS = sorted(p for p in LIBRARY.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
 
