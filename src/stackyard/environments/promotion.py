@@ -219,7 +219,12 @@ def promote(
     if not ok:
         raise InvalidInputError(
             f"Release {rel.short} has not succeeded in '{previous}', the stage before '{to_env}'",
-            hint=f"Promote along the path {' → '.join(path.stages)}: stackyard promote {rel.short} --to {previous}.",
+            hint=f"Promote along the path {' → '.join(path.stages)}: "
+            + (
+                f"stackyard deploy --release {rel.short} --env {previous}."
+                if index == 1
+                else f"stackyard promote {rel.short} --to {previous}."
+            ),
         )
     return deploy_release(
         ws, rel.id, to_env, kind="promote", plan_only=plan_only, confirm=confirm, progress=progress

@@ -96,7 +96,9 @@ def quickstart(
             f"stackyard status {CHILD}",
             f"stackyard logs {CHILD} hello",
             f"stackyard outputs {CHILD} hello --reveal",
-            f"stackyard release create {root / 'hello' / 'score.yaml'} && stackyard deploy --release <id> --env {PARENT} && stackyard promote <id> --to staging",
+            f"stackyard release create {root / 'hello' / 'score.yaml'}",
+            f"stackyard deploy --release <id> --env {PARENT} --yes",
+            "stackyard env create staging && stackyard promote <id> --to staging --yes",
             f"stackyard env destroy {CHILD} --yes",
         ],
     }
