@@ -13,10 +13,12 @@ cannot go on. The tree::
     ├── EngineError                plan/apply failures that are not a provider's
     │   ├── StalePlanError         the state moved since the plan was made
     │   └── CycleError             the resource graph has a cycle (.cycle)
-    └── StateError                 the state store
-        ├── StoreUnavailableError  the store cannot be reached (operations fail closed)
-        ├── LockHeldError          another writer holds the environment lock (.holder)
-        └── LockLostError          our lease expired or was taken over (fencing)
+    ├── StateError                 the state store
+    │   ├── StoreUnavailableError  the store cannot be reached (operations fail closed)
+    │   ├── LockHeldError          another writer holds the environment lock (.holder)
+    │   └── LockLostError          our lease expired or was taken over (fencing)
+    ├── PolicyDeniedError          a policy denied it (.decision_id, .diagnostics); exit 5
+    └── PermissionDeniedError      RBAC: the actor holds no role allowing it (.action); exit 6
 
 Every exception carries its subject (``.uid``, ``.address``, ``.component``, ``.env``)
 where it has one, so renderers can point at it.
@@ -138,3 +140,31 @@ class LockLostError(StateError):
     """This writer's lease expired or was taken over; it must stop writing."""
 
     exit_code = 4
+
+
+class PolicyDeniedError(StackyardError):
+    """Policies denied the operation; ``diagnostics`` holds each deny with its policy."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        message: str,
+        diagnostics: Sequence[Diagnostic] = (),
+        *,
+        decision_id: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.diagnostics = tuple(diagnostics)
+        self.decision_id = decision_id
+
+
+class PermissionDeniedError(StackyardError):
+    """The actor holds no role that allows ``action`` on the target (deny by default)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, action: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.action = action

@@ -50,7 +50,13 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
     say = progress or (lambda _msg: None)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = open_store(settings)
-    store.close()
+    try:
+        from stackyard.state.governance import Governance
+
+        if Governance(store).bootstrap(settings.actor):
+            say(f"granted admin to {settings.actor} (the first user of this home)")
+    finally:
+        store.close()
     ring = Keyring(settings.home)
     if not ring.has_signing_key():
         ring.generate()

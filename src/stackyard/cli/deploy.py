@@ -15,6 +15,7 @@ from stackyard.environments.deploy import DeployResult, deploy_files
 from stackyard.environments.promotion import deploy_release
 from stackyard.environments.workloads import score_paths
 from stackyard.errors import InvalidInputError
+from stackyard.policy.rbac import Action
 
 _ENV = typer.Option(..., "--env", "-e", help="The environment.")
 
@@ -188,6 +189,7 @@ def logs(
     """Print a workload's captured logs."""
     with workspace() as ws:
         ws.environment(env)
+        ws.authorize(Action.LOGS_READ, env=env)
         runtime = ws.runtime(env)
         if workload not in runtime.names():
             raise InvalidInputError(
@@ -212,6 +214,7 @@ def deployments(
     with workspace() as ws:
         if ws.records.environment(env) is None:
             ws.environment(env)  # raises, naming the known environments
+        ws.authorize(Action.VIEW, env=env)
         if deployment:
             dep = ws.records.deployment(deployment)
             if dep is None or dep.env != env:

@@ -22,7 +22,7 @@ from stackyard.cli import (
     workload,
 )
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stderr, stdout
-from stackyard.errors import InvalidInputError, StackyardError
+from stackyard.errors import InvalidInputError, PolicyDeniedError, StackyardError
 
 app = typer.Typer(
     name="stackyard",
@@ -90,7 +90,8 @@ def init(
 def run() -> None:
     """Entry point: run the app and turn errors into one clear line, a hint and an exit code.
 
-    Exit codes: 0 success, 1 internal error, 2 invalid input, 3 stale plan, 4 lock held or lost.
+    Exit codes: 0 success, 1 internal error, 2 invalid input, 3 stale plan, 4 lock held or
+    lost, 5 denied by policy, 6 not permitted (RBAC).
     """
     try:
         app(prog_name="stackyard")  # standalone: usage errors exit 2 with click's message
@@ -108,6 +109,20 @@ def run() -> None:
 def _report(exc: StackyardError) -> None:
     if "--debug" in sys.argv:
         traceback.print_exc()
+    if isinstance(exc, PolicyDeniedError):
+        if _wants_json():
+            print_json(
+                {
+                    "denied": True,
+                    "message": exc.message,
+                    "decision": exc.decision_id,
+                    "diagnostics": [d.to_json() for d in exc.diagnostics],
+                }
+            )
+            return
+        stderr().print(f"[red]denied:[/] {escape(exc.message)} (decision {exc.decision_id})")
+        render_diagnostics(exc.diagnostics)
+        return
     if isinstance(exc, InvalidInputError) and exc.diagnostics:
         if _wants_json():
             print_json({"valid": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})

@@ -18,6 +18,7 @@ from stackyard.engine.engine import Engine
 from stackyard.engine.events import Event, Events
 from stackyard.engine.kinds import naming_lookup
 from stackyard.engine.plan import Plan
+from stackyard.environments import governed
 from stackyard.environments.resolver import Ancestor, Request, Resolution, Resolver
 from stackyard.environments.workloads import (
     parse_spec,
@@ -37,6 +38,9 @@ from stackyard.model.environment import (
 from stackyard.model.ids import ResourceUid
 from stackyard.model.values import Secret, reveal
 from stackyard.model.workload import Workload
+from stackyard.policy.decision import Decision, raise_if_denied
+from stackyard.policy.decision import diagnostics as policy_diagnostics
+from stackyard.policy.rbac import Action
 from stackyard.resolve.bindings import Level
 from stackyard.resolve.graph import Graph, expand
 from stackyard.resolve.lock import Pin
@@ -56,6 +60,7 @@ class DeployResult:
     workloads: dict[str, WorkloadStatus] = field(default_factory=dict)
     changed: bool = False
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    decision: Decision | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (masked)."""
@@ -66,6 +71,7 @@ class DeployResult:
             "workloads": {n: s.to_json() for n, s in self.workloads.items()},
             "changed": self.changed,
             "warnings": [d.to_json() for d in self.diagnostics if d.severity is Severity.WARNING],
+            "decision": self.decision.to_json() if self.decision else None,
         }
 
 
@@ -142,6 +148,7 @@ class Target:
     release_id: str | None = None
     release_pins: Mapping[str, Pin] = field(default_factory=dict)
     strict_pins: bool = False
+    removed: str | None = None  # a workload this converge takes out of the environment
 
 
 def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diagnostic]]:
@@ -191,11 +198,20 @@ def converge(
     confirm: Confirm | None = None,
     progress: Progress | None = None,
     ready_timeout: float = 60.0,
+    resume: Deployment | None = None,
+    earlier: Decision | None = None,
 ) -> DeployResult:
-    """Deploy ``target``: plan, confirm, apply, record outputs and run the changed workloads."""
+    """Deploy ``target``: plan, govern, confirm, apply, record outputs and run the workloads.
+
+    The ``plan`` stage's policies decide on the plan: a deny stops it (``PolicyDeniedError``),
+    an approval parks it as ``awaiting-approval`` (nothing applied; ``stackyard approve``
+    resumes it). ``resume`` is the approved deployment: it is re-planned and re-evaluated,
+    and applied only when the fresh plan makes the same changes as the approved one.
+    ``earlier`` is a decision taken before planning (``promote``): its approvals count too.
+    """
     say = progress or (lambda _m: None)
     env = target.env
-    dep = Deployment(
+    dep = resume or Deployment(
         id=uuid.uuid4().hex[:12],
         env=env.name,
         kind=kind,
@@ -212,20 +228,66 @@ def converge(
     planned = engine.plan(env.name, graph)
     if not planned.ok:
         raise InvalidInputError(f"The plan for '{env.name}' has errors", list(planned.diagnostics))
-    summary = {**planned.summary(), "resources": len(planned.changes)}
+    cost = governed.costs(ws, res, env.name)
+    summary = {**planned.summary(), "resources": len(planned.changes), "cost": cost}
+    decision = None
+    if kind != "create":  # creating an environment is decided at the 'environment' stage
+        doc = governed.plan_input(
+            ws,
+            env,
+            stage="plan",
+            planned=planned,
+            res=res,
+            workloads={n: target.workloads[n] for n in target.changed},
+            release_id=target.release_id,
+            cost=cost,
+        )
+        decision = ws.decide("plan", doc, env=env.name, env_type=env.type, subject=dep.id)
+        diags = [
+            *diags,
+            *policy_diagnostics(decision, "warn"),
+            *policy_diagnostics(decision, "approval"),
+        ]
+        dep = Deployment(**{**_fields(dep), "decision_id": decision.id})
     if plan_only:
         dep = _finish(dep, "planned", summary, planned)
         ws.records.put_deployment(dep)
-        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags)
+        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
+    if decision is not None and decision.outcome == "deny":
+        ws.records.put_deployment(
+            _finish(dep, "denied", summary, planned, error="denied by policy")
+        )
+        raise_if_denied(decision, f"Deployment {dep.id} to '{env.name}'")
+    wants_approval = (decision is not None and decision.outcome == "approval") or (
+        earlier is not None and earlier.outcome == "approval"
+    )
+    if wants_approval and (resume is None or not same_changes(planned, resume.plan)):
+        if resume is not None:
+            say("the plan changed while waiting for approval: it needs a new approval")
+        dep = Deployment(
+            **{
+                **_fields(dep),
+                "status": "awaiting-approval",
+                "summary": summary,
+                "plan": planned.to_json(),
+                "request": request_of(target, kind),
+            }
+        )
+        ws.records.put_deployment(dep)
+        say(f"deployment {dep.id} awaits approval: stackyard approve {dep.id}")
+        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
     if planned.has_changes and confirm is not None and not confirm(planned):
         dep = _finish(dep, "cancelled", summary, planned)
         ws.records.put_deployment(dep)
-        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags)
-    ws.records.put_deployment(
-        Deployment(**{**_fields(dep), "summary": summary, "plan": planned.to_json()})
+        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
+    dep = Deployment(
+        **{**_fields(dep), "status": "running", "summary": summary, "plan": planned.to_json()}
     )
+    ws.records.put_deployment(dep)
     result = None
     try:
+        if target.removed:
+            ws.runtime(env.name).stop(target.removed)
         if planned.has_changes:
             say(f"applying {sum(v for k, v in planned.summary().items() if k != 'noop')} change(s)")
             result = engine.apply(planned, graph)
@@ -254,7 +316,13 @@ def converge(
             say(f"workload '{name}' is {statuses[name].state}")
         dep = _finish(dep, "succeeded", summary, planned)
         return DeployResult(
-            dep, planned, dict(res.lock), statuses, planned.has_changes or changed_run, diags
+            dep,
+            planned,
+            dict(res.lock),
+            statuses,
+            planned.has_changes or changed_run,
+            diags,
+            decision,
         )
     except BaseException as exc:
         dep = _finish(
@@ -268,6 +336,46 @@ def converge(
     finally:
         ws.records.put_deployment(dep)
         ws.records.add_events(dep.id, log.events)
+
+
+def same_changes(planned: Plan, approved: Mapping[str, Any] | None) -> bool:
+    """Whether a fresh plan makes exactly the changes of the approved one (no-ops aside)."""
+    if approved is None:
+        return False
+    fresh = {(c.address, c.action.value) for c in planned.changes if c.action.value != "noop"}
+    before = {
+        (c["address"], c["action"]) for c in approved.get("changes", []) if c["action"] != "noop"
+    }
+    return fresh == before
+
+
+def request_of(target: Target, kind: str) -> dict[str, Any]:
+    """What an approval needs to re-plan the deployment later."""
+    return {
+        "kind": kind,
+        "workloads": {name: dict(w.raw) for name, w in sorted(target.workloads.items())},
+        "changed": sorted(target.changed),
+        "release_id": target.release_id,
+        "release_pins": {uid: p.to_json() for uid, p in target.release_pins.items()},
+        "strict_pins": target.strict_pins,
+        "removed": target.removed,
+    }
+
+
+def target_of(ws: Workspace, env: Environment, request: Mapping[str, Any]) -> Target:
+    """The inverse of ``request_of``, against the environment as it is now."""
+    workloads = {
+        name: parse_spec(spec, file=name) for name, spec in request.get("workloads", {}).items()
+    }
+    return Target(
+        env,
+        workloads,
+        set(request.get("changed", [])),
+        release_id=request.get("release_id"),
+        release_pins={uid: Pin.from_json(p) for uid, p in request.get("release_pins", {}).items()},
+        strict_pins=bool(request.get("strict_pins")),
+        removed=request.get("removed"),
+    )
 
 
 def _fields(dep: Deployment) -> dict[str, Any]:
@@ -339,6 +447,8 @@ def _record(
                 requires=res.requires.get(uid, {}),
                 outputs={k: reveal(v) for k, v in outs.items()},
                 secret_keys=secret_keys,
+                monthly_cost=str(inst.component.cost.monthly) if inst.component.cost else None,
+                currency=inst.component.cost.currency if inst.component.cost else None,
             )
         )
     wanted = {str(u) for u in res.instances}
@@ -355,7 +465,11 @@ def _record(
         for name in sorted(target.changed)
     ]
     ws.records.record_deploy(
-        env.name, put_workloads=put_workloads, put_instances=put_instances, drop_instances=drop
+        env.name,
+        put_workloads=put_workloads,
+        put_instances=put_instances,
+        drop_instances=drop,
+        drop_workloads=[target.removed] if target.removed else [],
     )
 
 
@@ -395,14 +509,37 @@ def deploy_files(
     progress: Progress | None = None,
 ) -> DeployResult:
     """Deploy Score files to ``env_name``: their workloads join (or replace) the live ones."""
+    env = ws.environment(env_name)
+    with ws.act(Action.DEPLOY, env=env_name, detail={"scores": [str(p) for p in paths]}) as audit:
+        if env.status != "ready":
+            raise InvalidInputError(
+                f"Environment '{env_name}' is {env.status}",
+                hint=f"Create it first: stackyard env create {env_name}.",
+            )
+        result = _deploy_files(
+            ws, env, paths, plan_only=plan_only, confirm=confirm, progress=progress
+        )
+        audit.update(deployment=result.deployment.id, result=_audit_result(result))
+        return result
+
+
+def _audit_result(result: DeployResult) -> str:
+    status = result.deployment.status
+    return "ok" if status == "succeeded" else status
+
+
+def _deploy_files(
+    ws: Workspace,
+    env: Environment,
+    paths: Sequence[Any],
+    *,
+    plan_only: bool,
+    confirm: Confirm | None,
+    progress: Progress | None,
+) -> DeployResult:
     from stackyard.environments.workloads import load_score
 
-    env = ws.environment(env_name)
-    if env.status != "ready":
-        raise InvalidInputError(
-            f"Environment '{env_name}' is {env.status}",
-            hint=f"Create it first: stackyard env create {env_name}.",
-        )
+    env_name = env.name
     mine: dict[str, Workload] = {}
     for p in paths:
         wl = parse_spec(load_score(p), file=str(p))

@@ -12,12 +12,14 @@ from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.model.values import mask
+from stackyard.policy.rbac import Action
 
 
 def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, Any]:
     """For every resource request (and requirement): each candidate binding, why it matched or
     not, the winner and the build it picks."""
     env = ws.environment(env_name)
+    ws.authorize(Action.VIEW, env=env_name)
     workloads = [parse_spec(load_score(p), file=str(p)) for p in paths]
     resolver = resolver_for(ws, env)
     requests = core_requests(ws, env)
@@ -60,6 +62,7 @@ def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, An
 def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, Any]:
     """Resources with observed health, workloads with readiness and endpoints, last deployments."""
     env = ws.environment(env_name)
+    ws.authorize(Action.VIEW, env=env_name)
     snap = ws.store.snapshot(env_name)
     observed: dict[str, Any] = {}
     if observe and snap.resources:
@@ -106,6 +109,9 @@ def outputs(
 ) -> dict[str, Any]:
     """Outputs per resource (by workload resource name, or by uid), secrets masked unless revealed."""
     ws.environment(env_name)
+    ws.authorize(Action.OUTPUTS_REVEAL if reveal else Action.VIEW, env=env_name, audit=reveal)
+    if reveal:
+        ws.audit(Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload})
     instances = ws.records.instances(env_name)
     chain = ws.chain(ws.environment(env_name))
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stackyard.engine.engine import Engine
 from stackyard.engine.events import Events
+from stackyard.environments import governed
 from stackyard.environments.deploy import DeployResult, Target, converge, live_workloads
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError, StackyardError
 from stackyard.model.environment import Deployment, Environment
 from stackyard.model.platform import NAME, format_duration
+from stackyard.policy.decision import raise_if_denied
+from stackyard.policy.rbac import Action
 
 Progress = Callable[[str], None]
 #: A reaper's claim older than this is taken over (the reaper died mid-destroy).
@@ -58,7 +61,9 @@ def create(
         asked = {"type": type_name, "parent": parent, "owner": owner}
         differs = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
         if not differs and existing.status == "failed":
-            return _retry(ws, existing, progress)
+            with ws.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
+                audit.update(retry=True)
+                return _retry(ws, existing, progress)
         if differs or existing.status != "ready":
             raise InvalidInputError(
                 f"Environment '{name}' already exists ({existing.status})",
@@ -115,12 +120,23 @@ def create(
         labels=dict(decl.labels) if decl else {},
         bindings=decl.bindings if decl else (),
     )
+    with ws.act(Action.ENV_CREATE, env=name, env_type=etype.name, target=f"env:{name}") as audit:
+        governed.decide_environment(ws, env, subject=f"create environment {name}")
+        created = _insert_and_deploy(ws, env, parent, etype.name, progress)
+        audit.update(type=etype.name, parent=parent, owner=owner, expires_at=env.expires_at)
+        return created
+
+
+def _insert_and_deploy(
+    ws: Workspace, env: Environment, parent: str | None, etype_name: str, progress: Progress | None
+) -> tuple[Environment, DeployResult | None, bool]:
+    name = env.name
     if not ws.records.insert_environment(env):
         raise InvalidInputError(
             f"Environment '{name}' already exists", hint="Another command created it just now."
         )
     say = progress or (lambda _m: None)
-    say(f"creating environment '{name}' (type {etype.name}{', from ' + parent if parent else ''})")
+    say(f"creating environment '{name}' (type {etype_name}{', from ' + parent if parent else ''})")
     try:
         result = converge(ws, Target(env, {}, set()), kind="create", progress=say)
     except BaseException:
@@ -154,6 +170,12 @@ def _retry(
 def extend(ws: Workspace, name: str, *, ttl_s: int) -> Environment:
     """Set the expiry to now + ``ttl_s``, capped by the type's maximum (refused beyond it)."""
     env = ws.environment(name)
+    with ws.act(Action.ENV_EXTEND, env=name, detail={"ttl_s": ttl_s}):
+        return _extend(ws, env, ttl_s)
+
+
+def _extend(ws: Workspace, env: Environment, ttl_s: int) -> Environment:
+    name = env.name
     etype = ws.platform().type(env.type)
     if env.expires_at is None and etype.ttl_max_s is None:
         raise InvalidInputError(
@@ -165,7 +187,11 @@ def extend(ws: Workspace, name: str, *, ttl_s: int) -> Environment:
             f"TTL {format_duration(ttl_s)} is longer than environment type '{etype.name}' allows ({format_duration(etype.ttl_max_s)})",
             hint=f"Pass at most {format_duration(etype.ttl_max_s)}.",
         )
-    if not ws.records.set_status(name, "ready", expect=["ready"], expires_at=time.time() + ttl_s):
+    expires = time.time() + ttl_s
+    governed.decide_environment(
+        ws, replace(env, expires_at=expires), subject=f"extend environment {name}"
+    )
+    if not ws.records.set_status(name, "ready", expect=["ready"], expires_at=expires):
         raise InvalidInputError(
             f"Environment '{name}' is {env.status}",
             hint="Only a ready environment can be extended.",
@@ -212,25 +238,22 @@ def destroy(
         raise InvalidInputError(
             f"Environment '{name}' is only declared", hint="There is nothing to destroy."
         )
-    if not claimed and not ws.records.set_status(
-        name,
-        "destroying",
-        expect=["ready", "failed", "creating", "destroying"],
-        claimed_at=time.time(),
-    ):
-        raise InvalidInputError(f"Environment '{name}' cannot be destroyed now", hint="Try again.")
+    if claimed:  # the reaper authorized env.reap once, and audits each environment itself
+        return _destroy(ws, env, claimed=True, say=say)
+    with ws.act(Action.ENV_DESTROY, env=name) as audit:
+        out = _destroy(ws, env, claimed=False, say=say)
+        audit.update(
+            resources=out.destroyed,
+            result="ok"
+            if out.deployment and out.deployment.status == "succeeded"
+            else (out.deployment.status if out.deployment else "ok"),
+        )
+        return out
+
+
+def _destroy(ws: Workspace, env: Environment, *, claimed: bool, say: Progress) -> DestroyResult:
+    name = env.name
     out = DestroyResult(name)
-    out.stopped = ws.runtime(name).stop_all()
-    for w in out.stopped:
-        say(f"stopped workload '{w}'")
-    dep = Deployment(
-        id=_dep_id(),
-        env=name,
-        kind="destroy",
-        status="running",
-        actor=ws.settings.actor,
-        created_at=time.time(),
-    )
     engine = Engine(
         store=ws.store,
         kinds=ws.kinds,
@@ -243,6 +266,75 @@ def destroy(
         ),
     )
     planned = engine.plan(name, None)
+    dep = Deployment(
+        id=_dep_id(),
+        env=name,
+        kind="destroy",
+        status="running",
+        actor=ws.settings.actor,
+        created_at=time.time(),
+    )
+    doc = governed.plan_input(
+        ws,
+        env,
+        stage="destroy",
+        planned=planned,
+        res=None,
+        workloads={},
+        release_id=None,
+        cost=None,
+    )
+    decision = ws.decide("destroy", doc, env=name, env_type=env.type, subject=dep.id)
+    dep = Deployment(
+        **{
+            **_as_dict(dep),
+            "decision_id": decision.id,
+            "summary": planned.summary(),
+            "plan": planned.to_json(),
+        }
+    )
+    if decision.outcome == "deny":
+        if claimed:
+            ws.records.set_status(name, "ready", expect=["destroying"], claimed_at=None)
+        ws.records.put_deployment(
+            Deployment(**{**_as_dict(dep), "status": "denied", "finished_at": time.time()})
+        )
+        raise_if_denied(decision, f"Destroy of '{name}'")
+    if decision.outcome == "approval":
+        if claimed:
+            ws.records.set_status(name, "ready", expect=["destroying"], claimed_at=None)
+        dep = Deployment(
+            **{**_as_dict(dep), "status": "awaiting-approval", "request": {"kind": "destroy"}}
+        )
+        ws.records.put_deployment(dep)
+        say(f"the destroy of '{name}' awaits approval: stackyard approve {dep.id}")
+        out.deployment = dep
+        return out
+    if not claimed and not ws.records.set_status(
+        name,
+        "destroying",
+        expect=["ready", "failed", "creating", "destroying"],
+        claimed_at=time.time(),
+    ):
+        raise InvalidInputError(f"Environment '{name}' cannot be destroyed now", hint="Try again.")
+    return _apply_destroy(ws, env, engine, planned, dep, out, say)
+
+
+def _apply_destroy(
+    ws: Workspace,
+    env: Environment,
+    engine: Engine,
+    planned: Any,
+    dep: Deployment,
+    out: DestroyResult,
+    say: Progress,
+) -> DestroyResult:
+    name = env.name
+    if ws.store.snapshot(name).serial != planned.serial:
+        planned = engine.plan(name, None)  # something changed since the decision: plan again
+    out.stopped = ws.runtime(name).stop_all()
+    for w in out.stopped:
+        say(f"stopped workload '{w}'")
     out.destroyed = sum(1 for c in planned.changes if c.action.value == "delete")
     try:
         result = engine.apply(planned, None)
@@ -286,22 +378,82 @@ def destroy(
     return out
 
 
+def resume_destroy(
+    ws: Workspace, dep: Deployment, *, progress: Progress | None = None
+) -> DestroyResult:
+    """Carry out an approved environment destroy: re-plan, re-evaluate, apply if unchanged."""
+    from stackyard.environments.deploy import same_changes
+
+    say = progress or (lambda _m: None)
+    env = ws.environment(dep.env)
+    if ws.records.children(env.name):
+        raise InvalidInputError(
+            f"Environment '{env.name}' has children now", hint="Destroy the children first."
+        )
+    engine = Engine(store=ws.store, kinds=ws.kinds, events=Events())
+    planned = engine.plan(env.name, None)
+    doc = governed.plan_input(
+        ws,
+        env,
+        stage="destroy",
+        planned=planned,
+        res=None,
+        workloads={},
+        release_id=None,
+        cost=None,
+    )
+    decision = ws.decide("destroy", doc, env=env.name, env_type=env.type, subject=dep.id)
+    approved_plan = dep.plan
+    dep = Deployment(
+        **{
+            **_as_dict(dep),
+            "decision_id": decision.id,
+            "plan": planned.to_json(),
+            "summary": planned.summary(),
+        }
+    )
+    out = DestroyResult(env.name, deployment=dep)
+    if decision.outcome == "deny":
+        ws.records.put_deployment(
+            Deployment(**{**_as_dict(dep), "status": "denied", "finished_at": time.time()})
+        )
+        raise_if_denied(decision, f"Destroy of '{env.name}'")
+    if decision.outcome == "approval" and not same_changes(planned, approved_plan):
+        say("the destroy plan changed while waiting for approval: it needs a new approval")
+        dep = Deployment(**{**_as_dict(dep), "status": "awaiting-approval"})
+        ws.records.put_deployment(dep)
+        out.deployment = dep
+        return out
+    if not ws.records.set_status(
+        env.name, "destroying", expect=["ready", "failed"], claimed_at=time.time()
+    ):
+        raise InvalidInputError(
+            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
+        )
+    return _apply_destroy(ws, env, engine, planned, dep, out, say)
+
+
 def remove_workload(
     ws: Workspace, name: str, workload: str, *, progress: Progress | None = None
 ) -> DeployResult:
     """Take one workload out of ``name``: stop it and destroy what only it used."""
     env = ws.environment(name)
-    live = live_workloads(ws, name)
-    if workload not in live:
-        raise InvalidInputError(
-            f"No workload '{workload}' in '{name}'",
-            hint=f"Workloads: {', '.join(sorted(live)) or 'none'}.",
+    with ws.act(Action.DEPLOY, env=name, detail={"remove": workload}) as audit:
+        live = live_workloads(ws, name)
+        if workload not in live:
+            raise InvalidInputError(
+                f"No workload '{workload}' in '{name}'",
+                hint=f"Workloads: {', '.join(sorted(live)) or 'none'}.",
+            )
+        del live[workload]
+        result = converge(
+            ws, Target(env, live, set(), removed=workload), kind="remove", progress=progress
         )
-    del live[workload]
-    result = converge(ws, Target(env, live, set()), kind="remove", progress=progress)
-    ws.runtime(name).stop(workload)
-    ws.records.record_deploy(name, put_workloads=[], drop_workloads=[workload], put_instances=[])
-    return result
+        audit.update(
+            deployment=result.deployment.id,
+            result="ok" if result.deployment.status == "succeeded" else result.deployment.status,
+        )
+        return result
 
 
 def destroy_resource(ws: Workspace, name: str, uid: str) -> None:
@@ -331,6 +483,7 @@ def reap(
 ) -> dict[str, Any]:
     """Destroy every expired environment this call manages to claim; safe to run concurrently."""
     say = progress or (lambda _m: None)
+    ws.authorize(Action.ENV_REAP, audit=True)
     now = time.time() if now is None else now
     claimed = ws.records.claim_expired(now, stale_after=STALE_CLAIM_S)
     done, failed, skipped = [], {}, []
@@ -342,10 +495,32 @@ def reap(
             continue
         say(f"reaping '{name}' (expired)")
         try:
-            destroy(ws, name, claimed=True, progress=say)
-            done.append(name)
+            result = destroy(ws, name, claimed=True, progress=say)
         except StackyardError as exc:
             failed[name] = exc.message
+            ws.audit(
+                Action.ENV_REAP.value,
+                f"env:{name}",
+                "denied" if type(exc).__name__ == "PolicyDeniedError" else "failed",
+                {"error": exc.message},
+            )
+            continue
+        if result.deployment is not None and result.deployment.status == "awaiting-approval":
+            skipped.append(name)
+            ws.audit(
+                Action.ENV_REAP.value,
+                f"env:{name}",
+                "awaiting-approval",
+                {"deployment": result.deployment.id},
+            )
+            continue
+        done.append(name)
+        ws.audit(
+            Action.ENV_REAP.value,
+            f"env:{name}",
+            "ok",
+            {"resources": result.destroyed, "expired": True},
+        )
     return {"reaped": done, "failed": failed, "skipped": skipped}
 
 

@@ -17,6 +17,7 @@ from stackyard.model.platform import (
     Document,
     EnvironmentDecl,
     EnvironmentType,
+    Policy,
     PromotionPath,
     Team,
     binding_ties,
@@ -38,6 +39,7 @@ class Platform:
     environments: Mapping[str, EnvironmentDecl] = field(default_factory=dict)
     teams: Mapping[str, Team] = field(default_factory=dict)
     paths: Mapping[str, PromotionPath] = field(default_factory=dict)
+    policies: Mapping[str, Policy] = field(default_factory=dict)
 
     def type(self, name: str) -> EnvironmentType:
         """An environment type, or ``InvalidInputError`` naming the known ones."""
@@ -119,6 +121,8 @@ def load_dir(directory: Path) -> list[Document]:
                 continue
             if data is None:
                 continue
+            if isinstance(data, dict) and data.get("kind") == "Policy":
+                data = _with_sources(data, path, directory, rel, diags)
             doc, problems = parse_document(data, file=rel, index=i)
             diags.extend(problems)
             if doc is not None:
@@ -129,6 +133,75 @@ def load_dir(directory: Path) -> list[Document]:
     if diags:
         raise InvalidInputError(f"The platform configuration in '{directory}' is invalid", diags)
     return docs
+
+
+def _with_sources(
+    data: dict[str, Any], path: Path, root: Path, rel: str, diags: list[Diagnostic]
+) -> dict[str, Any]:
+    """Read a ``Policy``'s ``modules`` (paths relative to its file, inside the folder) into
+    ``spec.sources``, and check that each compiles."""
+    from stackyard.policy.rego import (
+        MAX_MODULE_BYTES,
+        ROOT_PACKAGE,
+        Module,
+        check_module,
+        package_of,
+    )
+
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
+        return data
+    sources: dict[str, str] = {}
+    modules = spec.get("modules") or []
+    if not isinstance(modules, list):
+        diags.append(
+            error(
+                "Wrong type",
+                "'modules' must be a list of .rego paths.",
+                file=rel,
+                path="spec.modules",
+            )
+        )
+        modules = []
+    for i, entry in enumerate(modules):
+        where = f"spec.modules[{i}]"
+        target = (path.parent / str(entry)).resolve()
+        if not target.is_relative_to(root.resolve()) or target.suffix != ".rego":
+            diags.append(
+                error(
+                    "Invalid module path",
+                    f"'{entry}' must be a .rego file inside {root}.",
+                    file=rel,
+                    path=where,
+                )
+            )
+            continue
+        try:
+            text = read_text(target, limit=MAX_MODULE_BYTES)
+        except InvalidInputError as exc:
+            diags.append(
+                error("Unreadable module", f"'{entry}': {exc.message}", file=rel, path=where)
+            )
+            continue
+        sources[str(target.relative_to(root.resolve()))] = text
+    if isinstance(spec.get("rego"), str):
+        sources["inline.rego"] = spec["rego"]
+    for name, text in sources.items():
+        problem = check_module(Module(name, text))
+        if problem:
+            diags.append(
+                error("Rego does not compile", f"{name}: {problem}", file=rel, path="spec.modules")
+            )
+    if sources and not any(package_of(t) == ROOT_PACKAGE for t in sources.values()):
+        diags.append(
+            error(
+                "No policy rules",
+                f"None of the modules is in package '{ROOT_PACKAGE}', where deny, warn and approval are read.",
+                file=rel,
+                path="spec.modules",
+            )
+        )
+    return {**data, "spec": {**{k: v for k, v in spec.items() if k != "rego"}, "sources": sources}}
 
 
 def _split(text: str) -> list[str]:
@@ -174,6 +247,19 @@ def _cross_check(docs: Sequence[Document]) -> list[Diagnostic]:
                         path="spec.bindings",
                     )
                 )
+        if (
+            isinstance(value, Policy)
+            and value.layer == "environment-type"
+            and value.target not in types
+        ):
+            diags.append(
+                error(
+                    "Unknown environment type",
+                    f"Policy '{d.name}' targets type '{value.target}', which no EnvironmentType in this folder defines.",
+                    file=d.file,
+                    path="spec.target",
+                )
+            )
         if isinstance(value, EnvironmentDecl):
             if value.type not in types:
                 diags.append(
@@ -296,6 +382,9 @@ def apply_dir(
     Removing a document that a live environment depends on (its type or its declaration) is
     refused. Declared environments are recorded (status ``declared`` until created).
     """
+    from stackyard.policy.rbac import Action
+
+    ws.authorize(Action.PLATFORM_APPLY, audit=True)
     docs = load_dir(directory)
     current = ws.records.documents()
     changes = diff(current, docs)
@@ -352,4 +441,5 @@ def apply_dir(
             elif existing is not None:
                 ws.records.set_status(name, existing.status, declared=False)
     result["applied"] = True
+    ws.audit(Action.PLATFORM_APPLY.value, "org", "ok", {"changes": [c.to_json() for c in real]})
     return result

@@ -24,6 +24,10 @@ from stackyard.environments.deploy import (
 from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
+from stackyard.model.environment import Environment
+from stackyard.model.workload import Workload
+from stackyard.policy.decision import Decision, raise_if_denied
+from stackyard.policy.rbac import Action
 from stackyard.resolve.lock import Pin
 
 FORMAT = "stackyard.dev/release/v1"
@@ -118,6 +122,20 @@ def create_release(
             )
         env = first.stages[0]
     target = ws.environment(env)
+    with ws.act(Action.RELEASE_CREATE, env=env, detail={"workloads": names}) as audit:
+        rel, created = _store_release(ws, target, specs, workloads, images)
+        audit.update(release=rel.id, created=created)
+        return rel, created
+
+
+def _store_release(
+    ws: Workspace,
+    target: Environment,
+    specs: list[dict[str, Any]],
+    workloads: list[Workload],
+    images: Mapping[str, str],
+) -> tuple[Release, bool]:
+    env = target.name
     resolver = resolver_for(ws, target)
     requests = core_requests(ws, target)
     for w in workloads:
@@ -166,11 +184,43 @@ def deploy_release(
     plan_only: bool = False,
     confirm: Confirm | None = None,
     progress: Progress | None = None,
+    earlier: Decision | None = None,
 ) -> DeployResult:
     """Deploy a release's pinned builds to ``env_name``; a pin the target's bindings do not
     allow is refused."""
     rel = get_release(ws, ident)
     env = ws.environment(env_name)
+    action = Action.PROMOTE if kind == "promote" else Action.DEPLOY
+    with ws.act(action, env=env_name, detail={"release": rel.id}) as audit:
+        result = _deploy_release(
+            ws,
+            rel,
+            env,
+            kind=kind,
+            plan_only=plan_only,
+            confirm=confirm,
+            progress=progress,
+            earlier=earlier,
+        )
+        status = result.deployment.status
+        audit.update(
+            deployment=result.deployment.id, result="ok" if status == "succeeded" else status
+        )
+        return result
+
+
+def _deploy_release(
+    ws: Workspace,
+    rel: Release,
+    env: Environment,
+    *,
+    kind: str,
+    plan_only: bool,
+    confirm: Confirm | None,
+    progress: Progress | None,
+    earlier: Decision | None,
+) -> DeployResult:
+    env_name = env.name
     if env.status != "ready":
         raise InvalidInputError(
             f"Environment '{env_name}' is {env.status}", hint="Deploy to a ready environment."
@@ -184,7 +234,15 @@ def deploy_release(
     target = Target(
         env, workloads, set(mine), release_id=rel.id, release_pins=rel.lock, strict_pins=True
     )
-    return converge(ws, target, kind=kind, plan_only=plan_only, confirm=confirm, progress=progress)
+    return converge(
+        ws,
+        target,
+        kind=kind,
+        plan_only=plan_only,
+        confirm=confirm,
+        progress=progress,
+        earlier=earlier,
+    )
 
 
 def promote(
@@ -226,6 +284,56 @@ def promote(
                 else f"stackyard promote {rel.short} --to {previous}."
             ),
         )
+    env = ws.environment(to_env)
+    ws.authorize(Action.PROMOTE, env=to_env, audit=True)
+    decision = _decide_promotion(ws, rel, env, previous)
+    if decision.outcome == "deny":
+        ws.audit(
+            Action.PROMOTE.value,
+            f"env:{to_env}",
+            "denied",
+            {"release": rel.id, "decision": decision.id},
+        )
+    raise_if_denied(decision, f"Promotion of {rel.short} to '{to_env}'")
     return deploy_release(
-        ws, rel.id, to_env, kind="promote", plan_only=plan_only, confirm=confirm, progress=progress
+        ws,
+        rel.id,
+        to_env,
+        kind="promote",
+        plan_only=plan_only,
+        confirm=confirm,
+        progress=progress,
+        earlier=decision,
     )
+
+
+def _decide_promotion(ws: Workspace, rel: Release, env: Environment, previous: str) -> Decision:
+    """The ``promote`` stage: the release, its pinned builds' facts, and the target."""
+    from stackyard.environments import governed
+    from stackyard.policy import inputs
+
+    lock, attestations = {}, {}
+    for uid, pin in sorted(rel.lock.items()):
+        facts = governed.component_facts(ws, pin.component, pin.version, pin.digest)
+        lock[uid] = {
+            k: facts[k]
+            for k in ("component", "version", "digest", "lifecycle", "deprecated", "owner")
+        }
+        attestations[uid] = {
+            k: facts[k] for k in ("component", "version", "digest", "verified", "attestation")
+        }
+    doc = inputs.document(
+        "promote",
+        actor=ws.actor_doc(ws.target(env.name, env.type)),
+        environment=governed.environment_input(ws, env),
+        workload={str(w["metadata"]["name"]): w for w in rel.document.get("workloads", [])},
+        release={
+            "id": rel.id,
+            "from": previous,
+            "images": dict(rel.document.get("images", {})),
+            "lock": lock,
+        },
+        attestations=attestations,
+        secrets=ws.known_secrets(env.name),
+    )
+    return ws.decide("promote", doc, env=env.name, env_type=env.type, subject=rel.id)

@@ -8,20 +8,27 @@ the applied platform configuration and the local runtime of each environment.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stackyard.environments.platform import Platform, stored_platform
-from stackyard.errors import InvalidInputError
+from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.model.component import ComponentManifest, manifest_from_data
 from stackyard.model.environment import Environment
+from stackyard.policy import inputs
+from stackyard.policy.decision import Decision, PolicySet
+from stackyard.policy.rbac import Action, Target, permits, roles_of
 from stackyard.settings import Settings
 
 if TYPE_CHECKING:
     from stackyard.components.registry import Registry
     from stackyard.providers.registry import ProviderRegistry
     from stackyard.runtime.local import LocalRuntime
+    from stackyard.state.governance import Governance
     from stackyard.state.records import Records
     from stackyard.state.sql import SqlStateStore
 
@@ -121,6 +128,142 @@ class Workspace:
 
         return LocalRuntime(self.env_dir(env) / "workloads")
 
+    # -- governance: who acts, may they, what do policies say, and the audit trail --------
+
+    @cached_property
+    def governance(self) -> Governance:
+        """Grants, decisions, audit events and approvals."""
+        from stackyard.state.governance import Governance
+
+        return Governance(self.store)
+
+    @cached_property
+    def policies(self) -> PolicySet:
+        """The applied policies (compiled lazily, per selection)."""
+        return PolicySet(list(self.platform().policies.values()))
+
+    @property
+    def actor(self) -> str:
+        """Who is acting: ``STACKYARD_USER`` or the OS user."""
+        return self.settings.actor
+
+    def teams(self) -> list[str]:
+        """The actor's teams, from the ``Team`` documents."""
+        return self.platform().teams_of(self.actor)
+
+    def target(self, env: str | None = None, env_type: str | None = None) -> Target:
+        """The RBAC target of an environment (its type and owner looked up when it exists)."""
+        if env is not None:
+            rec = self.records.environment(env)
+            if rec is not None:
+                return Target(env, env_type or rec.type, rec.owner)
+        return Target(env, env_type)
+
+    def roles(self, target: Target) -> set[tuple[str, str]]:
+        """The ``(role, scope)`` pairs the actor holds on ``target``."""
+        subjects = [f"user:{self.actor}", *(f"team:{t}" for t in self.teams())]
+        held = roles_of(subjects, self.governance.grants(), target, teams=self.teams())
+        return {(r.value, scope) for r, scope in held}
+
+    def allowed(self, action: Action, target: Target) -> bool:
+        """Whether the actor may perform ``action`` on ``target``."""
+        from stackyard.policy.rbac import Role
+
+        return permits(action, {(Role(r), s) for r, s in self.roles(target)})
+
+    def authorize(
+        self,
+        action: Action,
+        *,
+        env: str | None = None,
+        env_type: str | None = None,
+        audit: bool = False,
+    ) -> Target:
+        """Refuse (``PermissionDeniedError``) unless the actor may perform ``action``.
+
+        A refused mutating action (``audit``) is written to the audit log too.
+        """
+        target = self.target(env, env_type)
+        if self.allowed(action, target):
+            return target
+        where = (
+            f"environment '{env}'"
+            if env
+            else f"environment type '{env_type}'"
+            if env_type
+            else "the organisation"
+        )
+        if audit:
+            self.audit(action.value, _describe(target), "denied", {"reason": "no role allows it"})
+        raise PermissionDeniedError(
+            f"{self.actor} may not {action.value} in {where}",
+            action=action.value,
+            hint="Ask an admin for a role that allows it ('stackyard access grant'); 'stackyard access list' shows the grants.",
+        )
+
+    @contextmanager
+    def act(
+        self,
+        action: Action,
+        *,
+        env: str | None = None,
+        env_type: str | None = None,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Authorize a mutating action, run it, and write its audit event (ok or failed).
+
+        The yielded dict may be filled with more (non-secret) detail for the event.
+        """
+        resolved = self.authorize(action, env=env, env_type=env_type, audit=True)
+        extra: dict[str, Any] = dict(detail or {})
+        name = target or _describe(resolved)
+        try:
+            yield extra
+        except BaseException as exc:
+            extra["error"] = getattr(exc, "message", type(exc).__name__)
+            result = "denied" if type(exc).__name__ == "PolicyDeniedError" else "failed"
+            self.audit(action.value, name, result, extra)
+            raise
+        self.audit(action.value, name, extra.pop("result", "ok"), extra)
+
+    def audit(self, action: str, target: str, result: str, detail: Mapping[str, Any]) -> None:
+        """Append an audit event (detail scrubbed of every known secret)."""
+        clean = inputs.scrub(dict(detail), self.known_secrets())
+        self.governance.append(
+            actor=self.actor, action=action, target=target, result=result, detail=clean
+        )
+
+    def known_secrets(self, env: str | None = None) -> list[str]:
+        """Secret values recorded for ``env`` (or every environment): scrubbed from decision
+        inputs and audit details wherever they appear."""
+        envs = [env] if env else [e.name for e in self.records.environments()]
+        out: list[str] = []
+        for name in envs:
+            for rec in self.records.instances(name).values():
+                out.extend(str(rec.outputs[k]) for k in rec.secret_keys if rec.outputs.get(k))
+        return out
+
+    def actor_doc(self, target: Target) -> dict[str, Any]:
+        """The ``actor`` part of a policy input."""
+        return inputs.actor_doc(self.actor, self.teams(), self.roles(target))
+
+    def decide(
+        self,
+        stage: str,
+        document: Mapping[str, Any],
+        *,
+        env: str | None,
+        env_type: str | None,
+        subject: str = "",
+    ) -> Decision:
+        """Evaluate the policies at ``stage`` and write the decision to the decision log."""
+        decision = self.policies.evaluate(
+            stage, document, env=env, env_type=env_type, actor=self.actor, subject=subject
+        )
+        self.governance.record_decision(decision)
+        return decision
+
     # -- components -----------------------------------------------------------------------
 
     def versions(self, name: str) -> list[str]:
@@ -148,3 +291,11 @@ class Workspace:
             with self._lock:
                 self._manifests[key] = hit
         return hit
+
+
+def _describe(target: Target) -> str:
+    if target.env:
+        return f"env:{target.env}"
+    if target.env_type:
+        return f"type:{target.env_type}"
+    return "org"

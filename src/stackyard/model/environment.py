@@ -82,8 +82,9 @@ class Deployment:
 
     id: str
     env: str
-    kind: str  # deploy | create | destroy | promote
-    status: str  # running | succeeded | failed | planned
+    kind: str  # deploy | create | destroy | promote | remove
+    # running | succeeded | failed | planned | cancelled | denied | awaiting-approval | rejected
+    status: str
     actor: str
     created_at: float
     release_id: str | None = None
@@ -92,6 +93,8 @@ class Deployment:
     summary: Mapping[str, Any] = field(default_factory=dict)
     plan: Mapping[str, Any] | None = None
     error: str | None = None
+    request: Mapping[str, Any] | None = None  # what to re-plan when approved
+    decision_id: str | None = None
 
     def to_json(self, *, with_plan: bool = False) -> dict[str, Any]:
         """A JSON-ready form (the plan only on request: it can be large)."""
@@ -107,6 +110,7 @@ class Deployment:
             "workloads": list(self.workloads),
             "summary": dict(self.summary),
             "error": self.error,
+            "decision": self.decision_id,
         }
         if with_plan:
             out["plan"] = self.plan
@@ -143,3 +147,5 @@ class InstanceRecord:
     outputs: Mapping[str, Any]
     secret_keys: tuple[str, ...] = ()
     updated_at: float = 0.0
+    monthly_cost: str | None = None  # decimal text
+    currency: str | None = None

@@ -17,7 +17,9 @@ from stackyard.diagnostics import Diagnostic, error
 from stackyard.resolve.versions import Range
 
 API_VERSION = "stackyard.dev/v1"
-KINDS = ("EnvironmentType", "Environment", "Team", "PromotionPath")
+KINDS = ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy")
+LAYERS = ("organisation", "environment-type", "environment")
+STAGES = ("publish", "environment", "plan", "promote", "destroy")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
@@ -143,6 +145,33 @@ class PromotionPath:
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """Rego modules evaluated at some stages, for a layer and its target.
+
+    ``target`` is empty for the organisation layer, an environment type's name for the
+    environment-type layer and an environment's name for the environment layer. ``sources``
+    maps each module's file name to its text (read at apply time, stored with the document).
+    """
+
+    name: str
+    layer: str
+    stages: tuple[str, ...]
+    sources: Mapping[str, str]
+    target: str = ""
+    description: str = ""
+
+    def applies(self, stage: str, env: str | None, env_type: str | None) -> bool:
+        """Whether the policy takes part in a decision at ``stage`` for this environment."""
+        if stage not in self.stages:
+            return False
+        if self.layer == "organisation":
+            return True
+        if self.layer == "environment-type":
+            return env_type == self.target
+        return env == self.target
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """One parsed platform document, with where it came from."""
 
@@ -150,7 +179,7 @@ class Document:
     name: str
     spec: Mapping[str, Any]  # the normalised spec, as stored
     file: str
-    value: EnvironmentType | EnvironmentDecl | Team | PromotionPath
+    value: EnvironmentType | EnvironmentDecl | Team | PromotionPath | Policy
 
 
 class _Reader:
@@ -298,6 +327,8 @@ def parse_document(
             r.bad("spec.members", "Wrong type", "'members' must be a list of user names.")
             members = []
         value = Team(name or "", tuple(members), str(spec.get("description") or ""))
+    elif kind == "Policy":
+        value = _policy(r, name or "", spec)
     else:
         r.only(spec, ("stages",), "spec")
         stages = spec.get("stages")
@@ -374,6 +405,51 @@ def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> Environ
         bool(ephemeral),
         str(spec.get("description") or ""),
     )
+
+
+def _policy(r: _Reader, name: str, spec: Mapping[str, Any]) -> Policy:
+    r.only(spec, ("layer", "target", "stages", "description", "modules", "rego", "sources"), "spec")
+    layer = r.text(spec, "layer", "spec", required=True) or ""
+    if layer and layer not in LAYERS:
+        r.bad(
+            "spec.layer",
+            "Unknown layer",
+            f"'{layer}' is not a layer; use one of {', '.join(LAYERS)}.",
+        )
+    target = r.text(spec, "target", "spec", pattern=NAME) or ""
+    if layer in ("environment-type", "environment") and not target:
+        r.bad(
+            "spec.target",
+            "Missing field",
+            f"A {layer} policy needs a target: the {layer.replace('-', ' ')}'s name.",
+        )
+    if layer == "organisation" and target:
+        r.bad(
+            "spec.target",
+            "Invalid value",
+            "An organisation policy applies everywhere; remove 'target'.",
+        )
+    stages = spec.get("stages")
+    if not isinstance(stages, list) or not stages or not all(s in STAGES for s in stages):
+        r.bad(
+            "spec.stages",
+            "Invalid value",
+            f"'stages' must list one or more of {', '.join(STAGES)}.",
+        )
+        stages = []
+    sources: dict[str, str] = {}
+    raw = spec.get("sources")
+    if isinstance(raw, Mapping):
+        sources = {str(k): str(v) for k, v in raw.items()}
+    if isinstance(spec.get("rego"), str):
+        sources["inline.rego"] = spec["rego"]
+    if not sources and not spec.get("modules"):
+        r.bad(
+            "spec",
+            "Missing field",
+            "A policy needs 'modules' (paths of .rego files beside this document) or inline 'rego'.",
+        )
+    return Policy(name, layer, tuple(stages), sources, target, str(spec.get("description") or ""))
 
 
 def _environment(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentDecl:

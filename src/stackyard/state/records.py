@@ -296,22 +296,42 @@ class Records:
             "summary": json.loads(json.dumps(dict(dep.summary), default=str)),
             "plan": None if dep.plan is None else json.loads(json.dumps(dep.plan, default=str)),
             "error": dep.error,
+            "request": None
+            if dep.request is None
+            else json.loads(json.dumps(dep.request, default=str)),
+            "decision_id": dep.decision_id,
         }
         with self.store.writing() as conn:
             ins = upsert(conn, deployments).values(**row)
             conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=row))
+
+    def move_deployment(self, deployment_id: str, *, expect: str, status: str) -> bool:
+        """Atomically move a deployment from ``expect`` to ``status``; False if it was not there."""
+        with self.store.writing() as conn:
+            res = conn.execute(
+                sa.update(deployments)
+                .where(deployments.c.id == deployment_id, deployments.c.status == expect)
+                .values(status=status)
+            )
+            return bool(res.rowcount)
 
     def add_events(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
         """Append events to a deployment."""
         if not events:
             return
         with self.store.writing() as conn:
+            last = conn.execute(
+                sa.select(sa.func.max(deployment_events.c.seq)).where(
+                    deployment_events.c.deployment_id == deployment_id
+                )
+            ).scalar_one()
+            base = 0 if last is None else int(last) + 1  # a resumed deployment appends
             conn.execute(
                 sa.insert(deployment_events),
                 [
                     {
                         "deployment_id": deployment_id,
-                        "seq": e.seq,
+                        "seq": base + e.seq,
                         "at": e.at,
                         "kind": e.kind,
                         "address": e.address,
@@ -393,6 +413,8 @@ class Records:
                     {**r.outputs, **secret},
                     tuple(sorted(secret)),
                     r.updated_at,
+                    r.monthly_cost,
+                    r.currency,
                 )
         return out
 
@@ -443,6 +465,8 @@ class Records:
                     "outputs": plain,
                     "secret_blob": box.encrypt_json(secret) if secret else None,
                     "updated_at": now,
+                    "monthly_cost": i.monthly_cost,
+                    "currency": i.currency,
                 }
                 ins = upsert(conn, instances).values(**row)
                 conn.execute(ins.on_conflict_do_update(index_elements=["env", "uid"], set_=row))
@@ -486,4 +510,6 @@ def _deployment(r: Any) -> Deployment:
         summary=dict(r.summary or {}),
         plan=r.plan,
         error=r.error,
+        request=r.request,
+        decision_id=r.decision_id,
     )

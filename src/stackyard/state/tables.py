@@ -168,6 +168,8 @@ deployments = sa.Table(
     sa.Column("summary", JSON, nullable=False),
     sa.Column("plan", JSON, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("request", JSON, nullable=True),  # 0003: what to re-plan after an approval
+    sa.Column("decision_id", sa.String(40), nullable=True),  # 0003
 )
 
 deployment_events = sa.Table(
@@ -206,4 +208,59 @@ instances = sa.Table(
     sa.Column("outputs", JSON, nullable=False),
     sa.Column("secret_blob", sa.Text, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("monthly_cost", sa.String(40), nullable=True),  # 0003: decimal as text
+    sa.Column("currency", sa.String(10), nullable=True),  # 0003
+)
+
+
+# -- governance (migration 0003) --------------------------------------------------------------
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("subject", sa.String(300), primary_key=True),
+    sa.Column("role", sa.String(40), primary_key=True),
+    sa.Column("scope", sa.String(300), primary_key=True),
+    sa.Column("granted_by", sa.String(200), nullable=False),
+    sa.Column("granted_at", sa.Float, nullable=False),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("env", sa.String(200), nullable=True),
+    sa.Column("subject", sa.String(300), nullable=True),
+    sa.Column("input_hash", sa.String(80), nullable=False),
+    sa.Column("revision", sa.String(80), nullable=False),
+    sa.Column("outcome", sa.String(30), nullable=False),
+    sa.Column("results", JSON, nullable=False),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("result", sa.String(30), nullable=False),
+    sa.Column("detail", JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(80), nullable=False),
+    sa.Column("hash", sa.String(80), nullable=False),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("deployment_id", sa.String(40), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("verdict", sa.String(20), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
 )

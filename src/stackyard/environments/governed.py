@@ -1,0 +1,174 @@
+"""Policy inputs for the delivery flow: what a plan, an environment change, a destroy or a
+promotion looks like to the policies (DESIGN §6's document), built from the workspace."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from stackyard.model.environment import Environment, InstanceRecord
+from stackyard.policy import inputs
+from stackyard.policy.cost import plan_cost
+
+if TYPE_CHECKING:
+    from stackyard.engine.plan import Plan
+    from stackyard.environments.resolver import Resolution
+    from stackyard.environments.workspace import Workspace
+    from stackyard.model.workload import Workload
+
+_facts_lock = threading.Lock()
+
+
+def environment_input(ws: Workspace, env: Environment) -> dict[str, Any]:
+    """The ``environment`` part."""
+    etype = ws.platform().types.get(env.type)
+    return inputs.environment_doc(
+        name=env.name,
+        type=env.type,
+        owner=env.owner,
+        ephemeral=bool(etype and etype.ephemeral),
+        expires_at=env.expires_at,
+        labels=env.labels,
+        parent=env.parent,
+    )
+
+
+def component_facts(ws: Workspace, name: str, version: str, digest: str) -> dict[str, Any]:
+    """Lifecycle, deprecation and attestation of a published build (cached per workspace)."""
+    from stackyard.components import catalog
+    from stackyard.components.attest import AttestationError
+    from stackyard.components.keys import Keyring
+    from stackyard.errors import StackyardError
+
+    cache: dict[tuple[str, str], dict[str, Any]] = ws.__dict__.setdefault("_component_facts", {})
+    key = (name, version)
+    with _facts_lock:
+        hit = cache.get(key)
+    if hit is not None:
+        return hit
+    manifest, _ = ws.manifest(name, version)
+    try:
+        notice = catalog.deprecation(ws.registry, name, version)
+    except StackyardError:
+        notice = None
+    try:
+        catalog.verify(ws.registry, Keyring(ws.settings.home), name, version)
+        verified, reason = True, "signature verified by a trusted key"
+    except AttestationError as exc:
+        verified, reason = False, exc.message
+    except StackyardError as exc:
+        verified, reason = False, exc.message
+    facts = {
+        "component": name,
+        "version": version,
+        "digest": digest,
+        "lifecycle": manifest.lifecycle,
+        "deprecated": notice is not None,
+        "deprecation": (notice or {}).get("reason"),
+        "owner": manifest.owner,
+        "verified": verified,
+        "attestation": reason,
+    }
+    with _facts_lock:
+        cache[key] = facts
+    return facts
+
+
+def secret_params(res: Resolution) -> list[str]:
+    """Values of params whose component input is marked secret (``writeOnly`` or ``x-secret``)."""
+    out = []
+    for uid, inst in res.instances.items():
+        props = (inst.component.inputs or {}).get("properties") or {}
+        for key, schema in props.items():
+            if isinstance(schema, Mapping) and (schema.get("writeOnly") or schema.get("x-secret")):
+                value = res.params.get(uid, {}).get(key)
+                if isinstance(value, str):
+                    out.append(value)
+    return out
+
+
+def costs(ws: Workspace, res: Resolution, env: str) -> dict[str, Any]:
+    """``cost``: the plan's monthly total after apply, its delta and the cost per instance."""
+    desired = {}
+    for uid, inst in res.instances.items():
+        c = inst.component.cost
+        desired[str(uid)] = (c.monthly, c.currency) if c else (Decimal(0), "USD")
+    current = {uid: _recorded(rec) for uid, rec in ws.records.instances(env).items()}
+    return plan_cost(desired, current)
+
+
+def _recorded(rec: InstanceRecord) -> tuple[Decimal, str]:
+    return (Decimal(rec.monthly_cost or "0"), rec.currency or "USD")
+
+
+def plan_input(
+    ws: Workspace,
+    env: Environment,
+    *,
+    stage: str,
+    planned: Plan,
+    res: Resolution | None,
+    workloads: Mapping[str, Workload],
+    release_id: str | None,
+    cost: Mapping[str, Any] | None,
+    extra_secrets: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The input of a ``plan`` (or ``destroy``) decision."""
+    target = ws.target(env.name, env.type)
+    lock = {}
+    attestations = {}
+    if res is not None:
+        for uid, pin in sorted(res.lock.items()):
+            facts = component_facts(ws, pin.component, pin.version, pin.digest)
+            lock[uid] = {
+                k: facts[k]
+                for k in ("component", "version", "digest", "lifecycle", "deprecated", "owner")
+            }
+            attestations[uid] = {
+                k: facts[k] for k in ("component", "version", "digest", "verified", "attestation")
+            }
+    changes = [
+        {k: c[k] for k in ("address", "kind", "action", "before", "after")}
+        for c in planned.to_json()["changes"]
+    ]
+    secrets = [*ws.known_secrets(env.name), *(secret_params(res) if res else []), *extra_secrets]
+    return inputs.document(
+        stage,
+        actor=ws.actor_doc(target),
+        environment=environment_input(ws, env),
+        workload={name: dict(w.raw) for name, w in sorted(workloads.items())},
+        release={"id": release_id, "lock": lock},
+        plan={"changes": changes, "summary": planned.summary()},
+        cost=dict(cost) if cost is not None else None,
+        attestations=attestations,
+        secrets=secrets,
+    )
+
+
+def decide_environment(ws: Workspace, env: Environment, *, subject: str) -> Any:
+    """The ``environment`` stage: creating, changing or extending ``env`` (as it would be).
+
+    Deny refuses; an approval result refuses too (environment changes are not parked), with
+    the policy's message.
+    """
+    from stackyard.errors import PolicyDeniedError
+    from stackyard.policy.decision import diagnostics, raise_if_denied
+
+    doc = inputs.document(
+        "environment",
+        actor=ws.actor_doc(ws.target(env.name, env.type)),
+        environment=environment_input(ws, env),
+        secrets=ws.known_secrets(env.name) if ws.records.environment(env.name) else (),
+    )
+    decision = ws.decide("environment", doc, env=env.name, env_type=env.type, subject=subject)
+    raise_if_denied(decision, f"{subject.capitalize()}")
+    if decision.outcome == "approval":
+        raise PolicyDeniedError(
+            f"{subject.capitalize()} needs an approval, which environment changes do not take",
+            diagnostics(decision, "approval"),
+            decision_id=decision.id,
+            hint="Ask a platform engineer to make the change, or change the policy.",
+        )
+    return decision

@@ -1,0 +1,265 @@
+"""Governance records: role grants, the decision log, the audit log (append-only, hash
+chained) and approvals. Every method is one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from stackyard.errors import InvalidInputError
+from stackyard.policy.audit import GENESIS, AuditEvent, chain_hash
+from stackyard.policy.decision import Decision
+from stackyard.policy.rbac import ORG, Grant, Role
+from stackyard.state.sql import SqlStateStore
+from stackyard.state.tables import approvals, audit_events, decisions, grants, upsert
+
+__all__ = ["Governance"]
+
+#: ``pg_advisory_xact_lock`` key serialising audit appends on PostgreSQL ("sy-audit").
+_AUDIT_LOCK = 0x73792D6175646974
+
+
+class Governance:
+    """Grants, decisions, audit events and approvals in the state database."""
+
+    def __init__(self, store: SqlStateStore) -> None:
+        self.store = store
+
+    # -- grants ---------------------------------------------------------------------------
+
+    def grants(self) -> list[Grant]:
+        """Every grant."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                sa.select(grants).order_by(grants.c.scope, grants.c.subject, grants.c.role)
+            ).all()
+        return [Grant(r.subject, Role(r.role), r.scope) for r in rows]
+
+    def grant(self, grant: Grant, *, by: str) -> bool:
+        """Add a grant; False when it already existed."""
+        with self.store.writing() as conn:
+            ins = upsert(conn, grants).values(
+                subject=grant.subject,
+                role=grant.role.value,
+                scope=grant.scope,
+                granted_by=by,
+                granted_at=time.time(),
+            )
+            return bool(
+                conn.execute(
+                    ins.on_conflict_do_nothing(index_elements=["subject", "role", "scope"])
+                ).rowcount
+            )
+
+    def revoke(self, grant: Grant) -> bool:
+        """Remove a grant; refused when it is the last organisation-wide admin."""
+        with self.store.writing() as conn:
+            if grant.role is Role.ADMIN and grant.scope == ORG:
+                admins = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(grants)
+                    .where(grants.c.role == Role.ADMIN.value, grants.c.scope == ORG)
+                ).scalar_one()
+                exists = conn.execute(
+                    sa.select(grants.c.subject).where(
+                        grants.c.subject == grant.subject,
+                        grants.c.role == grant.role.value,
+                        grants.c.scope == grant.scope,
+                    )
+                ).first()
+                if exists is not None and admins <= 1:
+                    raise InvalidInputError(
+                        f"'{grant.subject}' holds the last admin grant",
+                        hint="Grant admin to someone else first; stackyard always keeps at least one admin.",
+                    )
+            res = conn.execute(
+                sa.delete(grants).where(
+                    grants.c.subject == grant.subject,
+                    grants.c.role == grant.role.value,
+                    grants.c.scope == grant.scope,
+                )
+            )
+            return bool(res.rowcount)
+
+    def bootstrap(self, actor: str) -> bool:
+        """Make ``actor`` admin when there are no grants at all (a new home); True if done."""
+        with self.store.writing() as conn:
+            if conn.execute(sa.select(sa.func.count()).select_from(grants)).scalar_one():
+                return False
+            conn.execute(
+                sa.insert(grants).values(
+                    subject=f"user:{actor}",
+                    role=Role.ADMIN.value,
+                    scope=ORG,
+                    granted_by="bootstrap",
+                    granted_at=time.time(),
+                )
+            )
+            return True
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def record_decision(self, d: Decision) -> None:
+        """Append a decision to the decision log."""
+        with self.store.writing() as conn:
+            conn.execute(
+                sa.insert(decisions).values(
+                    id=d.id,
+                    at=d.at,
+                    actor=d.actor,
+                    stage=d.stage,
+                    env=d.env,
+                    subject=d.subject,
+                    input_hash=d.input_hash,
+                    revision=d.revision,
+                    outcome=d.outcome,
+                    results={
+                        "results": [r.to_json() for r in d.results],
+                        "policies": list(d.policies),
+                        "allow_self_approval": d.allow_self_approval,
+                    },
+                )
+            )
+
+    def decisions(
+        self, *, env: str | None = None, limit: int = 100, decision_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Decisions, newest first."""
+        q = sa.select(decisions).order_by(decisions.c.at.desc()).limit(limit)
+        if env:
+            q = q.where(decisions.c.env == env)
+        if decision_id:
+            q = q.where(decisions.c.id == decision_id)
+        with self.store.reading() as conn:
+            rows = conn.execute(q).all()
+        return [
+            {
+                "id": r.id,
+                "at": r.at,
+                "actor": r.actor,
+                "stage": r.stage,
+                "env": r.env,
+                "subject": r.subject,
+                "input_hash": r.input_hash,
+                "revision": r.revision,
+                "outcome": r.outcome,
+                "policies": (r.results or {}).get("policies", []),
+                "allow_self_approval": (r.results or {}).get("allow_self_approval", False),
+                "results": (r.results or {}).get("results", []),
+            }
+            for r in rows
+        ]
+
+    # -- audit ----------------------------------------------------------------------------
+
+    def append(
+        self, *, actor: str, action: str, target: str, result: str, detail: Mapping[str, Any]
+    ) -> AuditEvent:
+        """Append one event to the chain (serialised, so the chain stays linear)."""
+        at = time.time()
+        with self.store.writing() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+            last = conn.execute(
+                sa.select(audit_events.c.seq, audit_events.c.hash)
+                .order_by(audit_events.c.seq.desc())
+                .limit(1)
+            ).first()
+            seq, prev = (1, GENESIS) if last is None else (int(last.seq) + 1, str(last.hash))
+            digest = chain_hash(
+                prev,
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                target=target,
+                result=result,
+                detail=detail,
+            )
+            conn.execute(
+                sa.insert(audit_events).values(
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    result=result,
+                    detail=dict(detail),
+                    prev_hash=prev,
+                    hash=digest,
+                )
+            )
+        return AuditEvent(seq, at, actor, action, target, result, detail, prev, digest)
+
+    def audit(self, *, since: float | None = None, limit: int | None = None) -> list[AuditEvent]:
+        """Audit events in chain order (optionally from ``since``)."""
+        q = sa.select(audit_events).order_by(audit_events.c.seq)
+        if since is not None:
+            q = q.where(audit_events.c.at >= since)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.store.reading() as conn:
+            return [
+                AuditEvent(
+                    r.seq,
+                    r.at,
+                    r.actor,
+                    r.action,
+                    r.target,
+                    r.result,
+                    r.detail,
+                    r.prev_hash,
+                    r.hash,
+                )
+                for r in conn.execute(q)
+            ]
+
+    # -- approvals ------------------------------------------------------------------------
+
+    def add_approval(self, deployment_id: str, *, actor: str, verdict: str, comment: str) -> None:
+        """Record an approval or a rejection."""
+        with self.store.writing() as conn:
+            n = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(approvals)
+                .where(approvals.c.deployment_id == deployment_id)
+            ).scalar_one()
+            conn.execute(
+                sa.insert(approvals).values(
+                    deployment_id=deployment_id,
+                    seq=int(n) + 1,
+                    at=time.time(),
+                    actor=actor,
+                    verdict=verdict,
+                    comment=comment,
+                )
+            )
+
+    def approvals(self, deployment_id: str) -> list[dict[str, Any]]:
+        """A deployment's approvals and rejections, in order."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                sa.select(approvals)
+                .where(approvals.c.deployment_id == deployment_id)
+                .order_by(approvals.c.seq)
+            ).all()
+        return [
+            {"at": r.at, "actor": r.actor, "verdict": r.verdict, "comment": r.comment} for r in rows
+        ]
+
+    def pending(self, env: str | None = None) -> Sequence[str]:
+        """Ids of deployments awaiting approval (newest first)."""
+        from stackyard.state.tables import deployments
+
+        q = (
+            sa.select(deployments.c.id)
+            .where(deployments.c.status == "awaiting-approval")
+            .order_by(deployments.c.created_at.desc())
+        )
+        if env:
+            q = q.where(deployments.c.env == env)
+        with self.store.reading() as conn:
+            return [r.id for r in conn.execute(q)]
