@@ -14,6 +14,7 @@ from stackyard.cli import (
     component,
     deploy,
     envs,
+    governance,
     keys,
     platform,
     providers,
@@ -38,6 +39,7 @@ app.add_typer(envs.app, name="env")
 deploy.register(app)
 app.add_typer(release.app, name="release")
 app.command("promote")(release.promote)
+governance.register(app)
 app.add_typer(component.app, name="component")
 app.add_typer(workload.app, name="workload")
 app.add_typer(providers.app, name="providers")

@@ -1,0 +1,563 @@
+"""Governance commands: approve, reject, approvals, decisions, audit, access, cost, policy."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stackyard.cli.common import OUTPUT, progress, when, workspace
+from stackyard.cli.output import OutputFormat, print_json, stdout
+from stackyard.errors import InvalidInputError
+
+audit_app = typer.Typer(
+    help="The audit log: every mutating action, hash-chained.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+access_app = typer.Typer(help="Role grants: who may do what, where.", no_args_is_help=True)
+policy_app = typer.Typer(help="Rego policies: test and evaluate them.", no_args_is_help=True)
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+def approve(
+    deployment: str = typer.Argument(..., help="The deployment awaiting approval."),
+    comment: str = typer.Option("", "--comment", "-m", help="Why (kept with the approval)."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Approve a parked deployment: it is re-planned, re-evaluated and applied."""
+    from stackyard.cli.deploy import report
+    from stackyard.environments.approvals import approve as run
+    from stackyard.environments.deploy import DeployResult
+
+    with workspace() as ws:
+        result = run(ws, deployment, comment=comment, progress=progress(output))
+    if isinstance(result, DeployResult):
+        report(result, output)
+        return
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+        return
+    dep = result.deployment
+    stdout().print(f"[green]✓[/] approved; destroy {dep.status if dep else 'done'}")
+
+
+def reject(
+    deployment: str = typer.Argument(..., help="The deployment awaiting approval."),
+    comment: str = typer.Option("", "--comment", "-m", help="Why (kept with the rejection)."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Reject a parked deployment: nothing is applied."""
+    from stackyard.environments.approvals import reject as run
+
+    with workspace() as ws:
+        dep = run(ws, deployment, comment=comment)
+    if output is OutputFormat.JSON:
+        print_json(dep.to_json())
+        return
+    stdout().print(f"[green]✓[/] rejected deployment {dep.id}")
+
+
+def approvals(
+    env: str | None = typer.Option(None, "--env", "-e", help="Only this environment."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """List deployments awaiting approval, with the policies that asked for it."""
+    from stackyard.environments.approvals import pending
+
+    with workspace() as ws:
+        rows = pending(ws, env)
+    if output is OutputFormat.JSON:
+        print_json(rows)
+        return
+    out = stdout()
+    if not rows:
+        out.print("Nothing awaits approval.")
+    for r in rows:
+        out.print(
+            f"[bold]{r['id']}[/]  {r['kind']} to {escape(r['env'])} by {escape(r['actor'])}  {when(r['created_at'])}"
+        )
+        for a in r["approvals_needed"]:
+            out.print(
+                f"  [yellow]approval[/] {escape(a['message'])}  [dim]{escape(a['policy'])}[/]"
+            )
+
+
+# -- decisions -------------------------------------------------------------------------------
+
+
+def decisions(
+    env: str | None = typer.Option(None, "--env", "-e", help="Only this environment."),
+    decision: str | None = typer.Option(None, "--id", help="One decision."),
+    limit: int = typer.Option(50, "--limit", "-n", help="How many, newest first."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Read the decision log: every policy evaluation with its results and policy revision."""
+    from stackyard.policy.rbac import Action
+
+    with workspace() as ws:
+        ws.authorize(Action.VIEW, env=env)
+        rows = ws.governance.decisions(env=env, limit=limit, decision_id=decision)
+    if output is OutputFormat.JSON:
+        print_json(rows)
+        return
+    out = stdout()
+    for r in rows:
+        colour = {"deny": "red", "approval": "yellow", "allow": "green"}[r["outcome"]]
+        out.print(
+            f"{r['id']}  {when(r['at'])}  {r['stage']:11} {escape(r['env'] or '-'):14} [{colour}]{r['outcome']:8}[/] {escape(r['actor'])}  [dim]{r['revision'][:19]} {r['input_hash'][:19]}[/]"
+        )
+        for res in r["results"]:
+            out.print(
+                f"    {res['kind']:8} {escape(res['message'])}  [dim]{escape(res['policy'])}/{escape(res['rule'])} ({res['layer']})[/]"
+            )
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from stackyard.model.platform import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidInputError(
+            f"Invalid --since '{text}'",
+            hint="Use a duration (2h, 1d) or an ISO time (2026-11-30T12:00:00Z).",
+        ) from None
+
+
+@audit_app.callback()
+def audit(
+    ctx: typer.Context,
+    since: str | None = typer.Option(
+        None, "--since", help="Only events since a duration ago (2h) or an ISO time."
+    ),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Read the audit log (who, what, target, result, when)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from stackyard.policy.rbac import Action
+
+    with workspace() as ws:
+        ws.authorize(Action.AUDIT_READ)
+        events = ws.governance.audit(since=_since(since))
+    if output is OutputFormat.JSON:
+        print_json([e.to_json() for e in events])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("seq", "when", "actor", "action", "target", "result"):
+        table.add_column(col)
+    for e in events:
+        colour = (
+            "green" if e.result == "ok" else "red" if e.result in ("failed", "denied") else "yellow"
+        )
+        table.add_row(
+            str(e.seq),
+            when(e.at),
+            escape(e.actor),
+            escape(e.action),
+            escape(e.target),
+            f"[{colour}]{escape(e.result)}[/]",
+        )
+    stdout().print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(output: OutputFormat = OUTPUT) -> None:
+    """Check the audit log's hash chain; exit 1 when a row was edited, removed or inserted."""
+    from stackyard.policy.audit import verify
+    from stackyard.policy.rbac import Action
+
+    with workspace() as ws:
+        ws.authorize(Action.AUDIT_READ)
+        result = verify(ws.governance.audit())
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+    elif result.ok:
+        stdout().print(f"[green]✓[/] audit chain intact ({result.events} events)")
+    else:
+        stdout().print(
+            f"[red]✗[/] audit chain broken at event {result.broken_at}: {escape(result.reason)}"
+        )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# -- access ----------------------------------------------------------------------------------
+
+
+def _subject(user: str | None, team: str | None) -> str:
+    if bool(user) == bool(team):
+        raise InvalidInputError(
+            "Give --user or --team (one of them)",
+            hint="stackyard access grant approver --user ann --env production",
+        )
+    return f"user:{user}" if user else f"team:{team}"
+
+
+def _scope(env: str | None, env_type: str | None) -> str:
+    if env and env_type:
+        raise InvalidInputError(
+            "Give --env or --type, not both", hint="Without either, the grant is organisation-wide."
+        )
+    return f"env:{env}" if env else f"type:{env_type}" if env_type else "org"
+
+
+def _role(text: str) -> Any:
+    from stackyard.policy.rbac import Role
+
+    try:
+        return Role(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"Unknown role '{text}'", hint=f"Roles: {', '.join(r.value for r in Role)}."
+        ) from None
+
+
+@access_app.command("grant")
+def grant(
+    role: str = typer.Argument(
+        ..., help="viewer, developer, environment-owner, approver, platform-engineer or admin."
+    ),
+    user: str | None = typer.Option(None, "--user", help="A user name."),
+    team: str | None = typer.Option(None, "--team", help="A team (from the Team documents)."),
+    env: str | None = typer.Option(None, "--env", help="Scope: one environment."),
+    env_type: str | None = typer.Option(None, "--type", help="Scope: every environment of a type."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Grant a role to a user or a team, organisation-wide or at a type or environment."""
+    from stackyard.policy.rbac import Action, Grant
+
+    g = Grant(_subject(user, team), _role(role), _scope(env, env_type))
+    with (
+        workspace() as ws,
+        ws.act(Action.ACCESS_MANAGE, target=g.subject, detail={"grant": g.to_json()}) as audit,
+    ):
+        added = ws.governance.grant(g, by=ws.actor)
+        audit.update(result="ok" if added else "unchanged")
+    if output is OutputFormat.JSON:
+        print_json({**g.to_json(), "added": added})
+        return
+    stdout().print(
+        f"[green]✓[/] {escape(g.subject)} is {g.role.value} at {escape(g.scope)}"
+        + ("" if added else " (already)")
+    )
+
+
+@access_app.command("revoke")
+def revoke(
+    role: str = typer.Argument(..., help="The role."),
+    user: str | None = typer.Option(None, "--user", help="A user name."),
+    team: str | None = typer.Option(None, "--team", help="A team."),
+    env: str | None = typer.Option(None, "--env", help="Scope: one environment."),
+    env_type: str | None = typer.Option(None, "--type", help="Scope: every environment of a type."),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Revoke a grant (the last organisation-wide admin cannot be revoked)."""
+    from stackyard.policy.rbac import Action, Grant
+
+    g = Grant(_subject(user, team), _role(role), _scope(env, env_type))
+    with (
+        workspace() as ws,
+        ws.act(Action.ACCESS_MANAGE, target=g.subject, detail={"revoke": g.to_json()}) as audit,
+    ):
+        removed = ws.governance.revoke(g)
+        audit.update(result="ok" if removed else "unchanged")
+    if output is OutputFormat.JSON:
+        print_json({**g.to_json(), "removed": removed})
+        return
+    stdout().print(
+        f"[green]✓[/] revoked {g.role.value} at {escape(g.scope)} from {escape(g.subject)}"
+        if removed
+        else "No such grant."
+    )
+
+
+@access_app.command("list")
+def list_grants(output: OutputFormat = OUTPUT) -> None:
+    """List every grant."""
+    from stackyard.policy.rbac import Action
+
+    with workspace() as ws:
+        ws.authorize(Action.VIEW)
+        grants = ws.governance.grants()
+        me: dict[str, Any] = {"actor": ws.actor, "teams": ws.teams()}
+    if output is OutputFormat.JSON:
+        print_json({"you": me, "grants": [g.to_json() for g in grants]})
+        return
+    out = stdout()
+    out.print(
+        f"you are {escape(me['actor'])}"
+        + (f" (teams: {escape(', '.join(me['teams']))})" if me["teams"] else "")
+    )
+    for g in grants:
+        out.print(f"  {escape(g.subject):30} {g.role.value:18} {escape(g.scope)}")
+
+
+@access_app.command("table")
+def table(output: OutputFormat = OUTPUT) -> None:
+    """Show which role may do which action."""
+    from stackyard.policy.rbac import SCOPED, TABLE, Role
+
+    rows: dict[str, dict[str, Any]] = {
+        a.value: {"roles": sorted(r.value for r in roles), "scoped": a in SCOPED}
+        for a, roles in TABLE.items()
+    }
+    if output is OutputFormat.JSON:
+        print_json(rows)
+        return
+    t = Table(box=None, header_style="bold")
+    t.add_column("action")
+    for r in Role:
+        t.add_column(r.value)
+    for action, row in rows.items():
+        t.add_row(
+            action + ("" if row["scoped"] else " (org)"),
+            *("✓" if r.value in row["roles"] else "" for r in Role),
+        )
+    stdout().print(t)
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+
+def cost(
+    env: str | None = typer.Option(None, "--env", "-e", help="One environment."),
+    team: str | None = typer.Option(None, "--team", help="Environments a team owns."),
+    by: str = typer.Option(
+        "resource", "--by", help="Break down by resource, workload or environment."
+    ),
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Monthly cost from each component's declared cost (decimal, to the cent)."""
+    from stackyard.policy.cost import amount, split
+    from stackyard.policy.rbac import Action
+
+    if by not in ("resource", "workload", "environment"):
+        raise InvalidInputError(
+            f"Invalid --by '{by}'", hint="Use resource, workload or environment."
+        )
+    rows: list[dict[str, Any]] = []
+    with workspace() as ws:
+        envs = [ws.environment(env)] if env else [e for e in ws.records.environments() if e.live]
+        if team:
+            envs = [e for e in envs if e.owner == team]
+        for e in envs:
+            ws.authorize(Action.VIEW, env=e.name)
+            instances = ws.records.instances(e.name)
+            users: dict[str, list[str]] = {}
+            for w in ws.records.workloads(e.name):
+                for uid in w.uids:
+                    users.setdefault(uid, []).append(w.name)
+            for uid, rec in sorted(instances.items()):
+                monthly = Decimal(rec.monthly_cost or "0")
+                owners = sorted(users.get(uid, [])) or ["(core)" if rec.core else "(shared)"]
+                for who, part in zip(owners, split(monthly, len(owners)), strict=True):
+                    rows.append(
+                        {
+                            "env": e.name,
+                            "team": e.owner,
+                            "uid": uid,
+                            "component": rec.component,
+                            "workload": who,
+                            "monthly": part,
+                            "currency": rec.currency or "USD",
+                        }
+                    )
+    key = {"resource": "uid", "workload": "workload", "environment": "env"}[by]
+    totals: dict[tuple[str, str], Decimal] = {}
+    for r in rows:
+        k = (r["env"], r[key]) if by != "environment" else (r["env"], r["env"])
+        totals[k] = totals.get(k, Decimal(0)) + r["monthly"]
+    grand = sum((r["monthly"] for r in rows), Decimal(0))
+    currency = sorted({r["currency"] for r in rows})[0] if rows else "USD"
+    data: dict[str, Any] = {
+        "currency": currency,
+        "total": amount(grand),
+        "by": by,
+        "items": [{"env": k[0], by: k[1], "monthly": amount(v)} for k, v in sorted(totals.items())],
+    }
+    if output is OutputFormat.JSON:
+        print_json(data)
+        return
+    t = Table(box=None, header_style="bold")
+    for col in ("environment", by if by != "environment" else "", "monthly"):
+        if col:
+            t.add_column(col)
+    for item in data["items"]:
+        cells = (
+            [escape(item["env"])]
+            + ([escape(str(item[by]))] if by != "environment" else [])
+            + [f"{item['monthly']} {currency}"]
+        )
+        t.add_row(*cells)
+    out = stdout()
+    out.print(t)
+    out.print(f"[bold]total[/] {data['total']} {currency} per month")
+
+
+# -- policy ----------------------------------------------------------------------------------
+
+
+@policy_app.command("test")
+def policy_test(
+    directory: Annotated[
+        Path, typer.Argument(help="A folder of .rego files and their *_test.rego.")
+    ],
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Run Rego unit tests (rules named test_*): each X_test.rego with X.rego (and libraries)."""
+    from stackyard.policy.testing import run_dir
+
+    results = run_dir(directory)
+    failed = [r for r in results if not r.passed]
+    if output is OutputFormat.JSON:
+        print_json(
+            {
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "tests": [r.to_json() for r in results],
+            }
+        )
+    else:
+        out = stdout()
+        for r in results:
+            mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+            out.print(
+                f"{mark} {escape(r.file)}: {escape(r.name)}"
+                + (f"  [dim]{escape(r.error)}[/]" if r.error else "")
+            )
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or not results:
+        raise typer.Exit(1)
+
+
+@policy_app.command("eval")
+def policy_eval(
+    stage: Annotated[
+        str, typer.Option("--stage", help="publish, environment, plan, promote or destroy.")
+    ],
+    input_file: Annotated[Path, typer.Option("--input", help="The input document (JSON or YAML).")],
+    env: str | None = typer.Option(
+        None,
+        "--env",
+        "-e",
+        help="Select environment (and its type's) policies; default: the input's environment.",
+    ),
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Evaluate the Policy documents of a platform folder instead of the applied ones.",
+        ),
+    ] = None,
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Show the decision for an input, and which policy and rule produced each result."""
+    from stackyard.model.platform import STAGES
+    from stackyard.model.source import load_yaml
+    from stackyard.policy.decision import PolicySet
+    from stackyard.policy.rbac import Action
+
+    if stage not in STAGES:
+        raise InvalidInputError(f"Unknown stage '{stage}'", hint=f"Stages: {', '.join(STAGES)}.")
+    document = load_yaml(input_file, what="policy input")
+    if not isinstance(document, dict):
+        raise InvalidInputError(f"{input_file} must hold a mapping (the input document)")
+    environment = document.get("environment") or {}
+    env_name = env or environment.get("name")
+    env_type = environment.get("type")
+    if directory is not None:
+        from stackyard.environments.platform import load_dir, platform_from
+
+        policies = PolicySet(list(platform_from(load_dir(directory)).policies.values()))
+        actor = "local"
+    else:
+        with workspace() as ws:
+            ws.authorize(Action.VIEW)
+            policies = ws.policies
+            actor = ws.actor
+            if env_name and not env_type and ws.records.environment(env_name):
+                env_type = ws.environment(env_name).type
+    decision = policies.evaluate(
+        stage, {**document, "stage": stage}, env=env_name, env_type=env_type, actor=actor
+    )
+    data = decision.to_json()
+    if output is OutputFormat.JSON:
+        print_json(data)
+    else:
+        out = stdout()
+        colour = {"deny": "red", "approval": "yellow", "allow": "green"}[decision.outcome]
+        out.print(
+            f"[{colour}]{decision.outcome}[/]  stage {stage}, {len(decision.policies)} policies: {escape(', '.join(decision.policies) or 'none')}"
+        )
+        for r in decision.results:
+            out.print(
+                f"  {r.kind:8} {escape(r.message)}  [dim]{escape(r.policy)}/{escape(r.rule)} ({r.layer})[/]"
+            )
+    if decision.outcome == "deny":
+        raise typer.Exit(5)
+
+
+@policy_app.command("list")
+def policy_list(output: OutputFormat = OUTPUT) -> None:
+    """List the applied policies: layer, target, stages and modules."""
+    from stackyard.policy.rbac import Action
+
+    with workspace() as ws:
+        ws.authorize(Action.VIEW)
+        policies = list(ws.platform().policies.values())
+        revision = ws.policies.revision
+    rows: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "layer": p.layer,
+            "target": p.target or None,
+            "stages": list(p.stages),
+            "modules": sorted(p.sources),
+            "description": p.description,
+        }
+        for p in policies
+    ]
+    if output is OutputFormat.JSON:
+        print_json({"revision": revision, "policies": rows})
+        return
+    out = stdout()
+    out.print(f"revision {revision}")
+    for r in rows:
+        out.print(
+            f"  {escape(r['name']):32} {r['layer']:17} {escape(r['target'] or '*'):12} {','.join(r['stages'])}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the top-level app."""
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.command("approvals")(approvals)
+    app.command("decisions")(decisions)
+    app.command("cost")(cost)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(access_app, name="access")
+    app.add_typer(policy_app, name="policy")
+
+
+_ = json  # json output helpers are shared through print_json
