@@ -6,6 +6,7 @@ result as text or JSON and picks the exit code (0 ok, 2 invalid input).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +16,10 @@ from rich.table import Table
 
 from stackyard.cli.output import OutputFormat, print_json, stderr, stdout, validation_report
 from stackyard.diagnostics import error, has_errors
+from stackyard.environments.governed import publish_governor
 from stackyard.errors import InvalidInputError
 from stackyard.model.component import validate_component
+from stackyard.policy.rbac import Action
 
 app = typer.Typer(help="Build, check and publish infrastructure components.", no_args_is_help=True)
 
@@ -133,23 +136,43 @@ def publish_cmd(
         ring.generate()
         con.print(f"[dim]generated signing key {escape(ring.key_id())}[/]")
     reg = _registry(registry, plain_http)
+    ws = _governed_workspace(settings)
     try:
-        result = publish(
-            path,
-            registry=reg,
-            keyring=ring,
-            kinds=ProviderRegistry.discover(),
-            source=str(path.resolve()),
-            progress=lambda stage, msg: con.print(f"[dim]{stage:>8}[/] {escape(msg)}"),
-        )
+        with (
+            ws.act(Action.COMPONENT_PUBLISH, target=f"component:{path.name}")
+            if ws
+            else nullcontext({}) as audit
+        ):
+            result = publish(
+                path,
+                registry=reg,
+                keyring=ring,
+                kinds=ProviderRegistry.discover(),
+                source=str(path.resolve()),
+                progress=lambda stage, msg: con.print(f"[dim]{stage:>8}[/] {escape(msg)}"),
+                govern=publish_governor(ws) if ws else None,
+            )
+            audit.update(component=f"{result.name}@{result.version}", digest=result.digest)
     finally:
         reg.close()
+        if ws is not None:
+            ws.close()
     if output is OutputFormat.JSON:
         print_json({"name": result.name, "version": result.version, "digest": result.digest})
         return
     stdout().print(
         f"[green]✓[/] published {escape(result.name)}@{escape(result.version)} {result.digest}"
     )
+
+
+def _governed_workspace(settings: Any) -> Any:
+    """The home's workspace when there is one (RBAC, publish policies and audit apply);
+    None for a bare registry without a stackyard home."""
+    from stackyard.environments.workspace import Workspace
+
+    if settings.database_url.startswith("sqlite") and not (settings.home / "state.db").exists():
+        return None
+    return Workspace.open(settings)
 
 
 @app.command("verify")
@@ -305,11 +328,24 @@ def deprecate_cmd(
         raise InvalidInputError(
             "A reason is required", [error("Missing reason", "Say why with --reason.")]
         )
+    settings = Settings.load(registry=registry)
     reg = _registry(registry, plain_http)
+    ws = _governed_workspace(settings)
     try:
-        digest = deprecate(reg, name, version, reason=reason, actor=Settings.load().actor)
+        with (
+            ws.act(
+                Action.COMPONENT_DEPRECATE,
+                target=f"component:{name}@{version}",
+                detail={"reason": reason},
+            )
+            if ws
+            else nullcontext({})
+        ):
+            digest = deprecate(reg, name, version, reason=reason, actor=settings.actor)
     finally:
         reg.close()
+        if ws is not None:
+            ws.close()
     if output is OutputFormat.JSON:
         print_json({"name": name, "version": version, "deprecated": True, "notice": digest})
         return

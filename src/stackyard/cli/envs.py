@@ -13,6 +13,7 @@ from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.environments import lifecycle
 from stackyard.errors import InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
+from stackyard.policy.rbac import Action
 
 app = typer.Typer(help="Create, inspect, extend and destroy environments.", no_args_is_help=True)
 
@@ -83,6 +84,7 @@ def create(
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List environments."""
     with workspace() as ws:
+        ws.authorize(Action.VIEW)
         envs = ws.records.environments()
     if output is OutputFormat.JSON:
         print_json([e.to_json() for e in envs])
@@ -109,6 +111,7 @@ def show(
     """Show one environment: type, parent, owner, expiry, children and workloads."""
     with workspace() as ws:
         env = ws.environment(name)
+        ws.authorize(Action.VIEW, env=name)
         children = ws.records.children(name)
         workloads = [w.name for w in ws.records.workloads(name)]
         instances = ws.records.instances(name)
@@ -160,6 +163,7 @@ def destroy(
     """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
     with workspace() as ws:
         env = ws.environment(name)
+        ws.authorize(Action.VIEW, env=name)
         children = ws.records.children(name)
         if children:
             raise InvalidInputError(

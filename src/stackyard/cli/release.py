@@ -14,6 +14,7 @@ from stackyard.cli.deploy import report
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.environments import promotion
 from stackyard.environments.workloads import score_paths
+from stackyard.policy.rbac import Action
 
 app = typer.Typer(help="Immutable, content-addressed releases.", no_args_is_help=True)
 
@@ -54,6 +55,7 @@ def create(
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List releases, newest first."""
     with workspace() as ws:
+        ws.authorize(Action.VIEW)
         rels = [promotion.Release(*r) for r in ws.records.releases()]
     if output is OutputFormat.JSON:
         print_json([r.to_json() for r in rels])
@@ -75,6 +77,7 @@ def show(
 ) -> None:
     """Show a release and where it was deployed."""
     with workspace() as ws:
+        ws.authorize(Action.VIEW)
         rel = promotion.get_release(ws, release)
         deps = ws.records.deployments(None, release_id=rel.id, limit=100)
     if output is OutputFormat.JSON:

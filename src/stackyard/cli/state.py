@@ -75,8 +75,17 @@ def force_unlock(
             default=False,
         ):
             raise typer.Exit(1)
-    with open_store(Settings.load()) as store:
-        store.force_unlock(env, lock_id)
+    from stackyard.environments.workspace import Workspace
+    from stackyard.policy.rbac import Action
+
+    settings = Settings.load()
+    if settings.database_url.startswith("sqlite") and not (settings.home / "state.db").exists():
+        raise InvalidInputError(f"No stackyard home at {settings.home}", hint="Nothing to unlock.")
+    with (
+        Workspace.open(settings) as ws,
+        ws.act(Action.STATE_UNLOCK, env=env, detail={"lock_id": lock_id}),
+    ):
+        ws.store.force_unlock(env, lock_id)
     stdout().print(f"Unlocked environment '{escape(env)}'.")
 
 

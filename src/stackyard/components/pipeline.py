@@ -50,6 +50,7 @@ class PublishResult:
         }
 
 
+Govern = Callable[[ComponentManifest, list[attest.StageResult]], list[Diagnostic]]
 Progress = Callable[[str, str], None]  # (stage, message)
 
 
@@ -62,8 +63,13 @@ def publish(
     source: str = "",
     run_component_tests: bool = True,
     progress: Progress | None = None,
+    govern: Govern | None = None,
 ) -> PublishResult:
-    """Run the pipeline on the component folder ``path`` and publish it to ``registry``."""
+    """Run the pipeline on the component folder ``path`` and publish it to ``registry``.
+
+    ``govern`` is the ``publish`` policy stage: given the manifest and the stage results so
+    far, it returns diagnostics (errors stop the publish; warnings are shown).
+    """
     say = progress or (lambda _stage, _msg: None)
     stages: list[attest.StageResult] = []
 
@@ -101,6 +107,14 @@ def publish(
         passed("tests", f"{len(outcomes)} test(s) passed")
     else:
         stages.append(attest.StageResult("tests", True, "skipped on request"))
+
+    if govern is not None:
+        say("policies", "evaluating publish policies")
+        verdict = govern(manifest, list(stages))
+        _stop_if("policies", verdict)
+        for d in verdict:
+            say("policies", f"warning: {d.detail}")
+        passed("policies", "publish policies passed")
 
     say("push", "building and pushing")
     built = build(path)

@@ -172,3 +172,43 @@ def decide_environment(ws: Workspace, env: Environment, *, subject: str) -> Any:
             hint="Ask a platform engineer to make the change, or change the policy.",
         )
     return decision
+
+
+def publish_governor(ws: Workspace) -> Any:
+    """The ``publish`` stage for the component pipeline: a deny (or an approval, which a
+    publish cannot wait for) stops it; warnings are returned as warnings."""
+    from stackyard.diagnostics import Diagnostic
+    from stackyard.policy.decision import diagnostics
+
+    def govern(manifest: Any, stages: list[Any]) -> list[Diagnostic]:
+        cost = manifest.cost
+        component = {
+            "name": manifest.name,
+            "version": manifest.version,
+            "owner": manifest.owner,
+            "description": manifest.description,
+            "lifecycle": manifest.lifecycle,
+            "provides": manifest.provides,
+            "labels": dict(manifest.labels),
+            "compliance": list(manifest.compliance),
+            "sla": dict(manifest.sla),
+            "cost": {"monthly": str(cost.monthly), "currency": cost.currency} if cost else None,
+        }
+        doc = inputs.document(
+            "publish",
+            actor=ws.actor_doc(ws.target()),
+            component=component,
+            attestations={s.stage: {"passed": s.passed, "detail": s.detail} for s in stages},
+        )
+        decision = ws.decide("publish", doc, env=None, env_type=None, subject=manifest.ref)
+        out = diagnostics(decision, "deny")
+        out += [d for d in diagnostics(decision, "approval")]
+        if decision.outcome == "approval":
+            from stackyard.diagnostics import error
+
+            out = [
+                error(d.summary, d.detail + " A publish cannot wait for an approval.") for d in out
+            ]
+        return out + diagnostics(decision, "warn")
+
+    return govern
