@@ -353,7 +353,7 @@ def request_of(target: Target, kind: str) -> dict[str, Any]:
     """What an approval needs to re-plan the deployment later."""
     return {
         "kind": kind,
-        "workloads": {name: dict(w.raw) for name, w in sorted(target.workloads.items())},
+        "workloads": {name: dict(target.workloads[name].raw) for name in sorted(target.changed)},
         "changed": sorted(target.changed),
         "release_id": target.release_id,
         "release_pins": {uid: p.to_json() for uid, p in target.release_pins.items()},
@@ -363,14 +363,21 @@ def request_of(target: Target, kind: str) -> dict[str, Any]:
 
 
 def target_of(ws: Workspace, env: Environment, request: Mapping[str, Any]) -> Target:
-    """The inverse of ``request_of``, against the environment as it is now."""
-    workloads = {
-        name: parse_spec(spec, file=name) for name, spec in request.get("workloads", {}).items()
-    }
+    """The inverse of ``request_of``, against the environment as it is *now*: the workloads
+    live at approval time, with this deployment's own workloads (and removal) applied on top,
+    so deploys that landed while it waited are kept, never undone."""
+    changed = set(request.get("changed", []))
+    workloads = live_workloads(ws, env.name)
+    for name, spec in request.get("workloads", {}).items():
+        if name in changed:
+            workloads[name] = parse_spec(spec, file=name)
+    removed = request.get("removed")
+    if removed:
+        workloads.pop(removed, None)
     return Target(
         env,
         workloads,
-        set(request.get("changed", [])),
+        changed,
         release_id=request.get("release_id"),
         release_pins={uid: Pin.from_json(p) for uid, p in request.get("release_pins", {}).items()},
         strict_pins=bool(request.get("strict_pins")),

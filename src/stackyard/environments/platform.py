@@ -294,11 +294,17 @@ def _cross_check(docs: Sequence[Document]) -> list[Diagnostic]:
 def platform_from(docs: Sequence[Document]) -> Platform:
     """The ``Platform`` of parsed documents."""
     out: dict[str, dict[str, Any]] = {
-        k: {} for k in ("EnvironmentType", "Environment", "Team", "PromotionPath")
+        k: {} for k in ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy")
     }
     for d in docs:
         out[d.kind][d.name] = d.value
-    return Platform(out["EnvironmentType"], out["Environment"], out["Team"], out["PromotionPath"])
+    return Platform(
+        out["EnvironmentType"],
+        out["Environment"],
+        out["Team"],
+        out["PromotionPath"],
+        out["Policy"],
+    )
 
 
 def stored_platform(stored: Sequence[tuple[str, str, Mapping[str, Any], str]]) -> Platform:

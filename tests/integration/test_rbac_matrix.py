@@ -1,0 +1,157 @@
+"""The RBAC matrix, generated from the one table: every (role × action × scope) cell is
+checked through the service layer against grants in a real state store, and the test fails
+when an action the service layer knows has no entry in the table."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stackyard.environments.workspace import Workspace
+from stackyard.errors import InvalidInputError, PermissionDeniedError
+from stackyard.model.environment import Environment
+from stackyard.policy.rbac import ORG, SCOPED, TABLE, Action, Grant, Role
+from stackyard.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ENV, TYPE, OTHER_ENV, OTHER_TYPE = "shop-dev", "development", "else-dev", "staging"
+#: Where a grant can sit, relative to the target environment ``shop-dev`` (type development).
+SCOPES = {
+    "org": ORG,
+    "same-type": f"type:{TYPE}",
+    "same-env": f"env:{ENV}",
+    "other-type": f"type:{OTHER_TYPE}",
+    "other-env": f"env:{OTHER_ENV}",
+}
+
+
+def expected(role: Role, action: Action, where: str) -> bool:
+    """The intent, stated independently of ``permits``: the table says which roles may act;
+    environment actions accept grants at the org, the target's type or the target itself;
+    organisation actions only org-wide grants."""
+    if role not in TABLE[action]:
+        return False
+    covering = {"org", "same-type", "same-env"} if action in SCOPED else {"org"}
+    return where in covering
+
+
+def test_every_action_has_an_entry() -> None:
+    assert set(TABLE) == set(Action), f"no table entry for: {set(Action) - set(TABLE)}"
+    assert SCOPED <= set(Action)
+
+
+def test_every_authorized_action_in_the_code_is_an_action() -> None:
+    src = Path(__file__).resolve().parents[2] / "src" / "stackyard"
+    used = set()
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        if "from stackyard.policy.rbac import" not in text or path.name == "rbac.py":
+            continue  # engine/plan.py has an Action enum of its own
+        used.update(re.findall(r"\bAction\.([A-Z_]+)\b", text))
+    names = set(used)
+    assert names, "no Action.X references found"
+    assert names <= {a.name for a in Action}, names - {a.name for a in Action}
+    assert {a.name for a in Action} <= names, (
+        f"actions the service layer never checks: {({a.name for a in Action}) - names}"
+    )
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    home = tmp_path_factory.mktemp("rbac") / "home"
+    home.mkdir()
+    settings = Settings.load(home=home, actor="mallory", environ={})
+    from stackyard.state import open_store
+
+    open_store(settings).close()
+    w = Workspace.open(settings)
+    for name, type_ in ((ENV, TYPE), (OTHER_ENV, TYPE)):
+        w.records.put_environment(Environment(name=name, type=type_, status="ready"))
+    w.governance.grant(Grant("user:root-admin", Role.ADMIN, ORG), by="test")
+    yield w
+    w.close()
+
+
+CELLS = list(itertools.product(Role, Action, SCOPES))
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "where"), CELLS, ids=[f"{r.value}-{a.value}-{w}" for r, a, w in CELLS]
+)
+def test_cell(ws: Workspace, role: Role, action: Action, where: str) -> None:
+    grant = Grant("user:mallory", role, SCOPES[where])
+    ws.governance.grant(grant, by="test")
+    try:
+        env = ENV if action in SCOPED else None
+        if expected(role, action, where):
+            ws.authorize(action, env=env)
+        else:
+            with pytest.raises(PermissionDeniedError):
+                ws.authorize(action, env=env)
+    finally:
+        ws.governance.revoke(grant)
+
+
+@pytest.mark.parametrize("action", list(Action), ids=[a.value for a in Action])
+def test_deny_by_default(ws: Workspace, action: Action) -> None:
+    with pytest.raises(PermissionDeniedError):
+        ws.authorize(action, env=ENV if action in SCOPED else None)
+
+
+def test_team_grants_and_implicit_environment_owner(ws: Workspace, tmp_path: Path) -> None:
+    from stackyard.environments.platform import apply_dir
+
+    plat = tmp_path / "plat"
+    plat.mkdir()
+    (plat / "all.yaml").write_text(
+        f"""\
+apiVersion: stackyard.dev/v1
+kind: EnvironmentType
+metadata: {{name: {TYPE}}}
+spec: {{}}
+---
+apiVersion: stackyard.dev/v1
+kind: EnvironmentType
+metadata: {{name: {OTHER_TYPE}}}
+spec: {{}}
+---
+apiVersion: stackyard.dev/v1
+kind: Team
+metadata: {{name: shop}}
+spec: {{members: [mallory]}}
+"""
+    )
+    ws.governance.grant(Grant("user:mallory", Role.PLATFORM_ENGINEER, ORG), by="test")
+    apply_dir(ws, plat, confirm=lambda _q: True)
+    ws.governance.revoke(Grant("user:mallory", Role.PLATFORM_ENGINEER, ORG))
+    ws.__dict__.pop("policies", None)
+    with pytest.raises(PermissionDeniedError):
+        ws.authorize(Action.DEPLOY, env=ENV)
+    ws.governance.grant(Grant("team:shop", Role.DEVELOPER, f"env:{ENV}"), by="test")
+    ws.authorize(Action.DEPLOY, env=ENV)
+    with pytest.raises(PermissionDeniedError):
+        ws.authorize(Action.DEPLOY, env=OTHER_ENV)
+    ws.governance.revoke(Grant("team:shop", Role.DEVELOPER, f"env:{ENV}"))
+    # owning an environment makes the team's members its environment-owners
+    ws.records.put_environment(Environment(name=ENV, type=TYPE, status="ready", owner="shop"))
+    ws.authorize(Action.ENV_DESTROY, env=ENV)
+    with pytest.raises(PermissionDeniedError):
+        ws.authorize(Action.ENV_DESTROY, env=OTHER_ENV)
+    ws.records.put_environment(Environment(name=ENV, type=TYPE, status="ready"))
+
+
+def test_at_least_one_admin(ws: Workspace) -> None:
+    admins = [g for g in ws.governance.grants() if g.role is Role.ADMIN and g.scope == ORG]
+    assert len(admins) == 1
+    with pytest.raises(InvalidInputError, match="last admin"):
+        ws.governance.revoke(admins[0])
+    ws.governance.grant(Grant("user:second", Role.ADMIN, ORG), by="test")
+    assert ws.governance.revoke(admins[0])
+    with pytest.raises(InvalidInputError, match="last admin"):
+        ws.governance.revoke(Grant("user:second", Role.ADMIN, ORG))
+    ws.governance.grant(admins[0], by="test")
