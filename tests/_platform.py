@@ -58,13 +58,22 @@ def _binding_params(pg_url: str, redis_url: str) -> tuple[str, str]:
 
 
 def write_platform(
-    directory: Path, prefix: str, *, pg_url: str, redis_url: str, extra: str = ""
+    directory: Path,
+    prefix: str,
+    *,
+    pg_url: str,
+    redis_url: str,
+    extra: str = "",
+    policies: bool = False,
 ) -> Path:
     """The example platform, with environments ``<prefix>-dev|-staging|-prod`` whose core
     instances are the given (real) servers, on the path dev → staging → prod."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("environment-types.yaml", "teams.yaml"):
         shutil.copy(EXAMPLES / "platform" / name, directory / name)
+    if policies:  # the example policies, as quickstart applies them
+        shutil.copy(EXAMPLES / "platform" / "policies.yaml", directory / "policies.yaml")
+        shutil.copytree(EXAMPLES / "platform" / "policies", directory / "policies")
     pg_params, rd_params = _binding_params(pg_url, redis_url)
     envs = []
     for stage, type_ in (("dev", "development"), ("staging", "staging"), ("prod", "production")):
@@ -131,9 +140,26 @@ class Stage:
                     if env.name in parents:
                         continue
                     try:
-                        lifecycle.destroy(ws, env.name)
+                        done = lifecycle.destroy(ws, env.name)
+                        if (
+                            done.deployment is not None
+                            and done.deployment.status == "awaiting-approval"
+                        ):
+                            self._approve(done.deployment.id, env.name)
                     except Exception as exc:  # report but keep tearing down
                         print(f"teardown: destroy {env.name} failed: {exc}")
+
+    def _approve(self, deployment_id: str, env: str) -> None:
+        """A production destroy waits for an approver: a teardown approver approves it."""
+        from stackyard.environments.approvals import approve
+        from stackyard.environments.workspace import Workspace
+        from stackyard.policy.rbac import Grant, Role
+        from stackyard.settings import Settings
+
+        with self.ws() as ws:
+            ws.governance.grant(Grant("user:teardown", Role.APPROVER, f"env:{env}"), by="teardown")
+        with Workspace.open(Settings.load(actor="teardown")) as ws:
+            approve(ws, deployment_id, comment="test teardown")
 
 
 @pytest.fixture
