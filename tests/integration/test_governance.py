@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from _platform import EXAMPLES, Stage, write_platform
-from stackyard.errors import PermissionDeniedError, PolicyDeniedError
+from stackyard.errors import PermissionDeniedError
 
 pytestmark = pytest.mark.integration
 
@@ -549,7 +549,7 @@ spec: {{layer: organisation, stages: [plan, environment, destroy, promote], rego
         logged = json.dumps(ws.governance.decisions(limit=1000))
         audited = json.dumps([e.to_json() for e in ws.governance.audit()])
     assert seen and any("canary-holder" in s for s in seen)
-    assert any(f'"workload"' in s and "vault" in s for s in seen)
+    assert any('"workload"' in s and "vault" in s for s in seen)
     for canary in canaries:
         assert all(canary not in s for s in seen), "a decision input holds a secret"
         assert canary not in logged, "the decision log holds a secret"
