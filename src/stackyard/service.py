@@ -53,7 +53,15 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
     try:
         from stackyard.state.governance import Governance
 
-        if Governance(store).bootstrap(settings.actor):
+        gov = Governance(store)
+        if gov.bootstrap(settings.actor):
+            gov.append(
+                actor=settings.actor,
+                action="access.manage",
+                target=f"user:{settings.actor}",
+                result="ok",
+                detail={"grant": {"role": "admin", "scope": "org"}, "bootstrap": True},
+            )
             say(f"granted admin to {settings.actor} (the first user of this home)")
     finally:
         store.close()

@@ -76,10 +76,23 @@ def report(result: DeployResult, output: OutputFormat, *, plan_only: bool = Fals
     if dep.status == "cancelled":
         out.print("Cancelled: nothing applied.")
         raise typer.Exit(1)
+    if dep.status == "awaiting-approval":
+        out.print(
+            f"[yellow]⏸[/] deployment [bold]{dep.id}[/] to {escape(dep.env)} awaits approval; nothing was applied."
+        )
+        out.print(
+            f"  An approver runs: stackyard approve {dep.id}  (or: stackyard reject {dep.id})"
+        )
+        return
     if result.plan is not None and not result.plan.has_changes and not result.changed:
         out.print(f"[green]✓[/] {escape(dep.env)} is up to date (deployment {dep.id})")
     else:
         out.print(f"[green]✓[/] deployed to [bold]{escape(dep.env)}[/] (deployment {dep.id})")
+    cost = dep.summary.get("cost") if dep.summary else None
+    if cost:
+        delta = cost["delta"]
+        sign = "" if delta.startswith("-") else "+"
+        out.print(f"  monthly cost {cost['monthly_total']} {cost['currency']} ({sign}{delta})")
     for name, st in result.workloads.items():
         eps = ", ".join(f"{k}: {v}" for k, v in st.endpoints.items()) or "no endpoints"
         out.print(f"  {escape(name)}: {st.state}  {escape(eps)}")
