@@ -289,8 +289,8 @@ def remove(
         if not confirm(f"Remove workload '{workload}' from '{env}'?", yes=yes):
             raise typer.Exit(1)
         result = lifecycle.remove_workload(ws, env, workload, progress=progress(output))
-    if output is OutputFormat.JSON:
-        print_json(result.to_json())
+    if output is OutputFormat.JSON or result.deployment.status != "succeeded":
+        report(result, output)
         return
     stdout().print(f"[green]✓[/] removed {escape(workload)} from {escape(env)}")
 

@@ -177,6 +177,13 @@ def destroy(
     if output is OutputFormat.JSON:
         print_json(result.to_json())
         return
+    dep = result.deployment
+    if dep is not None and dep.status == "awaiting-approval":
+        stdout().print(
+            f"[yellow]⏸[/] the destroy of {escape(name)} awaits approval (deployment {dep.id}); nothing was destroyed."
+        )
+        stdout().print(f"  An approver runs: stackyard approve {dep.id}")
+        return
     stdout().print(
         f"[green]✓[/] destroyed {escape(name)}: {result.destroyed} resource(s), {len(result.stopped)} workload(s) stopped"
     )

@@ -215,6 +215,7 @@ class DestroyResult:
             "stopped_workloads": self.stopped,
             "destroyed_resources": self.destroyed,
             "deployment": self.deployment.id if self.deployment else None,
+            "status": self.deployment.status if self.deployment else "succeeded",
         }
 
 
