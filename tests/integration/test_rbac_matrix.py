@@ -68,11 +68,14 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     settings = Settings.load(home=home, actor="mallory", environ={})
     from stackyard.state import open_store
 
-    open_store(settings).close()
+    from stackyard.state.governance import Governance
+
+    store = open_store(settings)
+    Governance(store).grant(Grant("user:root-admin", Role.ADMIN, ORG), by="test")  # no bootstrap
+    store.close()
     w = Workspace.open(settings)
     for name, type_ in ((ENV, TYPE), (OTHER_ENV, TYPE)):
         w.records.put_environment(Environment(name=name, type=type_, status="ready"))
-    w.governance.grant(Grant("user:root-admin", Role.ADMIN, ORG), by="test")
     yield w
     w.close()
 

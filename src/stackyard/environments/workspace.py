@@ -72,7 +72,20 @@ class Workspace:
         except BaseException:
             store.close()
             raise
-        return cls(settings, store, registry, ProviderRegistry.discover())
+        ws = cls(settings, store, registry, ProviderRegistry.discover())
+        ws.bootstrap()
+        return ws
+
+    def bootstrap(self) -> None:
+        """A home with no grants at all (new, or made before RBAC) makes its first user admin."""
+        if self.governance.bootstrap(self.actor):
+            self.governance.append(
+                actor=self.actor,
+                action="access.manage",
+                target=f"user:{self.actor}",
+                result="ok",
+                detail={"grant": {"role": "admin", "scope": "org"}, "bootstrap": True},
+            )
 
     def close(self) -> None:
         """Release the store and the registry."""
