@@ -67,7 +67,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     home.mkdir()
     settings = Settings.load(home=home, actor="mallory", environ={})
     from stackyard.state import open_store
-
     from stackyard.state.governance import Governance
 
     store = open_store(settings)
