@@ -557,3 +557,103 @@ spec: {{layer: organisation, stages: [plan, environment, destroy, promote], rego
     for args in (("decisions", "--output", "json"), ("audit", "--output", "json")):
         out = sy(gov.home, *args)
         assert all(c not in out.stdout for c in canaries), args
+
+
+# -- every path obeys: promotion, the reaper, publishing -------------------------------------
+
+
+def test_promotion_is_governed_at_the_promote_stage(gov: Gov) -> None:
+    dev, staging, prod = gov.name("dev"), gov.name("staging"), gov.name("prod")
+    for env in (staging, prod):
+        assert sy(gov.home, "env", "create", env).returncode == 0
+    rel = json.loads(sy(gov.home, "release", "create", str(HELLO), "--output", "json").stdout)
+    assert sy(gov.home, "deploy", "--release", rel["short"], "--env", dev, "--yes").returncode == 0
+    assert sy(gov.home, "promote", rel["short"], "--to", staging, "--yes").returncode == 0
+    assert (
+        sy(
+            gov.home, "component", "deprecate", "redis-cache@1.0.0", "--reason", "moving to valkey"
+        ).returncode
+        == 0
+    )
+    denied = sy(gov.home, "promote", rel["short"], "--to", prod, "--yes", "--output", "json")
+    assert denied.returncode == 5, denied.stderr
+    with gov.ws() as ws:
+        decision = ws.governance.decisions(decision_id=json.loads(denied.stdout)["decision"])[0]
+        assert decision["stage"] == "promote" and decision["env"] == prod
+        assert any(
+            r["policy"] == "production-components" and "redis-cache" in r["message"]
+            for r in decision["results"]
+        )
+        assert not ws.records.workloads(prod)  # nothing deployed
+
+
+def test_the_reaper_obeys_destroy_policies(gov: Gov) -> None:
+    import time as _time
+
+    from stackyard.environments import lifecycle
+
+    prod = gov.name("prod")
+    with gov.ws() as ws:
+        lifecycle.create(ws, prod)
+        from stackyard.environments.deploy import deploy_files
+
+        deploy_files(ws, [HELLO], prod, confirm=lambda _p: True)
+        ws.records.set_status(prod, "ready", expires_at=_time.time() - 1)
+    reaped = sy(gov.home, "env", "reap", "--output", "json")
+    assert reaped.returncode == 0, reaped.stderr
+    result = json.loads(reaped.stdout)
+    assert result["reaped"] == [] and result["skipped"] == [prod]  # the destroy awaits approval
+    with gov.ws() as ws:
+        assert ws.records.environment(prod).status == "ready"
+        assert ws.runtime(prod).status("hello").state == "ready"
+        events = [(e.action, e.target, e.result) for e in ws.governance.audit()]
+        assert ("env.reap", f"env:{prod}", "awaiting-approval") in events
+    reaper = sy(gov.home, "env", "reap", user="intern")
+    assert reaper.returncode == 6  # the reaper's actor needs platform-engineer
+
+
+EXPERIMENTAL_DENY = """package stackyard
+import rego.v1
+deny contains {"msg": sprintf("%s@%s is experimental", [input.component.name, input.component.version]), "rule": "no-experimental"} if {
+  input.component.lifecycle == "experimental"
+}
+"""
+
+
+def test_publish_policies_and_rbac_in_the_component_pipeline(gov: Gov, tmp_path: Path) -> None:
+    (gov.platform_dir / "publish.yaml").write_text(
+        f"""apiVersion: stackyard.dev/v1
+kind: Policy
+metadata: {{name: no-experimental}}
+spec: {{layer: organisation, stages: [publish], rego: {json.dumps(EXPERIMENTAL_DENY)}}}
+"""
+    )
+    assert sy(gov.home, "platform", "apply", str(gov.platform_dir), "--yes").returncode == 0
+    comp = tmp_path / "scratch"
+    assert sy(
+        gov.home, "component", "init", "scratch", "--type", "volume", "--dest", str(comp)
+    ).returncode in (0, 2)
+    if not (comp / "component.yaml").exists():
+        from stackyard import library
+
+        shutil.copytree(library.path("local-volume"), comp)
+        text = (comp / "component.yaml").read_text().replace("name: local-volume", "name: scratch")
+        (comp / "component.yaml").write_text(text)
+    text = (comp / "component.yaml").read_text()
+    if "lifecycle: experimental" not in text:
+        text = text.replace("lifecycle: production", "lifecycle: experimental")
+    (comp / "component.yaml").write_text(text)
+    denied = sy(gov.home, "component", "publish", str(comp))
+    assert denied.returncode == 2, denied.stderr
+    assert "policies" in denied.stderr and "experimental" in denied.stderr
+    (comp / "component.yaml").write_text(
+        text.replace("lifecycle: experimental", "lifecycle: production")
+    )
+    assert sy(gov.home, "component", "publish", str(comp), user="dev-dana").returncode == 6
+    ok = sy(gov.home, "component", "publish", str(comp))
+    assert ok.returncode == 0, ok.stderr
+    with gov.ws() as ws:
+        stages = {d["stage"] for d in ws.governance.decisions()}
+        assert "publish" in stages
+        results = {(e.action, e.result) for e in ws.governance.audit()}
+        assert ("component.publish", "ok") in results and ("component.publish", "denied") in results

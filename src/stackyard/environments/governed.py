@@ -198,7 +198,7 @@ def publish_governor(ws: Workspace) -> Any:
             "publish",
             actor=ws.actor_doc(ws.target()),
             component=component,
-            attestations={s.stage: {"passed": s.passed, "detail": s.detail} for s in stages},
+            attestations={s.name: {"passed": s.ok, "detail": s.detail} for s in stages},
         )
         decision = ws.decide("publish", doc, env=None, env_type=None, subject=manifest.ref)
         out = diagnostics(decision, "deny")
