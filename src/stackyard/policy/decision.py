@@ -89,9 +89,14 @@ class Decision:
         }
 
 
-def input_hash(document: Mapping[str, Any]) -> str:
+def canonical(document: Mapping[str, Any]) -> str:
+    """The canonical JSON of an input document (what is hashed and what is evaluated)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def input_hash(document: Mapping[str, Any] | str) -> str:
     """The digest of a (masked) input document, as the decision log records it."""
-    raw = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    raw = document if isinstance(document, str) else canonical(document)
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -131,9 +136,10 @@ class PolicySet:
         chosen = self.applicable(stage, env, env_type)
         results: list[Result] = []
         self_approval = False
+        text = canonical(document)
         if chosen:
             try:
-                values = self._compile(chosen).evaluate(document)
+                values = self._compile(chosen).evaluate(text)
             except RegoError as exc:
                 values = {}
                 results.append(Result("deny", "(evaluation)", "organisation", "error", exc.message))
@@ -151,7 +157,7 @@ class PolicySet:
             stage=stage,
             env=env,
             actor=actor,
-            input_hash=input_hash(document),
+            input_hash=input_hash(text),
             revision=self.revision,
             results=tuple(results),
             policies=tuple(p.name for p in chosen),

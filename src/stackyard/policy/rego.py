@@ -80,11 +80,13 @@ class Compiled:
                         hint="Fix the module; 'stackyard policy test DIR' checks it locally.",
                     ) from None
 
-    def evaluate(self, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """``{policy: {rule: value}}`` for the input ``document`` (rules left undefined are absent)."""
+    def evaluate(self, document: Mapping[str, Any] | str) -> dict[str, dict[str, Any]]:
+        """``{policy: {rule: value}}`` for the input ``document`` (a mapping, or its JSON text);
+        rules left undefined are absent."""
         engine = self._engine.clone()
+        text = document if isinstance(document, str) else json.dumps(document, default=str)
         try:
-            engine.set_input_json(json.dumps(document, default=str))
+            engine.set_input_json(text)
             raw = json.loads(engine.eval_query_as_json(f"data.{POLICIES_PACKAGE}"))
         except (RuntimeError, ValueError) as exc:
             raise RegoError(f"Policy evaluation failed: {_first_line(exc)}") from None
