@@ -118,8 +118,22 @@ def test_every_score_example_deploys_and_shared_ids_share_one_resource(stage: St
         assert "postgres.default#orders" in ws.records.instances(dev)
         with pytest.raises(InvalidInputError, match="still used by live workload"):
             lifecycle.destroy_resource(ws, dev, "postgres.default#orders")
-        lifecycle.remove_workload(ws, dev, "orders-api")
+        with pytest.raises(InvalidInputError, match="core infrastructure"):
+            lifecycle.destroy_resource(ws, dev, "postgres-instance.default#core")
+        # an orphan (its last user's record gone, as after a failed removal) can be destroyed
+        ws.runtime(dev).stop("orders-api")
+        ws.records.record_deploy(
+            dev, put_workloads=[], drop_workloads=["orders-api"], put_instances=[]
+        )
+        done = lifecycle.destroy_resource(ws, dev, "postgres.default#orders")
+        assert done.deployment.status == "succeeded" and done.plan.summary()["delete"] == 4
         assert "postgres.default#orders" not in ws.records.instances(dev)
+        assert not any(
+            r.uid == "postgres.default#orders" for r in ws.store.snapshot(dev).resources.values()
+        )
+        deploy_files(ws, [EXAMPLES / "hello" / "score.yaml"], dev, confirm=lambda _p: True)
+        lifecycle.remove_workload(ws, dev, "hello")  # removing the last user destroys its resources
+        assert not any(u.startswith("postgres.default#hello") for u in ws.records.instances(dev))
 
 
 def test_promotion_keeps_the_pinned_builds_and_refuses_a_skipped_stage(stage: Stage) -> None:

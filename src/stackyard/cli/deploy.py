@@ -278,21 +278,35 @@ def deployments(
 
 
 def remove(
-    workload: str = typer.Argument(..., help="The workload."),
+    workload: str | None = typer.Argument(None, help="The workload (or --resource)."),
     env: str = _ENV,
+    resource: str | None = typer.Option(
+        None, "--resource", help="Destroy one resource uid no live workload uses."
+    ),
     yes: bool = YES,
     output: OutputFormat = OUTPUT,
 ) -> None:
-    """Take a workload out of an environment: stop it and destroy the resources only it used."""
+    """Take a workload out of an environment (stop it, destroy what only it used), or destroy
+    an unused resource."""
+    if bool(workload) == bool(resource):
+        raise InvalidInputError(
+            "Give a workload or --resource UID, not both or neither",
+            hint="stackyard remove hello --env dev",
+        )
     with workspace() as ws:
         ws.environment(env)
-        if not confirm(f"Remove workload '{workload}' from '{env}'?", yes=yes):
+        what = f"workload '{workload}'" if workload else f"resource '{resource}'"
+        if not confirm(f"Remove {what} from '{env}'?", yes=yes):
             raise typer.Exit(1)
-        result = lifecycle.remove_workload(ws, env, workload, progress=progress(output))
+        if resource:
+            result = lifecycle.destroy_resource(ws, env, resource, progress=progress(output))
+        else:
+            assert workload is not None
+            result = lifecycle.remove_workload(ws, env, workload, progress=progress(output))
     if output is OutputFormat.JSON or result.deployment.status != "succeeded":
         report(result, output)
         return
-    stdout().print(f"[green]✓[/] removed {escape(workload)} from {escape(env)}")
+    stdout().print(f"[green]✓[/] removed {escape(what)} from {escape(env)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -457,26 +457,40 @@ def remove_workload(
         return result
 
 
-def destroy_resource(ws: Workspace, name: str, uid: str) -> None:
-    """Refuse or explain the destroy of one shared resource: it goes when no workload uses it."""
-    ws.environment(name)
-    users = sorted(w.name for w in ws.records.workloads(name) if uid in w.uids)
-    inst = ws.records.instances(name).get(uid)
-    if inst is None:
-        raise InvalidInputError(
-            f"No resource '{uid}' in '{name}'",
-            hint=f"'stackyard status {name}' lists the resources.",
+def destroy_resource(
+    ws: Workspace, name: str, uid: str, *, progress: Progress | None = None
+) -> DeployResult:
+    """Destroy one resource instance of ``name`` that no live workload references (an orphan
+    left by a failed removal, say). Refused, naming them, while live workloads still use it,
+    and for core infrastructure (destroyed with the environment)."""
+    env = ws.environment(name)
+    with ws.act(Action.DEPLOY, env=name, detail={"destroy_resource": uid}) as audit:
+        users = sorted(w.name for w in ws.records.workloads(name) if uid in w.uids)
+        inst = ws.records.instances(name).get(uid)
+        if inst is None:
+            raise InvalidInputError(
+                f"No resource '{uid}' in '{name}'",
+                hint=f"'stackyard outputs {name}' lists the resources.",
+            )
+        if users:
+            raise InvalidInputError(
+                f"Resource '{uid}' is still used by live workload(s): {', '.join(users)}",
+                hint="Remove those workloads first ('stackyard remove'); a shared resource is destroyed with its last user.",
+            )
+        if inst.core:
+            raise InvalidInputError(
+                f"Resource '{uid}' is core infrastructure of '{name}'",
+                hint="It is destroyed with the environment.",
+            )
+        # The desired state is the live workloads' resources: converging to it drops the orphan.
+        result = converge(
+            ws, Target(env, live_workloads(ws, name), set()), kind="remove", progress=progress
         )
-    if users:
-        raise InvalidInputError(
-            f"Resource '{uid}' is still used by live workload(s): {', '.join(users)}",
-            hint="Remove those workloads first ('stackyard remove'); a shared resource is destroyed with its last user.",
+        audit.update(
+            deployment=result.deployment.id,
+            result="ok" if result.deployment.status == "succeeded" else result.deployment.status,
         )
-    if inst.core:
-        raise InvalidInputError(
-            f"Resource '{uid}' is core infrastructure of '{name}'",
-            hint="It is destroyed with the environment.",
-        )
+        return result
 
 
 def reap(
