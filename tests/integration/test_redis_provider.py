@@ -149,6 +149,26 @@ def test_acl_user_lifecycle_and_confinement(rd: Harness) -> None:
     rd.delete(meta, cfg)
 
 
+def test_delete_removes_the_users_keys_and_nothing_else(rd: Harness) -> None:
+    meta = rd.meta("cache")
+    cfg = rd.config(password="s3cret")
+    name = rd.create(meta, cfg)["username"]
+    client = rd.login(name, "s3cret")
+    try:
+        for i in range(1200):  # more than one SCAN/UNLINK batch
+            client.set(f"{name}:k{i}", "v")
+    finally:
+        client.close()
+    neighbour = f"{rd.env}-neighbour:k"
+    rd.admin.set(neighbour, "keep")
+    try:
+        rd.delete(meta, cfg)
+        assert list(rd.admin.scan_iter(match=f"{name}:*")) == []
+        assert rd.admin.get(neighbour) == "keep"
+    finally:
+        rd.admin.delete(neighbour)
+
+
 def test_out_of_band_edits_are_drift_and_reapply_fixes_them(rd: Harness) -> None:
     meta = rd.meta()
     cfg = rd.config(password="s3cret")

@@ -353,16 +353,21 @@ class AclUserKind:
         return Applied(outputs=self._outputs(cfg, name, prefix, commands), physical_id=name)
 
     def delete(self, req: DeleteRequest) -> None:
-        """Delete the user and its label (one MULTI/EXEC); missing is success, foreign refused.
+        """Delete the user and its label (one MULTI/EXEC), then the keys under its prefix;
+        missing is success, foreign refused.
 
-        ``ACL DELUSER`` also disconnects the user's clients. Safe to repeat.
+        ``ACL DELUSER`` also disconnects the user's clients, so no key can be written under the
+        prefix while the keys are removed (``SCAN`` + ``UNLINK`` in batches): a destroyed
+        cache leaves no data behind on the shared server. Safe to repeat.
         """
         cfg = self._parse(req.meta, req.config)
-        name, _, secrets = self._resolve(req.meta, cfg)
+        name, prefix, secrets = self._resolve(req.meta, cfg)
         with provider_errors(req.meta.address, secrets=secrets):
             client = self._clients.get(cfg.server)
             user, label, _ = self._read(client, name)
             if user is None and label != req.meta.label:
+                if label is None:  # gone: finish a delete that stopped before its keys
+                    _drop_keys(client, prefix)
                 return
             if user is not None:
                 managed, why = self._ownership(req.meta, name, label, bool(cfg.name))
@@ -373,6 +378,7 @@ class AclUserKind:
             pipe.hdel(LABELS_KEY, name)
             pipe.hdel(RULES_KEY, name)
             pipe.execute()
+            _drop_keys(client, prefix)
 
     @staticmethod
     def _outputs(cfg: AclUserConfig, name: str, prefix: str, acl: str) -> dict[str, Any]:
@@ -388,6 +394,19 @@ class AclUserKind:
             "port": port,
             "acl": acl,
         }
+
+
+def _drop_keys(client: Any, prefix: str, *, batch: int = 500) -> None:
+    """Unlink every key under ``prefix`` (glob characters in it are escaped)."""
+    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+    keys: list[Any] = []
+    for key in client.scan_iter(match=pattern, count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            client.unlink(*keys)
+            keys = []
+    if keys:
+        client.unlink(*keys)
 
 
 def _queue(pipe: Any, *args: str) -> None:
