@@ -131,7 +131,6 @@ spec: {{members: [mallory]}}
     ws.governance.grant(Grant("user:mallory", Role.PLATFORM_ENGINEER, ORG), by="test")
     apply_dir(ws, plat, confirm=lambda _q: True)
     ws.governance.revoke(Grant("user:mallory", Role.PLATFORM_ENGINEER, ORG))
-    ws.__dict__.pop("policies", None)
     with pytest.raises(PermissionDeniedError):
         ws.authorize(Action.DEPLOY, env=ENV)
     ws.governance.grant(Grant("team:shop", Role.DEVELOPER, f"env:{ENV}"), by="test")

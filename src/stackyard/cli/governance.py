@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -558,6 +557,3 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(access_app, name="access")
     app.add_typer(policy_app, name="policy")
-
-
-_ = json  # json output helpers are shared through print_json

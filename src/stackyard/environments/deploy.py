@@ -7,10 +7,8 @@ to the build it was deployed with, so a deploy never upgrades a neighbour by sur
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stackyard.diagnostics import Diagnostic, Severity, has_errors
@@ -211,13 +209,10 @@ def converge(
     """
     say = progress or (lambda _m: None)
     env = target.env
-    dep = resume or Deployment(
-        id=uuid.uuid4().hex[:12],
+    dep = resume or Deployment.start(
         env=env.name,
         kind=kind,
-        status="running",
-        actor=ws.settings.actor,
-        created_at=time.time(),
+        actor=ws.actor,
         release_id=target.release_id,
         workloads=tuple(sorted(target.changed)),
     )
@@ -248,7 +243,7 @@ def converge(
             *policy_diagnostics(decision, "warn"),
             *policy_diagnostics(decision, "approval"),
         ]
-        dep = Deployment(**{**_fields(dep), "decision_id": decision.id})
+        dep = replace(dep, decision_id=decision.id)
     if plan_only:
         dep = _finish(dep, "planned", summary, planned)
         ws.records.put_deployment(dep)
@@ -264,14 +259,12 @@ def converge(
     if wants_approval and (resume is None or not same_changes(planned, resume.plan)):
         if resume is not None:
             say("the plan changed while waiting for approval: it needs a new approval")
-        dep = Deployment(
-            **{
-                **_fields(dep),
-                "status": "awaiting-approval",
-                "summary": summary,
-                "plan": planned.to_json(),
-                "request": request_of(target, kind),
-            }
+        dep = replace(
+            dep,
+            status="awaiting-approval",
+            summary=summary,
+            plan=planned.to_json(),
+            request=request_of(target, kind),
         )
         ws.records.put_deployment(dep)
         say(f"deployment {dep.id} awaits approval: stackyard approve {dep.id}")
@@ -280,9 +273,7 @@ def converge(
         dep = _finish(dep, "cancelled", summary, planned)
         ws.records.put_deployment(dep)
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    dep = Deployment(
-        **{**_fields(dep), "status": "running", "summary": summary, "plan": planned.to_json()}
-    )
+    dep = replace(dep, status="running", summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     result = None
     try:
@@ -385,10 +376,6 @@ def target_of(ws: Workspace, env: Environment, request: Mapping[str, Any]) -> Ta
     )
 
 
-def _fields(dep: Deployment) -> dict[str, Any]:
-    return {f: getattr(dep, f) for f in dep.__dataclass_fields__}
-
-
 def _finish(
     dep: Deployment,
     status: str,
@@ -397,15 +384,8 @@ def _finish(
     *,
     error: str | None = None,
 ) -> Deployment:
-    return Deployment(
-        **{
-            **_fields(dep),
-            "status": status,
-            "finished_at": time.time(),
-            "summary": dict(summary),
-            "plan": planned.to_json() if planned else None,
-            "error": error,
-        }
+    return dep.finished(
+        status, summary=dict(summary), plan=planned.to_json() if planned else None, error=error
     )
 
 
@@ -526,13 +506,8 @@ def deploy_files(
         result = _deploy_files(
             ws, env, paths, plan_only=plan_only, confirm=confirm, progress=progress
         )
-        audit.update(deployment=result.deployment.id, result=_audit_result(result))
+        audit.update(result.deployment.audit_detail())
         return result
-
-
-def _audit_result(result: DeployResult) -> str:
-    status = result.deployment.status
-    return "ok" if status == "succeeded" else status
 
 
 def _deploy_files(

@@ -3,7 +3,6 @@ promotion looks like to the policies (DESIGN §6's document), built from the wor
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -13,12 +12,13 @@ from stackyard.policy import inputs
 from stackyard.policy.cost import plan_cost
 
 if TYPE_CHECKING:
+    from stackyard.components.attest import StageResult
+    from stackyard.components.pipeline import Govern
     from stackyard.engine.plan import Plan
     from stackyard.environments.resolver import Resolution
     from stackyard.environments.workspace import Workspace
+    from stackyard.model.component import ComponentManifest
     from stackyard.model.workload import Workload
-
-_facts_lock = threading.Lock()
 
 
 def environment_input(ws: Workspace, env: Environment) -> dict[str, Any]:
@@ -42,10 +42,8 @@ def component_facts(ws: Workspace, name: str, version: str, digest: str) -> dict
     from stackyard.components.keys import Keyring
     from stackyard.errors import StackyardError
 
-    cache: dict[tuple[str, str], dict[str, Any]] = ws.__dict__.setdefault("_component_facts", {})
     key = (name, version)
-    with _facts_lock:
-        hit = cache.get(key)
+    hit = ws.component_facts.get(key)
     if hit is not None:
         return hit
     manifest, _ = ws.manifest(name, version)
@@ -71,8 +69,7 @@ def component_facts(ws: Workspace, name: str, version: str, digest: str) -> dict
         "verified": verified,
         "attestation": reason,
     }
-    with _facts_lock:
-        cache[key] = facts
+    ws.component_facts[key] = facts  # a racing thread computes the same facts: harmless
     return facts
 
 
@@ -174,13 +171,13 @@ def decide_environment(ws: Workspace, env: Environment, *, subject: str) -> Any:
     return decision
 
 
-def publish_governor(ws: Workspace) -> Any:
-    """The ``publish`` stage for the component pipeline: a deny (or an approval, which a
-    publish cannot wait for) stops it; warnings are returned as warnings."""
-    from stackyard.diagnostics import Diagnostic
+def publish_governor(ws: Workspace) -> Govern:
+    """The ``publish`` stage for the component pipeline: a deny, or an approval (which a
+    publish cannot wait for), stops it; warnings are passed on."""
+    from stackyard.diagnostics import Diagnostic, error
     from stackyard.policy.decision import diagnostics
 
-    def govern(manifest: Any, stages: list[Any]) -> list[Diagnostic]:
+    def govern(manifest: ComponentManifest, stages: list[StageResult]) -> list[Diagnostic]:
         cost = manifest.cost
         component = {
             "name": manifest.name,
@@ -201,14 +198,10 @@ def publish_governor(ws: Workspace) -> Any:
             attestations={s.name: {"passed": s.ok, "detail": s.detail} for s in stages},
         )
         decision = ws.decide("publish", doc, env=None, env_type=None, subject=manifest.ref)
-        out = diagnostics(decision, "deny")
-        out += [d for d in diagnostics(decision, "approval")]
-        if decision.outcome == "approval":
-            from stackyard.diagnostics import error
-
-            out = [
-                error(d.summary, d.detail + " A publish cannot wait for an approval.") for d in out
-            ]
-        return out + diagnostics(decision, "warn")
+        waits = [
+            error(d.summary, f"{d.detail} A publish cannot wait for an approval.")
+            for d in diagnostics(decision, "approval")
+        ]
+        return [*diagnostics(decision, "deny"), *waits, *diagnostics(decision, "warn")]
 
     return govern

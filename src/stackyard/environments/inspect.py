@@ -11,7 +11,6 @@ from stackyard.environments.deploy import core_requests, resolver_for, workload_
 from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
-from stackyard.model.values import mask
 from stackyard.policy.rbac import Action
 
 
@@ -108,12 +107,12 @@ def outputs(
     ws: Workspace, env_name: str, workload: str | None = None, *, reveal: bool = False
 ) -> dict[str, Any]:
     """Outputs per resource (by workload resource name, or by uid), secrets masked unless revealed."""
-    ws.environment(env_name)
+    env = ws.environment(env_name)
     ws.authorize(Action.OUTPUTS_REVEAL if reveal else Action.VIEW, env=env_name, audit=reveal)
     if reveal:
         ws.audit(Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload})
     instances = ws.records.instances(env_name)
-    chain = ws.chain(ws.environment(env_name))
+    chain = ws.chain(env)
 
     def shown(rec_outputs: dict[str, Any], secret_keys: Sequence[str]) -> dict[str, Any]:
         if reveal:
@@ -149,4 +148,4 @@ def outputs(
             "component": rec.component if rec else None,
             "outputs": shown(dict(rec.outputs), rec.secret_keys) if rec else {},
         }
-    return mask(out) if not reveal else out
+    return out

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stackyard.engine.engine import Engine
-from stackyard.engine.events import Events
+from stackyard.engine.events import Event, Events
+from stackyard.engine.plan import Plan
 from stackyard.environments import governed
 from stackyard.environments.deploy import DeployResult, Target, converge, live_workloads
 from stackyard.environments.workspace import Workspace
@@ -130,20 +131,15 @@ def create(
 def _insert_and_deploy(
     ws: Workspace, env: Environment, parent: str | None, etype_name: str, progress: Progress | None
 ) -> tuple[Environment, DeployResult | None, bool]:
-    name = env.name
     if not ws.records.insert_environment(env):
         raise InvalidInputError(
-            f"Environment '{name}' already exists", hint="Another command created it just now."
+            f"Environment '{env.name}' already exists", hint="Another command created it just now."
         )
     say = progress or (lambda _m: None)
-    say(f"creating environment '{name}' (type {etype_name}{', from ' + parent if parent else ''})")
-    try:
-        result = converge(ws, Target(env, {}, set()), kind="create", progress=say)
-    except BaseException:
-        ws.records.set_status(name, "failed", expect=["creating"])
-        raise
-    ws.records.set_status(name, "ready", expect=["creating"])
-    return ws.environment(name), result, True
+    say(
+        f"creating environment '{env.name}' (type {etype_name}{', from ' + parent if parent else ''})"
+    )
+    return _deploy_core(ws, env.name, say)
 
 
 def _retry(
@@ -156,15 +152,20 @@ def _retry(
         raise InvalidInputError(
             f"Environment '{env.name}' changed meanwhile", hint="Run the command again."
         )
+    return _deploy_core(ws, env.name, say)
+
+
+def _deploy_core(
+    ws: Workspace, name: str, say: Progress
+) -> tuple[Environment, DeployResult | None, bool]:
+    """Deploy a ``creating`` environment's core; it ends ``ready``, or ``failed`` to retry."""
     try:
-        result = converge(
-            ws, Target(ws.environment(env.name), {}, set()), kind="create", progress=say
-        )
+        result = converge(ws, Target(ws.environment(name), {}, set()), kind="create", progress=say)
     except BaseException:
-        ws.records.set_status(env.name, "failed", expect=["creating"])
+        ws.records.set_status(name, "failed", expect=["creating"])
         raise
-    ws.records.set_status(env.name, "ready", expect=["creating"])
-    return ws.environment(env.name), result, True
+    ws.records.set_status(name, "ready", expect=["creating"])
+    return ws.environment(name), result, True
 
 
 def extend(ws: Workspace, name: str, *, ttl_s: int) -> Environment:
@@ -244,37 +245,80 @@ def destroy(
     with ws.act(Action.ENV_DESTROY, env=name) as audit:
         out = _destroy(ws, env, claimed=False, say=say)
         audit.update(
-            resources=out.destroyed,
-            result="ok"
-            if out.deployment and out.deployment.status == "succeeded"
-            else (out.deployment.status if out.deployment else "ok"),
+            resources=out.destroyed, **(out.deployment.audit_detail() if out.deployment else {})
         )
         return out
 
 
 def _destroy(ws: Workspace, env: Environment, *, claimed: bool, say: Progress) -> DestroyResult:
-    name = env.name
-    out = DestroyResult(name)
-    engine = Engine(
-        store=ws.store,
-        kinds=ws.kinds,
-        events=Events(
-            lambda e: (
-                say(f"{e.type:9} {e.action:8} {e.address}")
-                if e.type in ("finished", "failed")
-                else None
-            )
-        ),
+    engine = _destroy_engine(ws, say)
+    dep = Deployment.start(env=env.name, kind="destroy", actor=ws.actor)
+    dep, planned, parked = _govern_destroy(
+        ws, env, engine, dep, approved_plan=None, claimed=claimed, say=say
     )
-    planned = engine.plan(name, None)
-    dep = Deployment(
-        id=_dep_id(),
-        env=name,
-        kind="destroy",
-        status="running",
-        actor=ws.settings.actor,
-        created_at=time.time(),
+    if parked:
+        return DestroyResult(env.name, deployment=dep)
+    if not claimed and not ws.records.set_status(
+        env.name,
+        "destroying",
+        expect=["ready", "failed", "creating", "destroying"],
+        claimed_at=time.time(),
+    ):
+        raise InvalidInputError(
+            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
+        )
+    return _apply_destroy(ws, env, engine, planned, dep, DestroyResult(env.name), say)
+
+
+def resume_destroy(
+    ws: Workspace, dep: Deployment, *, progress: Progress | None = None
+) -> DestroyResult:
+    """Carry out an approved environment destroy: re-plan, re-evaluate, apply if unchanged."""
+    say = progress or (lambda _m: None)
+    env = ws.environment(dep.env)
+    if ws.records.children(env.name):
+        raise InvalidInputError(
+            f"Environment '{env.name}' has children now", hint="Destroy the children first."
+        )
+    engine = _destroy_engine(ws, say)
+    dep, planned, parked = _govern_destroy(
+        ws, env, engine, dep, approved_plan=dep.plan, claimed=False, say=say
     )
+    if parked:
+        return DestroyResult(env.name, deployment=dep)
+    if not ws.records.set_status(
+        env.name, "destroying", expect=["ready", "failed"], claimed_at=time.time()
+    ):
+        raise InvalidInputError(
+            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
+        )
+    return _apply_destroy(ws, env, engine, planned, dep, DestroyResult(env.name), say)
+
+
+def _destroy_engine(ws: Workspace, say: Progress) -> Engine:
+    def show(e: Event) -> None:
+        if e.type in ("finished", "failed"):
+            say(f"{e.type:9} {e.action:8} {e.address}")
+
+    return Engine(store=ws.store, kinds=ws.kinds, events=Events(show))
+
+
+def _govern_destroy(
+    ws: Workspace,
+    env: Environment,
+    engine: Engine,
+    dep: Deployment,
+    *,
+    approved_plan: Mapping[str, Any] | None,
+    claimed: bool,
+    say: Progress,
+) -> tuple[Deployment, Plan, bool]:
+    """The ``destroy`` stage: plan the destroy and decide on it. A deny raises; an approval
+    parks the deployment (unless ``approved_plan`` makes the same changes); returns
+    ``(deployment, plan, parked)``. A reaper's claim is given back when it cannot go on."""
+    from stackyard.environments.deploy import same_changes
+
+    planned = engine.plan(env.name, None)
     doc = governed.plan_input(
         ws,
         env,
@@ -285,47 +329,30 @@ def _destroy(ws: Workspace, env: Environment, *, claimed: bool, say: Progress) -
         release_id=None,
         cost=None,
     )
-    decision = ws.decide("destroy", doc, env=name, env_type=env.type, subject=dep.id)
-    dep = Deployment(
-        **{
-            **_as_dict(dep),
-            "decision_id": decision.id,
-            "summary": planned.summary(),
-            "plan": planned.to_json(),
-        }
+    decision = ws.decide("destroy", doc, env=env.name, env_type=env.type, subject=dep.id)
+    dep = replace(dep, decision_id=decision.id, summary=planned.summary(), plan=planned.to_json())
+    blocked = decision.outcome == "deny" or (
+        decision.outcome == "approval" and not same_changes(planned, approved_plan)
     )
+    if blocked and claimed:
+        ws.records.set_status(env.name, "ready", expect=["destroying"], claimed_at=None)
     if decision.outcome == "deny":
-        if claimed:
-            ws.records.set_status(name, "ready", expect=["destroying"], claimed_at=None)
-        ws.records.put_deployment(
-            Deployment(**{**_as_dict(dep), "status": "denied", "finished_at": time.time()})
-        )
-        raise_if_denied(decision, f"Destroy of '{name}'")
-    if decision.outcome == "approval":
-        if claimed:
-            ws.records.set_status(name, "ready", expect=["destroying"], claimed_at=None)
-        dep = Deployment(
-            **{**_as_dict(dep), "status": "awaiting-approval", "request": {"kind": "destroy"}}
-        )
+        ws.records.put_deployment(dep.finished("denied"))
+        raise_if_denied(decision, f"Destroy of '{env.name}'")
+    if blocked:
+        if approved_plan is not None:
+            say("the destroy plan changed while waiting for approval: it needs a new approval")
+        dep = replace(dep, status="awaiting-approval", request={"kind": "destroy"})
         ws.records.put_deployment(dep)
-        say(f"the destroy of '{name}' awaits approval: stackyard approve {dep.id}")
-        out.deployment = dep
-        return out
-    if not claimed and not ws.records.set_status(
-        name,
-        "destroying",
-        expect=["ready", "failed", "creating", "destroying"],
-        claimed_at=time.time(),
-    ):
-        raise InvalidInputError(f"Environment '{name}' cannot be destroyed now", hint="Try again.")
-    return _apply_destroy(ws, env, engine, planned, dep, out, say)
+        say(f"the destroy of '{env.name}' awaits approval: stackyard approve {dep.id}")
+    return dep, planned, blocked
 
 
 def _apply_destroy(
     ws: Workspace,
     env: Environment,
     engine: Engine,
-    planned: Any,
+    planned: Plan,
     dep: Deployment,
     out: DestroyResult,
     say: Progress,
@@ -347,28 +374,13 @@ def _apply_destroy(
             )
     except BaseException as exc:
         ws.records.put_deployment(
-            Deployment(
-                **{
-                    **_as_dict(dep),
-                    "status": "failed",
-                    "finished_at": time.time(),
-                    "error": getattr(exc, "message", type(exc).__name__),
-                }
-            )
+            dep.finished("failed", error=getattr(exc, "message", type(exc).__name__))
         )
         ws.records.set_status(name, "failed", expect=["destroying"])
         raise
     ws.records.forget_environment(name)
     shutil.rmtree(ws.env_dir(name), ignore_errors=True)
-    dep = Deployment(
-        **{
-            **_as_dict(dep),
-            "status": "succeeded",
-            "finished_at": time.time(),
-            "summary": planned.summary(),
-            "plan": planned.to_json(),
-        }
-    )
+    dep = dep.finished("succeeded", summary=planned.summary(), plan=planned.to_json())
     ws.records.put_deployment(dep)
     out.deployment = dep
     env_now = ws.records.environment(name)
@@ -377,61 +389,6 @@ def _apply_destroy(
     else:
         ws.records.set_status(name, "destroyed", expires_at=None, claimed_at=None)
     return out
-
-
-def resume_destroy(
-    ws: Workspace, dep: Deployment, *, progress: Progress | None = None
-) -> DestroyResult:
-    """Carry out an approved environment destroy: re-plan, re-evaluate, apply if unchanged."""
-    from stackyard.environments.deploy import same_changes
-
-    say = progress or (lambda _m: None)
-    env = ws.environment(dep.env)
-    if ws.records.children(env.name):
-        raise InvalidInputError(
-            f"Environment '{env.name}' has children now", hint="Destroy the children first."
-        )
-    engine = Engine(store=ws.store, kinds=ws.kinds, events=Events())
-    planned = engine.plan(env.name, None)
-    doc = governed.plan_input(
-        ws,
-        env,
-        stage="destroy",
-        planned=planned,
-        res=None,
-        workloads={},
-        release_id=None,
-        cost=None,
-    )
-    decision = ws.decide("destroy", doc, env=env.name, env_type=env.type, subject=dep.id)
-    approved_plan = dep.plan
-    dep = Deployment(
-        **{
-            **_as_dict(dep),
-            "decision_id": decision.id,
-            "plan": planned.to_json(),
-            "summary": planned.summary(),
-        }
-    )
-    out = DestroyResult(env.name, deployment=dep)
-    if decision.outcome == "deny":
-        ws.records.put_deployment(
-            Deployment(**{**_as_dict(dep), "status": "denied", "finished_at": time.time()})
-        )
-        raise_if_denied(decision, f"Destroy of '{env.name}'")
-    if decision.outcome == "approval" and not same_changes(planned, approved_plan):
-        say("the destroy plan changed while waiting for approval: it needs a new approval")
-        dep = Deployment(**{**_as_dict(dep), "status": "awaiting-approval"})
-        ws.records.put_deployment(dep)
-        out.deployment = dep
-        return out
-    if not ws.records.set_status(
-        env.name, "destroying", expect=["ready", "failed"], claimed_at=time.time()
-    ):
-        raise InvalidInputError(
-            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
-        )
-    return _apply_destroy(ws, env, engine, planned, dep, out, say)
 
 
 def remove_workload(
@@ -450,10 +407,7 @@ def remove_workload(
         result = converge(
             ws, Target(env, live, set(), removed=workload), kind="remove", progress=progress
         )
-        audit.update(
-            deployment=result.deployment.id,
-            result="ok" if result.deployment.status == "succeeded" else result.deployment.status,
-        )
+        audit.update(result.deployment.audit_detail())
         return result
 
 
@@ -486,10 +440,7 @@ def destroy_resource(
         result = converge(
             ws, Target(env, live_workloads(ws, name), set()), kind="remove", progress=progress
         )
-        audit.update(
-            deployment=result.deployment.id,
-            result="ok" if result.deployment.status == "succeeded" else result.deployment.status,
-        )
+        audit.update(result.deployment.audit_detail())
         return result
 
 
@@ -537,13 +488,3 @@ def reap(
             {"resources": result.destroyed, "expired": True},
         )
     return {"reaped": done, "failed": failed, "skipped": skipped}
-
-
-def _dep_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex[:12]
-
-
-def _as_dict(dep: Deployment) -> dict[str, Any]:
-    return {f: getattr(dep, f) for f in dep.__dataclass_fields__}

@@ -447,5 +447,6 @@ def apply_dir(
             elif existing is not None:
                 ws.records.set_status(name, existing.status, declared=False)
     result["applied"] = True
+    ws.platform_changed()
     ws.audit(Action.PLATFORM_APPLY.value, "org", "ok", {"changes": [c.to_json() for c in real]})
     return result

@@ -202,10 +202,7 @@ def deploy_release(
             progress=progress,
             earlier=earlier,
         )
-        status = result.deployment.status
-        audit.update(
-            deployment=result.deployment.id, result="ok" if status == "succeeded" else status
-        )
+        audit.update(result.deployment.audit_detail())
         return result
 
 

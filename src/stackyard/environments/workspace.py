@@ -21,7 +21,7 @@ from stackyard.model.component import ComponentManifest, manifest_from_data
 from stackyard.model.environment import Environment
 from stackyard.policy import inputs
 from stackyard.policy.decision import Decision, PolicySet
-from stackyard.policy.rbac import Action, Target, permits, roles_of
+from stackyard.policy.rbac import Action, Role, Target, permits, roles_of
 from stackyard.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +50,10 @@ class Workspace:
         self.records: Records = Records(store)
         self.registry = registry
         self.kinds = kinds
+        self._platform: Platform | None = None
         self._manifests: dict[tuple[str, str], tuple[ComponentManifest, str]] = {}
+        #: lifecycle, deprecation and attestation of published builds (see ``governed``)
+        self.component_facts: dict[tuple[str, str], dict[str, Any]] = {}
         self._versions: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
@@ -105,8 +108,16 @@ class Workspace:
     # -- platform and environments --------------------------------------------------------
 
     def platform(self) -> Platform:
-        """The applied platform configuration."""
-        return stored_platform(self.records.documents())
+        """The applied platform configuration (read once per workspace; ``platform_changed``
+        drops it after an apply)."""
+        if self._platform is None:
+            self._platform = stored_platform(self.records.documents())
+        return self._platform
+
+    def platform_changed(self) -> None:
+        """Forget the platform configuration and the policies compiled from it."""
+        self._platform = None
+        self.__dict__.pop("policies", None)
 
     def environment(self, name: str) -> Environment:
         """A live (or declared) environment, or ``InvalidInputError`` with the known names."""
@@ -172,17 +183,15 @@ class Workspace:
                 return Target(env, env_type or rec.type, rec.owner)
         return Target(env, env_type)
 
-    def roles(self, target: Target) -> set[tuple[str, str]]:
+    def roles(self, target: Target) -> set[tuple[Role, str]]:
         """The ``(role, scope)`` pairs the actor holds on ``target``."""
-        subjects = [f"user:{self.actor}", *(f"team:{t}" for t in self.teams())]
-        held = roles_of(subjects, self.governance.grants(), target, teams=self.teams())
-        return {(r.value, scope) for r, scope in held}
+        teams = self.teams()
+        subjects = [f"user:{self.actor}", *(f"team:{t}" for t in teams)]
+        return roles_of(subjects, self.governance.grants(), target, teams=teams)
 
     def allowed(self, action: Action, target: Target) -> bool:
         """Whether the actor may perform ``action`` on ``target``."""
-        from stackyard.policy.rbac import Role
-
-        return permits(action, {(Role(r), s) for r, s in self.roles(target)})
+        return permits(action, self.roles(target))
 
     def authorize(
         self,
@@ -241,8 +250,10 @@ class Workspace:
         self.audit(action.value, name, extra.pop("result", "ok"), extra)
 
     def audit(self, action: str, target: str, result: str, detail: Mapping[str, Any]) -> None:
-        """Append an audit event (detail scrubbed of every known secret)."""
-        clean = inputs.scrub(dict(detail), self.known_secrets())
+        """Append an audit event, its detail scrubbed of the known secrets (those of the target
+        environment, or of every environment for other targets)."""
+        env = target.removeprefix("env:") if target.startswith("env:") else None
+        clean = inputs.scrub(dict(detail), self.known_secrets(env)) if detail else {}
         self.governance.append(
             actor=self.actor, action=action, target=target, result=result, detail=clean
         )
@@ -259,7 +270,8 @@ class Workspace:
 
     def actor_doc(self, target: Target) -> dict[str, Any]:
         """The ``actor`` part of a policy input."""
-        return inputs.actor_doc(self.actor, self.teams(), self.roles(target))
+        roles = {(role.value, scope) for role, scope in self.roles(target)}
+        return inputs.actor_doc(self.actor, self.teams(), roles)
 
     def decide(
         self,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stackyard.model.platform import Binding
@@ -95,6 +97,39 @@ class Deployment:
     error: str | None = None
     request: Mapping[str, Any] | None = None  # what to re-plan when approved
     decision_id: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        env: str,
+        kind: str,
+        actor: str,
+        release_id: str | None = None,
+        workloads: tuple[str, ...] = (),
+    ) -> Deployment:
+        """A new, running deployment with a fresh id."""
+        return cls(
+            id=uuid.uuid4().hex[:12],
+            env=env,
+            kind=kind,
+            status="running",
+            actor=actor,
+            created_at=time.time(),
+            release_id=release_id,
+            workloads=workloads,
+        )
+
+    def audit_detail(self) -> dict[str, str]:
+        """How this deployment ends up in an audit event: its id and result."""
+        return {
+            "deployment": self.id,
+            "result": "ok" if self.status == "succeeded" else self.status,
+        }
+
+    def finished(self, status: str, **changes: Any) -> Deployment:
+        """This deployment ended with ``status`` now (plus any other field ``changes``)."""
+        return replace(self, status=status, finished_at=time.time(), **changes)
 
     def to_json(self, *, with_plan: bool = False) -> dict[str, Any]:
         """A JSON-ready form (the plan only on request: it can be large)."""

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackyard.diagnostics import Diagnostic, error, warning
 from stackyard.model.platform import LAYERS, Policy
 from stackyard.policy.rego import Compiled, Module, RegoError
 
@@ -195,10 +196,8 @@ def _message(item: Any, kind: str) -> tuple[str, str]:
     return kind, str(item)
 
 
-def diagnostics(decision: Decision, kind: str) -> list[Any]:
+def diagnostics(decision: Decision, kind: str) -> list[Diagnostic]:
     """The results of one kind as diagnostics (errors for deny, warnings otherwise)."""
-    from stackyard.diagnostics import error, warning
-
     make = error if kind == "deny" else warning
     titles = {"deny": "Denied by policy", "warn": "Policy warning", "approval": "Approval required"}
     return [

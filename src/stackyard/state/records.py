@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -33,30 +33,13 @@ from stackyard.state.tables import (
 __all__ = ["Records", "StoredDocument"]
 
 
-class StoredDocument(tuple[str, str, Mapping[str, Any], str]):
-    """``(kind, name, spec, digest)`` of an applied platform document."""
+class StoredDocument(NamedTuple):
+    """An applied platform document."""
 
-    __slots__ = ()
-
-    @property
-    def kind(self) -> str:
-        """The document kind."""
-        return self[0]
-
-    @property
-    def name(self) -> str:
-        """The document name."""
-        return self[1]
-
-    @property
-    def spec(self) -> Mapping[str, Any]:
-        """The stored spec."""
-        return self[2]
-
-    @property
-    def digest(self) -> str:
-        """The spec's digest."""
-        return self[3]
+    kind: str
+    name: str
+    spec: Mapping[str, Any]
+    digest: str
 
 
 def _binding(data: Mapping[str, Any]) -> Binding:
@@ -87,7 +70,7 @@ class Records:
         if kind:
             q = q.where(platform_documents.c.kind == kind)
         with self.store.reading() as conn:
-            return [StoredDocument((r.kind, r.name, r.spec, r.digest)) for r in conn.execute(q)]
+            return [StoredDocument(r.kind, r.name, r.spec, r.digest) for r in conn.execute(q)]
 
     def write_documents(
         self,
@@ -259,11 +242,7 @@ class Records:
         with self.store.reading() as conn:
             rows = conn.execute(
                 sa.select(releases)
-                .where(
-                    releases.c.id.like(
-                        release_id.replace("%", "").replace("_", "\\_") + "%", escape="\\"
-                    )
-                )
+                .where(releases.c.id.startswith(release_id, autoescape=True))
                 .limit(2)
             ).all()
         if len(rows) != 1:
@@ -346,7 +325,7 @@ class Records:
         with self.store.reading() as conn:
             rows = conn.execute(
                 sa.select(deployments)
-                .where(deployments.c.id.like(deployment_id.replace("%", "") + "%"))
+                .where(deployments.c.id.startswith(deployment_id, autoescape=True))
                 .limit(2)
             ).all()
         return _deployment(rows[0]) if len(rows) == 1 else None
