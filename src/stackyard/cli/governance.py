@@ -106,6 +106,10 @@ def decisions(
     with workspace() as ws:
         ws.authorize(Action.VIEW, env=env)
         rows = ws.governance.decisions(env=env, limit=limit, decision_id=decision)
+    if decision and not rows:
+        raise InvalidInputError(
+            f"No decision '{decision}'", hint="'stackyard decisions' lists them, newest first."
+        )
     if output is OutputFormat.JSON:
         print_json(rows)
         return

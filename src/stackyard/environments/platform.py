@@ -23,7 +23,7 @@ from stackyard.model.platform import (
     binding_ties,
     parse_document,
 )
-from stackyard.model.source import MAX_FILE_BYTES, parse_yaml, read_text
+from stackyard.model.source import MAX_FILE_BYTES, files_under, parse_yaml, read_text
 
 if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
@@ -102,7 +102,7 @@ def load_dir(directory: Path) -> list[Document]:
         )
     diags: list[Diagnostic] = []
     docs: list[Document] = []
-    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    files = files_under(directory, (".yaml", ".yml"))
     if not files:
         raise InvalidInputError(f"No YAML documents in '{directory}'", hint="Add *.yaml files.")
     for path in files:

@@ -16,6 +16,15 @@ MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 100_000
 
 
+def files_under(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Regular files under ``root`` with one of ``suffixes``, sorted. Folders that vanish or
+    cannot be read while walking are skipped, and symlinked folders are not followed."""
+    found: list[Path] = []
+    for folder, _dirs, files in os.walk(root):
+        found.extend(Path(folder) / f for f in files if f.endswith(suffixes))
+    return sorted(p for p in found if p.is_file())
+
+
 def read_text(path: Path, *, limit: int = MAX_FILE_BYTES) -> str:
     """Read a UTF-8 file of at most ``limit`` bytes, or raise ``InvalidInputError``."""
     name = str(path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stackyard.errors import InvalidInputError
-from stackyard.model.source import read_text
+from stackyard.model.source import files_under, read_text
 from stackyard.policy.rego import (
     MAX_MODULE_BYTES,
     ROOT_PACKAGE,
@@ -25,7 +25,9 @@ def run_dir(directory: Path) -> list[TestResult]:
         raise InvalidInputError(
             f"'{directory}' is not a directory", hint="Give the folder of .rego files."
         )
-    files = sorted(directory.rglob("*.rego"))
+    files = files_under(directory, (".rego",))
+    if not files:
+        raise InvalidInputError(f"No .rego files in '{directory}'")
     modules = {
         p: Module(str(p.relative_to(directory)), read_text(p, limit=MAX_MODULE_BYTES))
         for p in files
@@ -45,6 +47,4 @@ def run_dir(directory: Path) -> list[TestResult]:
             continue
         group = [modules[policy], module, *(m for m in libraries if m is not modules[policy])]
         results.extend(run_tests(group))
-    if not files:
-        raise InvalidInputError(f"No .rego files in '{directory}'")
     return results
