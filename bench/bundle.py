@@ -23,12 +23,11 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import redis
+from _common import quantile, terminate_on_sigterm
 from psycopg import sql
 
 from stackyard import library
@@ -64,17 +64,6 @@ VOLUME = ResourceUid("volume", "default", "shop.data")
 
 def log(message: str) -> None:
     print(f"[bundle] {message}", file=sys.stderr, flush=True)
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def ms(seconds: float) -> float:
@@ -513,10 +502,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwind through every finally: clean up
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="The library bundle on warm servers, vs a floor.")
     parser.add_argument("--runs", type=int, default=20)
@@ -534,7 +519,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs < 1 or args.server_runs < 1 or args.warmup < 0:
         parser.error("--runs and --server-runs must be at least 1, --warmup at least 0")
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     result = run(args)
     if result["call_p50_ms"] is None:
         del result["call_p50_ms"]

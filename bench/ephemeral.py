@@ -21,13 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import secrets
-import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -35,79 +31,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
-SCORE = EXAMPLES / "hello" / "score.yaml"
-PARENT = "dev"
-TTL_S = 3600
-DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-TARGETS = {"ready_p50_s": 2.0, "destroy_p50_s": 1.0, "last_over_first_max": 1.5}
-MAX_ERRORS = 5
-MAX_ERROR_CHARS = 300
-
-_SECRET_PATTERNS = (
-    (re.compile(r"(://[^/\s:@]*:)[^@\s/]*@"), r"\1***@"),  # scheme://user:password@
-    (re.compile(r"(?i)\b(password\s*=\s*)\S+"), r"\1***"),  # DSN keyword style
+from _common import (
+    PARENT,
+    SCORE,
+    TTL_S,
+    add_service_args,
+    apply_platform,
+    describe,
+    init_home,
+    make_log,
+    masked,
+    quantile,
+    r3,
+    summary,
+    temp_home,
+    terminate_on_sigterm,
 )
 
+TARGETS = {"ready_p50_s": 2.0, "destroy_p50_s": 1.0, "last_over_first_max": 1.5}
+MAX_ERRORS = 5
 
-_T0 = time.perf_counter()
-_LOG_LOCK = threading.Lock()
-
-
-def log(message: str) -> None:
-    line = f"[ephemeral {time.perf_counter() - _T0:7.3f}] {message}\n"
-    with _LOG_LOCK:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def r3(value: float | None) -> float | None:
-    """Rounded to the millisecond; None (JSON null) for nothing or NaN."""
-    return None if value is None or value != value else round(value, 3)
-
-
-def summary(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "max": None}
-    return {
-        "p50": r3(quantile(values, 0.5)),
-        "p90": r3(quantile(values, 0.9)),
-        "max": r3(max(values)),
-    }
+log = make_log("ephemeral")
 
 
 def phase_summary(rows: Sequence[dict[str, float]], stat: str) -> dict[str, float | None]:
     rows = [r for r in rows if r]
     return {p: summary([r[p] for r in rows])[stat] for p in PHASES}
-
-
-def masked(text: str) -> str:
-    """``text`` without credentials, on one line, truncated."""
-    for pattern, repl in _SECRET_PATTERNS:
-        text = pattern.sub(repl, text)
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
-def describe(exc: BaseException) -> str:
-    """The error's type and (masked) message; stackyard errors carry ``message``."""
-    message = getattr(exc, "message", None) or str(exc) or ""
-    return masked(f"{type(exc).__name__}: {message}")
 
 
 def where(exc: BaseException) -> str:
@@ -123,59 +73,6 @@ def where(exc: BaseException) -> str:
         for f in frames[-5:]
     ]
     return " <- ".join(reversed(shown)) or "(no stackyard frame)"
-
-
-# -- the platform -------------------------------------------------------------------------------
-
-
-def _pg_params(url: str) -> dict[str, Any]:
-    p = urlsplit(url)
-    return {
-        "host": p.hostname or "127.0.0.1",
-        "port": p.port or 5432,
-        "username": unquote(p.username or "postgres"),
-        "password": unquote(p.password or ""),
-        "database": (p.path or "/postgres").lstrip("/") or "postgres",
-    }
-
-
-def _redis_params(url: str) -> dict[str, Any]:
-    p = urlsplit(url)
-    return {
-        "host": p.hostname or "127.0.0.1",
-        "port": p.port or 6379,
-        "username": unquote(p.username or "default"),
-        "password": unquote(p.password or ""),
-    }
-
-
-def machine_platform(directory: Path, pg_url: str, redis_url: str) -> Path:
-    """``examples/platform`` with ``dev`` bound to the given servers (as tests/_platform.py's
-    ``write_platform`` does): postgres-external and redis-external serve its core."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("environment-types.yaml", "teams.yaml"):
-        shutil.copy(EXAMPLES / "platform" / name, directory / name)
-    spec = {
-        "type": "development",
-        "owner": "team-checkout",
-        "labels": {"stage": "dev"},
-        "bindings": [
-            {
-                "type": "postgres-instance",
-                "component": "postgres-external@^1",
-                "params": _pg_params(pg_url),
-            },
-            {
-                "type": "redis-instance",
-                "component": "redis-external@^1",
-                "params": _redis_params(redis_url),
-            },
-        ],
-    }
-    doc = {"apiVersion": "stackyard.dev/v1", "kind": "Environment", "metadata": {"name": PARENT}}
-    (directory / "environments.yaml").write_text(json.dumps({**doc, "spec": spec}) + "\n")
-    (directory / "environments.yaml").chmod(0o600)  # it may hold a password
-    return directory
 
 
 # -- one environment ----------------------------------------------------------------------------
@@ -380,81 +277,19 @@ def concurrent_round(count: int, tag: str, verbose: bool) -> Round:
 # -- setup and teardown -------------------------------------------------------------------------
 
 
-def destroy_everything(verbose: bool) -> list[str]:
-    """Destroy every live environment, children before parents; those still live after."""
-    from stackyard.environments import lifecycle
-    from stackyard.environments.workspace import Workspace
-    from stackyard.settings import Settings
-
-    def live(ws: Any) -> list[Any]:
-        return [e for e in ws.records.environments() if e.status not in ("declared", "destroyed")]
-
-    with Workspace.open(Settings.load()) as ws:
-        for _ in range(4):
-            envs = live(ws)
-            if not envs:
-                break
-            parents = {e.parent for e in envs if e.parent}
-            for env in envs:
-                if env.name in parents:
-                    continue
-                log(f"destroying {env.name} ({env.status})")
-                try:
-                    lifecycle.destroy(ws, env.name, progress=progress_for(env.name, verbose))
-                except Exception as exc:
-                    log(f"could not destroy {env.name}: {describe(exc)}")
-        return sorted(e.name for e in live(ws))
-
-
-def sweep(home: Path) -> list[str]:
-    """Stop whatever process is still recorded under ``home``; what had to be stopped."""
-    from stackyard.providers.local import supervise
-    from stackyard.runtime.local import LocalRuntime
-
-    left: list[str] = []
-    for workloads in sorted(home.glob("envs/*/workloads")):
-        try:
-            stopped = LocalRuntime(workloads).stop_all()
-        except Exception as exc:
-            log(f"could not stop the workloads in {workloads}: {describe(exc)}")
-            continue
-        left += [f"{workloads.parent.name}/{w}" for w in stopped]
-    for pidfile in sorted(home.rglob("*.pid")):
-        if supervise.running(pidfile) is not None:
-            left.append(str(pidfile.relative_to(home)))
-            try:
-                supervise.stop(pidfile)
-            except Exception as exc:
-                log(f"could not stop {pidfile}: {describe(exc)}")
-    return left
-
-
 def setup(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     from stackyard.environments import lifecycle
-    from stackyard.environments.platform import apply_dir
     from stackyard.environments.workspace import Workspace
-    from stackyard.service import init_home
     from stackyard.settings import Settings
 
-    t0 = time.perf_counter()
-    init_home(Settings.load())
-    t1 = time.perf_counter()
-    log(f"home ready in {t1 - t0:.1f} s: {home}")
-    if args.services == "machine":
-        platform = machine_platform(home / "bench-platform", args.pg_url, args.redis_url)
-    else:
-        platform = EXAMPLES / "platform"
-    try:
-        with Workspace.open(Settings.load()) as ws:
-            apply_dir(ws, platform, confirm=lambda _q: True)
-            t2 = time.perf_counter()
-            lifecycle.create(ws, PARENT, progress=progress_for(PARENT, args.verbose))
-            t3 = time.perf_counter()
-    finally:
-        if args.services == "machine":
-            shutil.rmtree(platform, ignore_errors=True)
-    log(f"'{PARENT}' ready in {t3 - t2:.1f} s ({args.services} services)")
-    return {"init_home_s": r3(t1 - t0), "dev_create_s": r3(t3 - t2)}
+    init_s = init_home(home, log)
+    with Workspace.open(Settings.load()) as ws:
+        apply_platform(ws, home, args.services, args.pg_url, args.redis_url)
+        t0 = time.perf_counter()
+        lifecycle.create(ws, PARENT, progress=progress_for(PARENT, args.verbose))
+        dev_s = time.perf_counter() - t0
+    log(f"'{PARENT}' ready in {dev_s:.1f} s ({args.services} services)")
+    return {"init_home_s": r3(init_s), "dev_create_s": r3(dev_s)}
 
 
 # -- the bench ----------------------------------------------------------------------------------
@@ -550,45 +385,27 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     return result
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwind through every finally: clean up
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="An ephemeral environment, up and down.")
-    parser.add_argument("--services", choices=("embedded", "machine"), default="embedded")
     parser.add_argument("--runs", type=int, default=10, help="sequential timed runs")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     parser.add_argument("--concurrent", type=int, default=20, help="environments at once (0: none)")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="with --services machine")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="with --services machine")
+    add_service_args(parser)
     parser.add_argument("--verbose", action="store_true", help="every step of every environment")
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.concurrent < 0:
         parser.error("--runs must be at least 1, --warmup and --concurrent at least 0")
 
-    home = Path(tempfile.mkdtemp(prefix="stackyard-bench-ephemeral-"))
-    os.environ["STACKYARD_HOME"] = str(home)
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     started = time.perf_counter()
     result: dict[str, Any] = {}
-    try:
+
+    def progress(name: str) -> Callable[[str], None] | None:
+        return progress_for(name, args.verbose)
+
+    with temp_home("ephemeral", log, progress) as (home, leftovers):
         result = run(args, home)
-    finally:
-        leftovers: dict[str, Any] = {}
-        try:
-            leftovers["undestroyed"] = destroy_everything(args.verbose)
-        except BaseException as exc:
-            leftovers["undestroyed"] = [f"the final destroy failed: {describe(exc)}"]
-            log(leftovers["undestroyed"][0])
-        try:
-            leftovers["stopped_after_destroy"] = sweep(home)
-        except BaseException as exc:
-            leftovers["stopped_after_destroy"] = [f"the sweep failed: {describe(exc)}"]
-        if leftovers["stopped_after_destroy"]:
-            log(f"processes left after destroy: {leftovers['stopped_after_destroy']}")
-        shutil.rmtree(home, ignore_errors=True)
-        result["leftovers"] = leftovers
+    result["leftovers"] = leftovers
     result["total_s"] = r3(time.perf_counter() - started)
     print(json.dumps(result))
     return 0

@@ -11,8 +11,8 @@ instances, their lock entries, attestations and cost) and 20 policies across the
 with ``PolicySet.evaluate`` (the product's path; compiled once, then cached) ``--evals`` times
 after a warm-up. Building and masking the input is timed apart.
 
-*deploy*: in a temporary home with ``examples/platform`` applied (with its policies when it has
-them) and ``dev`` created, each run creates an ephemeral child of ``dev``, deploys
+*deploy*: in a temporary home with ``examples/platform`` applied (its policies included) and
+``dev`` created, each run creates an ephemeral child of ``dev``, deploys
 ``examples/hello/score.yaml`` to it and destroys it. Inside each ``deploy_files`` call the
 plan-stage governance (``governed.costs``, ``governed.plan_input`` and ``Workspace.decide``,
 wrapped with timers in this process) is timed against the whole call.
@@ -28,82 +28,40 @@ import cProfile
 import functools
 import io
 import json
-import os
 import pstats
 import random
-import re
 import secrets
-import shutil
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import yaml
+from _common import (
+    PARENT,
+    SCORE,
+    TTL_S,
+    add_service_args,
+    apply_platform,
+    describe,
+    init_home,
+    make_log,
+    quantile,
+    r3,
+    summary,
+    temp_home,
+    terminate_on_sigterm,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
-SCORE = EXAMPLES / "hello" / "score.yaml"
-PARENT = "dev"
-TTL_S = 3600
-DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = {"decision_p50_ms": 50.0, "deploy_overhead_pct": 10.0}
-MAX_ERROR_CHARS = 300
 
 ENV_NAME = "checkout-prod"
 ENV_TYPE = "production"
 
-_T0 = time.perf_counter()
-_SECRET_PATTERNS = (
-    (re.compile(r"(://[^/\s:@]*:)[^@\s/]*@"), r"\1***@"),  # scheme://user:password@
-    (re.compile(r"(?i)\b(password\s*=\s*)\S+"), r"\1***"),  # DSN keyword style
-)
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"[policy {time.perf_counter() - _T0:7.3f}] {message}\n")
-    sys.stderr.flush()
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def r3(value: float | None) -> float | None:
-    """Rounded to three decimals; None (JSON null) for nothing or NaN."""
-    return None if value is None or value != value else round(value, 3)
-
-
-def ms_summary(seconds: Sequence[float]) -> dict[str, float | None]:
-    """``p50``, ``p90`` and ``max`` of durations, in milliseconds."""
-    if not seconds:
-        return {"p50": None, "p90": None, "max": None}
-    ms = [s * 1000 for s in seconds]
-    return {"p50": r3(quantile(ms, 0.5)), "p90": r3(quantile(ms, 0.9)), "max": r3(max(ms))}
-
-
-def describe(exc: BaseException) -> str:
-    """The error's type and message, credentials masked, on one line, truncated."""
-    text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-    for pattern, repl in _SECRET_PATTERNS:
-        text = pattern.sub(repl, text)
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+log = make_log("policy")
 
 
 @contextmanager
@@ -747,8 +705,8 @@ def decision_part(args: argparse.Namespace) -> dict[str, Any]:
         f"results ({kinds}), outcome {decision.outcome}"
     )
     return {
-        "decision_ms": ms_summary(times),
-        "input_build_ms": ms_summary(build),
+        "decision_ms": summary(times, 1000),
+        "input_build_ms": summary(build, 1000),
         "first_evaluate_ms": r3(cold * 1000),
         "evaluate_parts_p50_ms": parts_p50,
         "evals": args.evals,
@@ -830,80 +788,6 @@ def instrumented(timers: Timers) -> Iterator[None]:
 GOVERNANCE = ("costs", "plan_input", "decide")  # what deploy_overhead_pct counts
 
 
-def _url_params(url: str, default_port: int, default_user: str) -> dict[str, Any]:
-    p = urlsplit(url)
-    return {
-        "host": p.hostname or "127.0.0.1",
-        "port": p.port or default_port,
-        "username": unquote(p.username or default_user),
-        "password": unquote(p.password or ""),
-    }
-
-
-def platform_dir(args: argparse.Namespace, home: Path) -> Path:
-    """A copy of ``examples/platform`` (its policies and their modules included); with
-    ``--services machine``, ``dev`` is bound to the machine's servers there
-    (``postgres-external``/``redis-external``, as bench/ephemeral.py does)."""
-    directory = home / "bench-platform"
-    shutil.copytree(EXAMPLES / "platform", directory)
-    if args.services == "embedded":
-        return directory
-    pg = {
-        **_url_params(args.pg_url, 5432, "postgres"),
-        "database": (urlsplit(args.pg_url).path or "/postgres").lstrip("/") or "postgres",
-    }
-    bindings = [
-        {"type": "postgres-instance", "component": "postgres-external@^1", "params": pg},
-        {
-            "type": "redis-instance",
-            "component": "redis-external@^1",
-            "params": _url_params(args.redis_url, 6379, "default"),
-        },
-    ]
-    path = directory / "environments.yaml"
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    for d in docs:
-        if d.get("kind") == "Environment" and d["metadata"]["name"] == PARENT:
-            d["spec"] = {**d["spec"], "bindings": bindings}
-    path.write_text("\n---\n".join(json.dumps(d) for d in docs) + "\n")
-    path.chmod(0o600)  # it may hold a password
-    return directory
-
-
-def apply_platform(ws: Any, directory: Path) -> tuple[str, list[Any] | None]:
-    """Apply ``directory``. Returns how its policies came to be in force, ``applied``,
-    ``none`` (the folder has none) or ``injected``, and the policies to inject into every
-    workspace (None unless injected). ``injected``: ``apply_dir`` refused the ``Policy``
-    documents, so the rest is applied and the workspace's policy set is made from them (what
-    ``Workspace.policies`` would hold had they been applied): decisions still run them."""
-    from stackyard.environments.platform import apply_dir, load_dir
-
-    policies = [d.value for d in load_dir(directory) if d.kind == "Policy"]
-    try:
-        apply_dir(ws, directory, confirm=lambda _q: True)
-        return ("applied" if policies else "none"), None
-    except Exception as exc:
-        if not policies:
-            raise
-        log(f"apply_dir refused the platform with its policies: {describe(exc)}")
-    for path in directory.rglob("*.y*ml"):
-        if any(d.get("kind") == "Policy" for d in yaml.safe_load_all(path.read_text()) if d):
-            path.unlink()
-    apply_dir(ws, directory, confirm=lambda _q: True)
-    inject(ws, policies)
-    log(f"applied without its {len(policies)} policies; they are injected into the workspace")
-    return "injected", policies
-
-
-def inject(ws: Any, policies: list[Any] | None) -> Any:
-    """``ws`` with ``policies`` as its policy set (``Workspace.policies`` is a cached_property)."""
-    from stackyard.policy.decision import PolicySet
-
-    if policies is not None:
-        ws.__dict__["policies"] = PolicySet(policies)
-    return ws
-
-
 @dataclass
 class Run:
     name: str
@@ -956,71 +840,17 @@ def one_run(ws: Any, name: str, timers: Timers) -> Run:
     return run
 
 
-def destroy_everything() -> list[str]:
-    """Destroy every live environment, children before parents; those still live after."""
-    from stackyard.environments import lifecycle
-    from stackyard.environments.workspace import Workspace
-    from stackyard.settings import Settings
-
-    def live(ws: Any) -> list[Any]:
-        return [e for e in ws.records.environments() if e.status not in ("declared", "destroyed")]
-
-    with Workspace.open(Settings.load()) as ws:
-        for _ in range(4):
-            envs = live(ws)
-            if not envs:
-                break
-            parents = {e.parent for e in envs if e.parent}
-            for env in envs:
-                if env.name in parents:
-                    continue
-                log(f"destroying {env.name} ({env.status})")
-                try:
-                    lifecycle.destroy(ws, env.name)
-                except Exception as exc:
-                    log(f"could not destroy {env.name}: {describe(exc)}")
-        return sorted(e.name for e in live(ws))
-
-
-def sweep(home: Path) -> list[str]:
-    """Stop whatever process is still recorded under ``home``; what had to be stopped."""
-    from stackyard.providers.local import supervise
-    from stackyard.runtime.local import LocalRuntime
-
-    left: list[str] = []
-    for workloads in sorted(home.glob("envs/*/workloads")):
-        try:
-            left += [f"{workloads.parent.name}/{w}" for w in LocalRuntime(workloads).stop_all()]
-        except Exception as exc:
-            log(f"could not stop the workloads in {workloads}: {describe(exc)}")
-    for pidfile in sorted(home.rglob("*.pid")):
-        if supervise.running(pidfile) is not None:
-            left.append(str(pidfile.relative_to(home)))
-            try:
-                supervise.stop(pidfile)
-            except Exception as exc:
-                log(f"could not stop {pidfile}: {describe(exc)}")
-    return left
-
-
 def deploy_part(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     from stackyard.environments import lifecycle
     from stackyard.environments.workspace import Workspace
-    from stackyard.service import init_home
     from stackyard.settings import Settings
 
-    t0 = time.perf_counter()
-    init_home(Settings.load())
-    log(f"home ready in {time.perf_counter() - t0:.1f} s: {home}")
-    platform = platform_dir(args, home)
+    init_home(home, log)
     tag = secrets.token_hex(2)
     timers = Timers()
     runs: list[Run] = []
     with Workspace.open(Settings.load()) as ws:
-        try:
-            policies_source, injected = apply_platform(ws, platform)
-        finally:
-            shutil.rmtree(platform, ignore_errors=True)
+        apply_platform(ws, home, args.services, args.pg_url, args.redis_url)
         applied = {p.name: p for p in ws.policies.policies}
         at_plan = sorted(
             p.name for p in applied.values() if p.applies("plan", "x-probe", "ephemeral")
@@ -1037,7 +867,7 @@ def deploy_part(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             if args.workspace == "shared":
                 return one_run(ws, name, timers)
             with Workspace.open(Settings.load()) as own:  # as a separate command would
-                return one_run(inject(own, injected), name, timers)
+                return one_run(own, name, timers)
 
         with instrumented(timers):
             warm: list[Run] = []
@@ -1078,7 +908,7 @@ def deploy_part(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "runs": args.runs,
         "run_failures": len(runs) - len(ok),
         "run_errors": [f"{r.name}: {r.error}" for r in runs if r.error][:5],
-        "policies_source": policies_source,
+        "policies_source": "applied",
         "platform_policies": sorted(applied),
         "plan_stage_policies": at_plan,
         "decision_outcomes": outcomes,
@@ -1107,17 +937,13 @@ def _line(run: Run) -> str:
 # -- main -----------------------------------------------------------------------------------------
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwind through every finally: clean up
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="Policy decisions, and governance in a deploy.")
     parser.add_argument("--part", choices=("all", "decision", "deploy"), default="all")
     parser.add_argument("--changes", type=int, default=1000, help="changes in the decision's plan")
     parser.add_argument("--evals", type=int, default=50, help="timed evaluations")
     parser.add_argument("--warmup-evals", type=int, default=5, help="untimed evaluations first")
-    parser.add_argument("--services", choices=("embedded", "machine"), default="embedded")
+    add_service_args(parser)
     parser.add_argument("--runs", type=int, default=10, help="timed deploys")
     parser.add_argument("--warmup", type=int, default=1, help="untimed deploys first")
     parser.add_argument(
@@ -1126,14 +952,12 @@ def main() -> int:
         default="shared",
         help="one workspace for every run, or a new one per run (cold caches, as a CLI call)",
     )
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="with --services machine")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="with --services machine")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed loops")
     args = parser.parse_args()
     if args.changes < 4 or args.evals < 1 or args.runs < 1 or args.warmup < 0:
         parser.error("--changes ≥ 4, --evals and --runs ≥ 1, --warmup ≥ 0")
 
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     started = time.perf_counter()
     result: dict[str, Any] = {}
     met: dict[str, bool] = {}
@@ -1146,24 +970,10 @@ def main() -> int:
         ]
         result["decision"] = decision
     if args.part in ("all", "deploy"):
-        home = Path(tempfile.mkdtemp(prefix="stackyard-bench-policy-"))
-        os.environ["STACKYARD_HOME"] = str(home)
         deploy: dict[str, Any] = {}
-        try:
+        with temp_home("policy", log) as (home, leftovers):
             deploy = deploy_part(args, home)
-        finally:
-            leftovers: dict[str, Any] = {}
-            try:
-                leftovers["undestroyed"] = destroy_everything()
-            except BaseException as exc:
-                leftovers["undestroyed"] = [f"the final destroy failed: {describe(exc)}"]
-                log(leftovers["undestroyed"][0])
-            try:
-                leftovers["stopped_after_destroy"] = sweep(home)
-            except BaseException as exc:
-                leftovers["stopped_after_destroy"] = [f"the sweep failed: {describe(exc)}"]
-            shutil.rmtree(home, ignore_errors=True)
-            deploy["leftovers"] = leftovers
+        deploy["leftovers"] = leftovers
         for key in ("deploy_overhead_pct", "deploy_p50_s", "governance_p50_ms"):
             result[key] = deploy.get(key)
         overhead = deploy.get("deploy_overhead_pct")

@@ -657,3 +657,34 @@ spec: {{layer: organisation, stages: [publish], rego: {json.dumps(EXPERIMENTAL_D
         assert "publish" in stages
         results = {(e.action, e.result) for e in ws.governance.audit()}
         assert ("component.publish", "ok") in results and ("component.publish", "denied") in results
+
+
+def test_reading_commands_filter_what_they_show(gov: Gov) -> None:
+    dev = gov.name("dev")
+    assert sy(gov.home, "deploy", str(HELLO), "--env", dev, "--yes").returncode == 0
+    recent = json.loads(sy(gov.home, "audit", "--since", "1h", "--output", "json").stdout)
+    assert any(e["action"] == "deploy" and e["target"] == f"env:{dev}" for e in recent)
+    future = json.loads(
+        sy(gov.home, "audit", "--since", "2999-01-01T00:00:00Z", "--output", "json").stdout
+    )
+    assert future == []
+    owned = json.loads(
+        sy(
+            gov.home, "cost", "--team", "team-checkout", "--by", "environment", "--output", "json"
+        ).stdout
+    )
+    assert owned["items"] == [{"env": dev, "environment": dev, "monthly": "5.00"}]
+    assert (
+        json.loads(sy(gov.home, "cost", "--team", "nobody", "--output", "json").stdout)["total"]
+        == "0.00"
+    )
+    rel = json.loads(sy(gov.home, "release", "create", str(HELLO), "--output", "json").stdout)
+    listed = json.loads(sy(gov.home, "release", "list", "--output", "json").stdout)
+    assert [r["id"] for r in listed] == [rel["id"]]
+    shown = json.loads(sy(gov.home, "release", "show", rel["short"], "--output", "json").stdout)
+    assert shown["lock"] == rel["lock"] and shown["deployments"] == []
+    mine = json.loads(sy(gov.home, "decisions", "--env", dev, "--output", "json").stdout)
+    assert mine and {d["env"] for d in mine} == {dev}
+    assert (
+        sy(gov.home, "access", "revoke", "admin", "--user", ADMIN).returncode == 2
+    )  # the last admin

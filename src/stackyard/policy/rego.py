@@ -58,32 +58,40 @@ class Module:
 
 
 class Compiled:
-    """Policies loaded into one interpreter, ready to evaluate inputs (cloned per call)."""
+    """Policies prepared for one interpreter: their modules isolated per policy and checked
+    to compile. Each evaluation loads them into a fresh interpreter in the calling thread,
+    because a regorus engine may only ever be used (and freed) by the thread that made it;
+    loading 20 policies takes about 2 ms."""
 
     def __init__(self, policies: Mapping[str, Sequence[Module]]) -> None:
-        self._engine = regorus.Engine()
         self.slots = {slot(name): name for name in policies}
-        seen: set[str] = set()
+        self._modules: dict[str, str] = {}
         for name, modules in policies.items():
             for module in modules:
                 is_root = package_of(module.source) == ROOT_PACKAGE
                 key = f"{name}/{module.name}" if is_root else module.name
-                if key in seen:
-                    continue
-                seen.add(key)
-                text = isolate(module.source, name) if is_root else module.source
-                try:
-                    self._engine.add_policy(key, text)
-                except (RuntimeError, ValueError) as exc:
-                    raise RegoError(
-                        f"Policy '{name}': {module.name} does not compile: {_first_line(exc)}",
-                        hint="Fix the module; 'stackyard policy test DIR' checks it locally.",
-                    ) from None
+                self._modules.setdefault(
+                    key, isolate(module.source, name) if is_root else module.source
+                )
+        self._engine()  # every module compiles, or RegoError names it now
+
+    def _engine(self) -> regorus.Engine:
+        engine = regorus.Engine()
+        for key, text in self._modules.items():
+            try:
+                engine.add_policy(key, text)
+            except (RuntimeError, ValueError) as exc:
+                name, _, file = key.partition("/")
+                raise RegoError(
+                    f"Policy '{name}': {file or key} does not compile: {_first_line(exc)}",
+                    hint="Fix the module; 'stackyard policy test DIR' checks it locally.",
+                ) from None
+        return engine
 
     def evaluate(self, document: Mapping[str, Any] | str) -> dict[str, dict[str, Any]]:
         """``{policy: {rule: value}}`` for the input ``document`` (a mapping, or its JSON text);
         rules left undefined are absent."""
-        engine = self._engine.clone()
+        engine = self._engine()
         text = document if isinstance(document, str) else json.dumps(document, default=str)
         try:
             engine.set_input_json(text)
