@@ -6,16 +6,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from stackyard.cli.output import OutputFormat, stderr, stdout
-from stackyard.engine.plan import Action, Plan
-from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.settings import Settings
+
+if TYPE_CHECKING:
+    from stackyard.engine.plan import Plan
+    from stackyard.environments.workspace import Workspace
 
 OUTPUT = typer.Option(
     OutputFormat.TEXT, "--output", "-o", help="Output format.", case_sensitive=False
@@ -36,6 +39,8 @@ _COLOURS = {
 @contextmanager
 def workspace() -> Iterator[Workspace]:
     """The workspace of the current settings."""
+    from stackyard.environments.workspace import Workspace
+
     ws = Workspace.open(Settings.load())
     try:
         yield ws
@@ -72,6 +77,8 @@ def when(ts: float | None) -> str:
 
 def render_plan(plan: Plan) -> None:
     """The plan's changes (no-ops folded into the summary), secrets masked."""
+    from stackyard.engine.plan import Action
+
     out = stdout()
     changes = [c for c in plan.changes if c.action is not Action.NOOP]
     if changes:

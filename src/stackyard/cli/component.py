@@ -16,7 +16,6 @@ from rich.table import Table
 
 from stackyard.cli.output import OutputFormat, print_json, stderr, stdout, validation_report
 from stackyard.diagnostics import error, has_errors
-from stackyard.environments.governed import publish_governor
 from stackyard.errors import InvalidInputError
 from stackyard.model.component import validate_component
 from stackyard.policy.rbac import Action
@@ -126,6 +125,7 @@ def publish_cmd(
     """
     from stackyard.components.keys import Keyring
     from stackyard.components.pipeline import publish
+    from stackyard.environments.governed import publish_governor
     from stackyard.providers.registry import ProviderRegistry
     from stackyard.settings import Settings
 

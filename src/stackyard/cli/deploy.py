@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -10,12 +10,11 @@ from rich.table import Table
 
 from stackyard.cli.common import OUTPUT, YES, confirm, progress, render_plan, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
-from stackyard.environments import inspect, lifecycle
-from stackyard.environments.deploy import DeployResult, deploy_files
-from stackyard.environments.promotion import deploy_release
-from stackyard.environments.workloads import score_paths
 from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
+
+if TYPE_CHECKING:
+    from stackyard.environments.deploy import DeployResult
 
 _ENV = typer.Option(..., "--env", "-e", help="The environment.")
 
@@ -31,6 +30,10 @@ def deploy(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Resolve, plan, confirm, apply and run workloads in an environment."""
+    from stackyard.environments.deploy import deploy_files
+    from stackyard.environments.promotion import deploy_release
+    from stackyard.environments.workloads import score_paths
+
     if bool(scores) == bool(release):
         raise InvalidInputError(
             "Give Score files or --release, not both or neither",
@@ -104,6 +107,9 @@ def explain(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show every candidate binding for each resource request, why it matched or not, and the winner."""
+    from stackyard.environments import inspect
+    from stackyard.environments.workloads import score_paths
+
     with workspace() as ws:
         data = inspect.explain(ws, score_paths([score]), env)
     if output is OutputFormat.JSON:
@@ -145,6 +151,8 @@ def status(
     env: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT
 ) -> None:
     """Resources with observed health, workloads with readiness and endpoints, last deployments."""
+    from stackyard.environments import inspect
+
     with workspace() as ws:
         data = inspect.status(ws, env)
     if output is OutputFormat.JSON:
@@ -180,6 +188,8 @@ def outputs(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show resource outputs; secrets are masked unless --reveal."""
+    from stackyard.environments import inspect
+
     with workspace() as ws:
         data = inspect.outputs(ws, env, workload, reveal=reveal)
     if output is OutputFormat.JSON:
@@ -288,6 +298,8 @@ def remove(
 ) -> None:
     """Take a workload out of an environment (stop it, destroy what only it used), or destroy
     an unused resource."""
+    from stackyard.environments import lifecycle
+
     if bool(workload) == bool(resource):
         raise InvalidInputError(
             "Give a workload or --resource UID, not both or neither",

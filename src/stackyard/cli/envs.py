@@ -10,7 +10,6 @@ from rich.table import Table
 
 from stackyard.cli.common import OUTPUT, YES, confirm, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.environments import lifecycle
 from stackyard.errors import InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
 from stackyard.policy.rbac import Action
@@ -50,6 +49,8 @@ def create(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Create an environment and deploy its type's core infrastructure."""
+    from stackyard.environments import lifecycle
+
     with workspace() as ws:
         env, result, created = lifecycle.create(
             ws,
@@ -144,6 +145,8 @@ def extend(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Push an environment's expiry out, within its type's maximum TTL."""
+    from stackyard.environments import lifecycle
+
     seconds = _ttl(ttl)
     assert seconds is not None
     with workspace() as ws:
@@ -161,6 +164,8 @@ def destroy(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
+    from stackyard.environments import lifecycle
+
     with workspace() as ws:
         env = ws.environment(name)
         ws.authorize(Action.VIEW, env=name)
@@ -192,6 +197,8 @@ def destroy(
 @app.command("reap")
 def reap(output: OutputFormat = OUTPUT) -> None:
     """Destroy expired environments (safe from cron, and safe to run twice at once)."""
+    from stackyard.environments import lifecycle
+
     with workspace() as ws:
         result = lifecycle.reap(ws, progress=progress(output))
     if output is OutputFormat.JSON:

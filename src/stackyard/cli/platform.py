@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from stackyard.cli.common import OUTPUT, YES, confirm, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.environments import platform as plat
+
+if TYPE_CHECKING:
+    from stackyard.environments.platform import Change
 
 app = typer.Typer(
     help="Platform configuration as code: environment types, environments, teams, paths.",
@@ -32,6 +34,8 @@ def apply(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show what changes, then apply the folder's documents (idempotent)."""
+    from stackyard.environments import platform as plat
+
     with workspace() as ws:
         result = plat.apply_dir(
             ws,
@@ -51,7 +55,7 @@ def apply(
         out.print("Nothing applied.")
 
 
-def _show(changes: list[plat.Change]) -> None:
+def _show(changes: list[Change]) -> None:
     out = stdout()
     for c in changes:
         extra = f" ({', '.join(c.fields)})" if c.fields else ""

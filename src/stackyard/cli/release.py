@@ -12,8 +12,6 @@ from rich.table import Table
 from stackyard.cli.common import OUTPUT, YES, confirm, progress, render_plan, when, workspace
 from stackyard.cli.deploy import report
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.environments import promotion
-from stackyard.environments.workloads import score_paths
 from stackyard.policy.rbac import Action
 
 app = typer.Typer(help="Immutable, content-addressed releases.", no_args_is_help=True)
@@ -34,6 +32,9 @@ def create(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Pin workload specs, app builds and the component lock into a release."""
+    from stackyard.environments import promotion
+    from stackyard.environments.workloads import score_paths
+
     with workspace() as ws:
         rel, created = promotion.create_release(
             ws, score_paths(scores), env=env, images=promotion.parse_images(image or [])
@@ -54,6 +55,8 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List releases, newest first."""
+    from stackyard.environments import promotion
+
     with workspace() as ws:
         ws.authorize(Action.VIEW)
         rels = [promotion.Release(*r) for r in ws.records.releases()]
@@ -76,6 +79,8 @@ def show(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show a release and where it was deployed."""
+    from stackyard.environments import promotion
+
     with workspace() as ws:
         ws.authorize(Action.VIEW)
         rel = promotion.get_release(ws, release)
@@ -99,6 +104,7 @@ def promote(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Deploy a release's pinned builds to the next stage (after it succeeded in the previous one)."""
+    from stackyard.environments import promotion
 
     def ask(plan: object) -> bool:
         if output is OutputFormat.TEXT:
