@@ -1,7 +1,8 @@
 """Leak sweeping: find every real object a test run labelled, and fail the test if any remain.
 
 Each test gets a unique environment name (``t<hex>``). Everything stackyard creates for it is
-labelled ``stackyard:<env>:<address>`` and named from ``<env>...``, so after the test:
+labelled ``stackyard:<installation>:<env>:<address>`` and named from ``<env>...``, so after
+the test:
 
 - PostgreSQL: roles and databases whose shared description carries the label prefix, or
   whose name starts with the env, and extensions labelled so in the admin database;
@@ -35,40 +36,43 @@ LeakCheck = Callable[[str], list[str]]
 
 _PG_SHARED = """
 SELECT 'role ' || rolname FROM pg_authid
- WHERE left(coalesce(shobj_description(oid, 'pg_authid'), ''), %(n)s) = %(label)s
+ WHERE coalesce(shobj_description(oid, 'pg_authid'), '') LIKE %(label)s
     OR left(rolname, %(m)s) = %(env)s
 UNION ALL
 SELECT 'database ' || datname FROM pg_database
- WHERE left(coalesce(shobj_description(oid, 'pg_database'), ''), %(n)s) = %(label)s
+ WHERE coalesce(shobj_description(oid, 'pg_database'), '') LIKE %(label)s
     OR left(datname, %(m)s) = %(env)s
 UNION ALL
 SELECT 'extension ' || extname FROM pg_extension
- WHERE left(coalesce(obj_description(oid, 'pg_extension'), ''), %(n)s) = %(label)s
+ WHERE coalesce(obj_description(oid, 'pg_extension'), '') LIKE %(label)s
 """
 
 
-def _label_prefix(env: str) -> str:
-    return f"stackyard:{env}:"
+def _label_like(env: str) -> str:
+    """A LIKE pattern for the env's labels, whatever the installation."""
+    return f"stackyard:%:{env}:%"
+
+
+def _has_env_label(text: str, env: str) -> bool:
+    return text.startswith("stackyard:") and f":{env}:" in text
 
 
 def _pg_leaked(pg_url: str, env: str) -> list[str]:
-    label = _label_prefix(env)
     with psycopg.connect(pg_url, autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
-            _PG_SHARED, {"n": len(label), "label": label, "m": len(env), "env": env.lower()}
+            _PG_SHARED, {"label": _label_like(env), "m": len(env), "env": env.lower()}
         ).fetchall()
     return [f"postgres {r[0]}" for r in rows]
 
 
 def _redis_leaked(redis_url: str, env: str) -> list[str]:
-    label = _label_prefix(env)
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
     try:
         owners: dict[str, str] = client.hgetall(LABELS_KEY)
         users: list[str] = client.acl_users()
     finally:
         client.close()
-    out = [f"redis label {k}" for k, v in owners.items() if v.startswith(label)]
+    out = [f"redis label {k}" for k, v in owners.items() if _has_env_label(v, env)]
     out += [f"redis user {u}" for u in users if u.startswith(env.lower())]
     return sorted(set(out))
 
@@ -92,7 +96,6 @@ def leaked(
 
 def sweep(pg_url: str | None, redis_url: str | None, env_prefix: str) -> None:
     """Best-effort removal of what ``leaked`` finds, so one failing test does not pollute."""
-    label = _label_prefix(env_prefix)
     if pg_url:
         with psycopg.connect(pg_url, autocommit=True, connect_timeout=5) as conn:
             for what in _pg_leaked(pg_url, env_prefix):
@@ -121,7 +124,7 @@ def sweep(pg_url: str | None, redis_url: str | None, env_prefix: str) -> None:
         client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
         try:
             for name, value in client.hgetall(LABELS_KEY).items():
-                if value.startswith(label):
+                if _has_env_label(value, env_prefix):
                     client.execute_command("ACL", "DELUSER", name)
                     client.hdel(LABELS_KEY, name)
                     client.hdel(RULES_KEY, name)
@@ -159,7 +162,6 @@ def home_leaked(home: Path) -> LeakCheck:
     data dirs) and under the root-relocated server directory."""
 
     def check(env: str) -> list[str]:
-        label = _label_prefix(env)
         out: list[str] = []
         for root in (home, RELOCATED_ROOT):
             if not root.is_dir():
@@ -169,7 +171,7 @@ def home_leaked(home: Path) -> LeakCheck:
                     text = marker.read_text(encoding="utf-8", errors="replace")
                 except OSError:
                     continue
-                if label in text:
+                if f":{env}:" in text:
                     out.append(f"home {marker.parent}")
         return out
 

@@ -10,6 +10,7 @@ cannot go on. The tree::
     ├── ProviderError              raised by providers only (.address)
     │   ├── ProviderTransientError retrying may help (timeouts, lost connections)
     │   └── ProviderPermanentError retrying will not help (bad config, refused)
+    │       └── ForeignObjectError another owner's (or an unlabelled) object; nothing written
     ├── EngineError                plan/apply failures that are not a provider's
     │   ├── StalePlanError         the state moved since the plan was made
     │   └── CycleError             the resource graph has a cycle (.cycle)
@@ -89,6 +90,13 @@ class ProviderPermanentError(ProviderError):
     """A failure that will repeat until something changes: bad config, refused permission."""
 
 
+class ForeignObjectError(ProviderPermanentError):
+    """The object at the name is not ours (another installation's, or unlabelled).
+
+    Raised before anything is written, so the call it ends changed nothing.
+    """
+
+
 class EngineError(StackyardError):
     """The engine cannot plan or apply."""
 
@@ -123,17 +131,22 @@ class LockHeldError(StateError):
 
     exit_code = 4
 
-    def __init__(self, env: str, *, holder: str, lock_id: str, expires_at: str) -> None:
+    def __init__(
+        self, env: str, *, holder: str, lock_id: str, expires_at: str, waited_s: float = 0.0
+    ) -> None:
+        waited = f" after waiting {waited_s:g} s" if waited_s else ""
         super().__init__(
-            f"Environment '{env}' is locked by {holder} (lock {lock_id}, lease until {expires_at})",
+            f"Environment '{env}' is locked by {holder} (lock {lock_id}, lease until {expires_at}){waited}",
             hint=(
-                "Wait for the other operation to finish. If its process is gone, the lease "
-                f"expires by itself, or run 'stackyard state force-unlock {env} {lock_id}'."
+                "Wait for the other operation to finish (--lock-timeout waits for it). If its "
+                "process is gone, the lease expires by itself, or run "
+                f"'stackyard state force-unlock {env} {lock_id}'."
             ),
         )
         self.env = env
         self.holder = holder
         self.lock_id = lock_id
+        self.expires_at = expires_at
 
 
 class LockLostError(StateError):

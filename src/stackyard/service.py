@@ -43,17 +43,19 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
     from stackyard.components.keys import Keyring
     from stackyard.components.pipeline import publish
     from stackyard.components.registry import open_registry
+    from stackyard.home import enforce_private
     from stackyard.model.component import load_component
     from stackyard.providers.registry import ProviderRegistry
     from stackyard.state import open_store
 
     say = progress or (lambda _msg: None)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    enforce_private(settings.home)  # also a home made by hand, or by an older version
     store = open_store(settings)
     try:
         from stackyard.state.governance import Governance
 
-        gov = Governance(store)
+        gov = Governance(store, home=settings.home)
         if gov.bootstrap(settings.actor):
             gov.append(
                 actor=settings.actor,

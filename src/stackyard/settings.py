@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,9 +18,20 @@ __all__ = ["Settings"]
 _ENV_VARS = {
     "database_url": "STACKYARD_DATABASE_URL",
     "secret_key": "STACKYARD_SECRET_KEY",
-    "actor": "STACKYARD_USER",
     "registry": "STACKYARD_REGISTRY",
+    "lock_timeout": "STACKYARD_LOCK_TIMEOUT",
+    "max_resources": "STACKYARD_MAX_RESOURCES",
+    "policy_timeout": "STACKYARD_POLICY_TIMEOUT",
+    "policy_memory_mb": "STACKYARD_POLICY_MEMORY_MB",
 }
+
+#: How long a writer waits for a busy environment's lock by default (seconds).
+DEFAULT_LOCK_TIMEOUT_S = 300.0
+#: Provider resources one resolution may expand to (a hostile Score is refused before planning).
+DEFAULT_MAX_RESOURCES = 5000
+#: Wall-clock and address-space limits of one policy evaluation (its worker process).
+DEFAULT_POLICY_TIMEOUT_S = 5.0
+DEFAULT_POLICY_MEMORY_MB = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,12 @@ class Settings:
     ``home`` holds the SQLite database, the secret key file and ``config.yaml``.
     ``database_url`` is a SQLAlchemy URL (SQLite by default, or PostgreSQL).
     ``secret_key`` is an operator-given Fernet key; when None the key file in ``home`` is used.
+    ``actor`` is the operating-system account running the command; no variable or file can
+    change it (see docs/governance.md, the threat model). Only a caller in Python that has
+    established an identity itself (the server of a later issue, or a test) passes ``actor``.
+    ``lock_timeout_s`` is how long a writer waits for a busy environment (0: fail at once).
+    ``max_resources`` caps how many provider resources one resolution may expand to;
+    ``policy_timeout_s`` and ``policy_memory_mb`` cap one policy evaluation.
     """
 
     home: Path
@@ -38,6 +54,10 @@ class Settings:
     secret_key: str | None
     actor: str
     registry: str | None
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    max_resources: int = DEFAULT_MAX_RESOURCES
+    policy_timeout_s: float = DEFAULT_POLICY_TIMEOUT_S
+    policy_memory_mb: int = DEFAULT_POLICY_MEMORY_MB
 
     @classmethod
     def load(
@@ -48,6 +68,7 @@ class Settings:
         secret_key: str | None = None,
         actor: str | None = None,
         registry: str | None = None,
+        lock_timeout_s: float | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Build settings: explicit arguments (flags) win, then the environment, then the file.
@@ -60,8 +81,11 @@ class Settings:
         flags = {
             "database_url": database_url,
             "secret_key": secret_key,
-            "actor": actor,
             "registry": registry,
+            "lock_timeout": None if lock_timeout_s is None else str(lock_timeout_s),
+            "max_resources": None,
+            "policy_timeout": None,
+            "policy_memory_mb": None,
         }
         values: dict[str, str | None] = {}
         for key, var in _ENV_VARS.items():
@@ -70,8 +94,18 @@ class Settings:
             home=root,
             database_url=values["database_url"] or f"sqlite:///{root / 'state.db'}",
             secret_key=values["secret_key"],
-            actor=values["actor"] or _os_user(),
+            actor=actor or _os_user(),
             registry=values["registry"],
+            lock_timeout_s=parse_duration(values["lock_timeout"], "lock_timeout")
+            if values["lock_timeout"]
+            else DEFAULT_LOCK_TIMEOUT_S,
+            max_resources=_positive_int(values["max_resources"], "max_resources")
+            or DEFAULT_MAX_RESOURCES,
+            policy_timeout_s=parse_duration(values["policy_timeout"], "policy_timeout")
+            if values["policy_timeout"]
+            else DEFAULT_POLICY_TIMEOUT_S,
+            policy_memory_mb=_positive_int(values["policy_memory_mb"], "policy_memory_mb")
+            or DEFAULT_POLICY_MEMORY_MB,
         )
 
 
@@ -102,12 +136,49 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def parse_duration(text: str, what: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m`` or ``1h`` (``InvalidInputError`` otherwise)."""
+    raw = text.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(raw[-1:]) if raw else None
+    number = raw[:-1] if scale is not None else raw
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        value = -1.0
+    if not raw or value < 0 or value != value or value == float("inf"):
+        raise InvalidInputError(
+            f"Invalid {what} {text!r}",
+            hint="Give a duration such as 0 (fail at once), 30s, 5m or 1h.",
+        )
+    return value
+
+
+def _positive_int(text: str | None, what: str) -> int | None:
+    """A positive whole number from a setting, None when unset."""
+    if not text:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidInputError(
+            f"Invalid {what} {text!r}", hint="Give a positive whole number, such as 5000."
+        )
+    return value
+
+
 def _as_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
 def _os_user() -> str:
+    """The account of the process's effective uid: never a variable (``getpass.getuser``
+    reads ``LOGNAME``/``USER`` first, which anyone can set)."""
+    import pwd
+
+    uid = os.geteuid()
     try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        return f"uid-{os.getuid()}"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (some containers)
+        return f"uid-{uid}"

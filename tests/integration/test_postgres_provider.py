@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -204,19 +205,33 @@ def test_foreign_objects_are_never_adopted(pg: Harness) -> None:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(explicit)))
 
 
-def test_unlabelled_object_under_the_deterministic_name_is_recovered(pg: Harness) -> None:
-    # What a crash between CREATE DATABASE and its COMMENT leaves behind.
+def test_unlabelled_object_under_the_deterministic_name_is_refused_unless_resuming(
+    pg: Harness,
+) -> None:
+    # An unlabelled object at the deterministic name is someone else's: never adopted. Only
+    # the engine's own journal (``resuming``) may claim one: what a crash between CREATE
+    # DATABASE and its COMMENT leaves behind.
     meta = pg.meta("database", "database")
     cfg = pg.config("database")
+    ident = sql.Identifier(meta.physical_name)
     with pg.admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(meta.physical_name)))
-    pg.create("database", meta, cfg)
-    label = pg.one(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-        meta.physical_name,
-    )
-    assert label == (meta.label,)
-    pg.delete("database", meta, cfg)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    try:
+        observed = pg.observe("database", meta, cfg)
+        assert observed is not None and not observed.managed
+        with pytest.raises(ProviderPermanentError, match="without a stackyard label") as err:
+            pg.create("database", meta, cfg)
+        assert "stackyard adopt" in (err.value.hint or "")
+        with pytest.raises(ProviderPermanentError, match="not managed by this environment"):
+            pg.delete("database", meta, cfg)
+        query = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
+        assert pg.one(query, meta.physical_name) == (None,)
+        pg.create("database", replace(meta, resuming=True), cfg)
+        assert pg.one(query, meta.physical_name) == (meta.label,)
+        pg.delete("database", meta, cfg)
+    finally:
+        with pg.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
 
 
 def test_database_lifecycle_and_drop_with_open_connections(pg: Harness) -> None:

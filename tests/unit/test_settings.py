@@ -11,10 +11,28 @@ pytestmark = pytest.mark.unit
 
 
 def test_defaults_live_under_the_home(tmp_path: Path) -> None:
-    s = Settings.load(environ={"STACKYARD_HOME": str(tmp_path), "STACKYARD_USER": "alice"})
+    s = Settings.load(environ={"STACKYARD_HOME": str(tmp_path)})
     assert s.home == tmp_path
     assert s.database_url == f"sqlite:///{tmp_path / 'state.db'}"
-    assert (s.secret_key, s.registry, s.actor) == (None, None, "alice")
+    assert (s.secret_key, s.registry, s.lock_timeout_s) == (None, None, 300.0)
+
+
+def test_the_actor_is_the_os_account_and_no_variable_changes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 4: ``STACKYARD_USER=root`` (or USER/LOGNAME, or config.yaml) must not
+    make anyone root."""
+    import os
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setenv("LOGNAME", "mallory")
+    s = Settings.load(environ={"STACKYARD_HOME": str(tmp_path), "STACKYARD_USER": "root-ish"})
+    assert s.actor == me
+    (tmp_path / "config.yaml").write_text("actor: mallory\n")
+    with pytest.raises(InvalidInputError, match="unknown keys: actor"):
+        Settings.load(environ={"STACKYARD_HOME": str(tmp_path)})
 
 
 def test_home_defaults_to_dot_stackyard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -50,11 +68,17 @@ def test_every_key_has_an_environment_variable(tmp_path: Path) -> None:
         environ={
             "STACKYARD_HOME": str(tmp_path),
             "STACKYARD_SECRET_KEY": "k",
-            "STACKYARD_USER": "bob",
             "STACKYARD_REGISTRY": "ghcr.io/acme",
+            "STACKYARD_LOCK_TIMEOUT": "2m",
         }
     )
-    assert (s.secret_key, s.actor, s.registry) == ("k", "bob", "ghcr.io/acme")
+    assert (s.secret_key, s.registry, s.lock_timeout_s) == ("k", "ghcr.io/acme", 120.0)
+
+
+@pytest.mark.parametrize("text", ["soon", "-1", "5d", "nan", "1e400"], ids=str)
+def test_a_bad_lock_timeout_is_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(InvalidInputError, match="Invalid lock_timeout"):
+        Settings.load(environ={"STACKYARD_HOME": str(tmp_path), "STACKYARD_LOCK_TIMEOUT": text})
 
 
 def test_home_flag_wins_and_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

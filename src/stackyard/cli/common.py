@@ -27,6 +27,14 @@ YES = typer.Option(
     False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal)."
 )
 
+LOCK_TIMEOUT = typer.Option(
+    None,
+    "--lock-timeout",
+    help="How long to wait for a busy environment's lock: 0 fails at once, else 30s, 5m, 1h "
+    "(default 5m, or STACKYARD_LOCK_TIMEOUT).",
+    metavar="DURATION",
+)
+
 _COLOURS = {
     "create": "green",
     "update": "yellow",
@@ -37,11 +45,13 @@ _COLOURS = {
 
 
 @contextmanager
-def workspace() -> Iterator[Workspace]:
-    """The workspace of the current settings."""
+def workspace(*, lock_timeout: str | None = None) -> Iterator[Workspace]:
+    """The workspace of the current settings (``lock_timeout`` from ``--lock-timeout``)."""
     from stackyard.environments.workspace import Workspace
+    from stackyard.settings import parse_duration
 
-    ws = Workspace.open(Settings.load())
+    wait = None if lock_timeout is None else parse_duration(lock_timeout, "--lock-timeout")
+    ws = Workspace.open(Settings.load(lock_timeout_s=wait))
     try:
         yield ws
     finally:

@@ -8,7 +8,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stackyard.cli.common import OUTPUT, YES, confirm, progress, render_plan, when, workspace
+from stackyard.cli.common import (
+    LOCK_TIMEOUT,
+    OUTPUT,
+    YES,
+    confirm,
+    progress,
+    render_plan,
+    when,
+    workspace,
+)
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
 from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
@@ -27,6 +36,7 @@ def deploy(
     release: str | None = typer.Option(None, "--release", help="Deploy a release's pinned builds."),
     plan_only: bool = typer.Option(False, "--plan-only", help="Show the plan; apply nothing."),
     yes: bool = YES,
+    lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Resolve, plan, confirm, apply and run workloads in an environment."""
@@ -46,7 +56,7 @@ def deploy(
             render_plan(plan)  # type: ignore[arg-type]
         return confirm("Apply this plan?", yes=yes)
 
-    with workspace() as ws:
+    with workspace(lock_timeout=lock_timeout) as ws:
         if release:
             result = deploy_release(
                 ws, release, env, plan_only=plan_only, confirm=ask, progress=progress(output)
@@ -234,10 +244,13 @@ def deployments(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """List an environment's deployments, or show one with its events."""
+    from stackyard.environments.deploy import settle_interrupted
+
     with workspace() as ws:
         if ws.records.environment(env) is None:
             ws.environment(env)  # raises, naming the known environments
         ws.authorize(Action.VIEW, env=env)
+        settle_interrupted(ws, env)
         if deployment:
             dep = ws.records.deployment(deployment)
             if dep is None or dep.env != env:
@@ -294,6 +307,7 @@ def remove(
         None, "--resource", help="Destroy one resource uid no live workload uses."
     ),
     yes: bool = YES,
+    lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Take a workload out of an environment (stop it, destroy what only it used), or destroy
@@ -305,7 +319,7 @@ def remove(
             "Give a workload or --resource UID, not both or neither",
             hint="stackyard remove hello --env dev",
         )
-    with workspace() as ws:
+    with workspace(lock_timeout=lock_timeout) as ws:
         ws.environment(env)
         what = f"workload '{workload}'" if workload else f"resource '{resource}'"
         if not confirm(f"Remove {what} from '{env}'?", yes=yes):

@@ -1,4 +1,4 @@
-"""The `stackyard env` commands: create, list, show, extend, destroy and reap environments."""
+"""The `stackyard env` commands: create, list, show, extend, destroy, repair and reap environments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stackyard.cli.common import OUTPUT, YES, confirm, progress, when, workspace
+from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
@@ -46,12 +46,13 @@ def create(
         None, "--ttl", help="Time to live (30m, 4h, 2d); default from the type."
     ),
     owner: str | None = typer.Option(None, "--owner", help="Owner team."),
+    lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Create an environment and deploy its type's core infrastructure."""
     from stackyard.environments import lifecycle
 
-    with workspace() as ws:
+    with workspace(lock_timeout=lock_timeout) as ws:
         env, result, created = lifecycle.create(
             ws,
             name,
@@ -161,12 +162,13 @@ def extend(
 def destroy(
     name: str = typer.Argument(..., help="The environment."),
     yes: bool = YES,
+    lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
     from stackyard.environments import lifecycle
 
-    with workspace() as ws:
+    with workspace(lock_timeout=lock_timeout) as ws:
         env = ws.environment(name)
         ws.authorize(Action.VIEW, env=name)
         children = ws.records.children(name)
@@ -191,6 +193,31 @@ def destroy(
         return
     stdout().print(
         f"[green]✓[/] destroyed {escape(name)}: {result.destroyed} resource(s), {len(result.stopped)} workload(s) stopped"
+    )
+
+
+@app.command("repair")
+def repair(
+    name: str = typer.Argument(..., help="The environment."),
+    lock_timeout: str | None = LOCK_TIMEOUT,
+    output: OutputFormat = OUTPUT,
+) -> None:
+    """Restart stopped servers and workloads, and re-make what they lost (no files needed)."""
+    from stackyard.environments.repair import repair as repair_env
+
+    with workspace(lock_timeout=lock_timeout) as ws:
+        result = repair_env(ws, name, progress=progress(output))
+    if output is OutputFormat.JSON:
+        print_json(result.to_json())
+        return
+    dep = result.deployment
+    if dep.status == "awaiting-approval":
+        stdout().print(f"[yellow]⏸[/] the repair awaits approval: stackyard approve {dep.id}")
+        return
+    verb = "repaired" if result.changed else "nothing to repair in"
+    stdout().print(
+        f"[green]✓[/] {verb} {escape(name)}: {len(result.workloads)} workload(s) "
+        + ", ".join(f"{escape(n)} {s.state}" for n, s in sorted(result.workloads.items()))
     )
 
 

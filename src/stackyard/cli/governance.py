@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stackyard.cli.common import OUTPUT, progress, when, workspace
+from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import InvalidInputError
 
@@ -31,6 +31,7 @@ policy_app = typer.Typer(help="Rego policies: test and evaluate them.", no_args_
 def approve(
     deployment: str = typer.Argument(..., help="The deployment awaiting approval."),
     comment: str = typer.Option("", "--comment", "-m", help="Why (kept with the approval)."),
+    lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Approve a parked deployment: it is re-planned, re-evaluated and applied."""
@@ -38,7 +39,7 @@ def approve(
     from stackyard.environments.approvals import approve as run
     from stackyard.environments.deploy import DeployResult
 
-    with workspace() as ws:
+    with workspace(lock_timeout=lock_timeout) as ws:
         result = run(ws, deployment, comment=comment, progress=progress(output))
     if isinstance(result, DeployResult):
         report(result, output)
@@ -185,13 +186,13 @@ def audit(
 
 @audit_app.command("verify")
 def audit_verify(output: OutputFormat = OUTPUT) -> None:
-    """Check the audit log's hash chain; exit 1 when a row was edited, removed or inserted."""
-    from stackyard.policy.audit import verify
+    """Check the audit log's keyed hash chain and its signed head; exit 1 when a row was
+    edited, removed or inserted, or the newest rows were cut."""
     from stackyard.policy.rbac import Action
 
     with workspace() as ws:
         ws.authorize(Action.AUDIT_READ)
-        result = verify(ws.governance.audit())
+        result = ws.governance.verify()
     if output is OutputFormat.JSON:
         print_json(result.to_json())
     elif result.ok:

@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stackyard.cli.common import OUTPUT, YES, confirm, progress, render_plan, when, workspace
+from stackyard.cli.common import (
+    LOCK_TIMEOUT,
+    OUTPUT,
+    YES,
+    confirm,
+    progress,
+    render_plan,
+    when,
+    workspace,
+)
 from stackyard.cli.deploy import report
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.policy.rbac import Action
@@ -101,6 +110,7 @@ def promote(
     to: str = typer.Option(..., "--to", help="The next environment on the promotion path."),
     plan_only: bool = typer.Option(False, "--plan-only", help="Show the plan; apply nothing."),
     yes: bool = YES,
+    lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Deploy a release's pinned builds to the next stage (after it succeeded in the previous one)."""
@@ -111,7 +121,7 @@ def promote(
             render_plan(plan)  # type: ignore[arg-type]
         return confirm(f"Promote to '{to}'?", yes=yes)
 
-    with workspace() as ws:
+    with workspace(lock_timeout=lock_timeout) as ws:
         result = promotion.promote(
             ws, release, to, plan_only=plan_only, confirm=ask, progress=progress(output)
         )

@@ -17,9 +17,22 @@ from typing import Any
 from stackyard.engine.events import Events
 from stackyard.engine.kinds import Kinds
 from stackyard.engine.lease import HeldLock
-from stackyard.engine.plan import Action, Change, Plan, recorded_outputs, secret_keys
+from stackyard.engine.plan import (
+    KNOWN_AFTER_APPLY,
+    Action,
+    Change,
+    Plan,
+    recorded_outputs,
+    secret_keys,
+)
 from stackyard.engine.walk import STOPPED, walk
-from stackyard.errors import EngineError, LockLostError, ProviderError, ProviderPermanentError
+from stackyard.errors import (
+    EngineError,
+    ForeignObjectError,
+    LockLostError,
+    ProviderError,
+    ProviderPermanentError,
+)
 from stackyard.model.values import Unknown, is_known, reveal
 from stackyard.providers.api import (
     Applied,
@@ -28,6 +41,7 @@ from stackyard.providers.api import (
     Kind,
     ResourceMeta,
     UpdateRequest,
+    replace_fields,
     validate_config,
 )
 from stackyard.resolve.graph import Graph
@@ -190,10 +204,10 @@ class Applier:
         plain = validate_config(kind, reveal(config))
         record = self._records.get(change.address)
         action = change.action
-        if action is Action.NOOP:
-            if record is not None and record.full_config() == plain:
-                return
-            action = Action.UPDATE  # a dependency's outputs changed after planning
+        prior = record.full_config() if record is not None else None
+        in_place = action is Action.NOOP or (action is Action.UPDATE and prior is not None)
+        if in_place and not _as_planned(kind, change, prior or {}, plain):
+            return
         if action is Action.UPDATE and record is None:
             action = Action.CREATE
         self._emit("started", change, action)
@@ -201,7 +215,13 @@ class Applier:
             self._delete(kind, change, record)
             record = None
             action = Action.CREATE
-        meta = ResourceMeta(change.address, change.kind, self.plan.env, change.physical_name)
+        meta = ResourceMeta(
+            change.address,
+            change.kind,
+            self.plan.env,
+            change.physical_name,
+            self.store.installation_id(),
+        )
         # An empty sensitive field holds nothing to hide: it is stored (and costs) nothing extra.
         secrets = frozenset(k for k in secret_keys(config, kind) if plain.get(k) not in (None, ""))
         if action is Action.CREATE:
@@ -261,7 +281,13 @@ class Applier:
             deletion=change.deletion,
         )
         self.store.begin(self.lock.lease, intent)
-        applied: Applied = self._with_retries(change, call)
+        try:
+            applied: Applied = self._with_retries(change, call)
+        except ForeignObjectError:
+            # Refused before any write: nothing to reconcile, and recovery must not take the
+            # object at this name for one an interrupted create of ours made.
+            self.store.abandon(self.lock.lease, intent.id)
+            raise
         secret_out = {
             k: v for k, v in applied.outputs.items() if k in kind.sensitive_outputs or k in secrets
         }
@@ -301,7 +327,13 @@ class Applier:
             deletion=record.deletion,
         )
         self.store.begin(self.lock.lease, intent)
-        meta = ResourceMeta(change.address, record.kind, self.plan.env, record.physical_name)
+        meta = ResourceMeta(
+            change.address,
+            record.kind,
+            self.plan.env,
+            record.physical_name,
+            self.store.installation_id(),
+        )
         self._with_retries(
             change,
             lambda: kind.delete(DeleteRequest(meta, record.full_config(), record.full_outputs())),
@@ -315,6 +347,9 @@ class Applier:
     def _with_retries(self, change: Change, call: Any) -> Any:
         attempt = 0
         while True:
+            # Fenced right before each attempt: a writer paused past its lease (and taken
+            # over) must not reach the backend; its state writes are fenced anyway.
+            self.store.check_fence(self.lock.lease)
             try:
                 return call()
             except ProviderError as exc:
@@ -343,6 +378,37 @@ class Applier:
             action=(action or change.action).value,
             message=f"{(action or change.action).value} {change.kind} {change.physical_name}",
         )
+
+
+def _as_planned(
+    kind: Kind, change: Change, prior: Mapping[str, Any], plain: Mapping[str, Any]
+) -> bool:
+    """Check a planned no-op or update against the final config (OpenTofu's "inconsistent
+    final plan" rule): apply never makes a change its plan did not show. Returns whether a
+    provider call is still needed; raises ``EngineError`` (nothing written) otherwise.
+    """
+    differs = {k for k in set(prior) | set(plain) if prior.get(k) != plain.get(k)}
+    if change.action is Action.NOOP:
+        if not differs:
+            return False
+        shown = "no change"
+    else:
+        beyond = differs - set(change.changed)
+        if not beyond and not differs & replace_fields(kind.config_model):
+            # an update of values known after apply that came out unchanged: nothing to do
+            return bool(differs) or not change.reason.startswith(KNOWN_AFTER_APPLY)
+        shown = "an update of " + (", ".join(change.changed) or "nothing")
+    raise EngineError(
+        f"Inconsistent final plan for '{change.address}': the plan showed {shown}, but the "
+        f"apply would change {', '.join(sorted(differs))}"
+        + (
+            " (a replace)"
+            if differs & replace_fields(kind.config_model) and change.action is Action.UPDATE
+            else ""
+        )
+        + "; nothing was changed for it.",
+        hint="Plan again and review the new plan before applying it.",
+    )
 
 
 def _describe(exc: BaseException) -> str:

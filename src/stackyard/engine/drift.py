@@ -35,12 +35,21 @@ class DriftItem:
 
 
 def detect(
-    snapshot: Snapshot, kinds: Kinds, events: Events, *, parallelism: int = 10
+    snapshot: Snapshot,
+    kinds: Kinds,
+    events: Events,
+    *,
+    parallelism: int = 10,
+    installation: str = "",
 ) -> list[DriftItem]:
     """Compare reality with the record for every resource of ``snapshot``. Reports field names,
     never values (a drifted value may be a secret)."""
     observed, _ = observe_all(
-        snapshot.env, snapshot.resources.values(), kinds, parallelism=parallelism
+        snapshot.env,
+        snapshot.resources.values(),
+        kinds,
+        parallelism=parallelism,
+        installation=installation,
     )
     items: list[DriftItem] = []
     for address, record in sorted(snapshot.resources.items()):

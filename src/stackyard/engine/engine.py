@@ -1,11 +1,15 @@
-"""The engine façade: lock → recover → observe → plan, and lock → check → apply → recover."""
+"""The engine façade: lock → recover → observe → plan, and lock → check → apply → recover.
+
+A caller that must hold one lease across several steps (a deploy: resolve → plan → govern →
+apply → record) opens ``Engine.locked(env)``; plan, recover and apply inside it reuse that
+lease instead of taking the lock again."""
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from stackyard.diagnostics import Diagnostic
@@ -13,10 +17,11 @@ from stackyard.engine.apply import Applier, ApplyResult
 from stackyard.engine.drift import DriftItem, detect
 from stackyard.engine.events import Events
 from stackyard.engine.kinds import Kinds
-from stackyard.engine.lease import hold
+from stackyard.engine.lease import DEFAULT_STALL_S, HeldLock, hold
 from stackyard.engine.observe import observe_all
 from stackyard.engine.plan import Action, Plan, graph_digest, plan, recorded_outputs
 from stackyard.engine.recovery import Outcome, recover
+from stackyard.engine.sweep import Swept, sweep
 from stackyard.errors import InvalidInputError, StalePlanError
 from stackyard.model.ids import ResourceUid
 from stackyard.model.values import Unknown
@@ -28,10 +33,12 @@ DEFAULT_LOCK_TTL_S = 30.0
 
 def default_holder() -> str:
     """``user@host (pid N)``: who holds a lock, as other writers are told."""
+    import pwd
+
     try:
-        user = os.environ.get("STACKYARD_USER") or getpass.getuser()
-    except Exception:  # no passwd entry (containers): still name the process
-        user = "unknown"
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no passwd entry (containers): still name the process
+        user = f"uid-{os.geteuid()}"
     return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
 
 
@@ -49,6 +56,8 @@ class Engine:
         holder: str | None = None,
         retries: int = 2,
         retry_delay_s: float = 0.2,
+        lock_wait_s: float = 0.0,
+        stall_s: float = DEFAULT_STALL_S,
     ) -> None:
         self.store = store
         self.kinds = kinds
@@ -58,14 +67,51 @@ class Engine:
         self.holder = holder or default_holder()
         self.retries = retries
         self.retry_delay_s = retry_delay_s
+        self.lock_wait_s = lock_wait_s
+        self.stall_s = stall_s
+        self._held: HeldLock | None = None
+
+    @contextmanager
+    def locked(self, env: str) -> Iterator[HeldLock]:
+        """Hold ``env``'s lock for the whole block (waiting up to ``lock_wait_s`` for it).
+
+        Re-entrant: inside the block, ``plan``, ``recover`` and ``apply`` use this lease, and a
+        nested ``locked(env)`` yields it again. Everything read inside the block is as of a
+        moment no other writer can change until the block ends.
+        """
+        if self._held is not None:
+            if self._held.env != env:
+                raise InvalidInputError(
+                    f"Already holding the lock on '{self._held.env}', not '{env}'",
+                    hint="An engine holds one environment's lock at a time.",
+                )
+            yield self._held
+            return
+        with hold(
+            self.store,
+            env,
+            holder=self.holder,
+            ttl_s=self.lock_ttl_s,
+            events=self.events,
+            wait_s=self.lock_wait_s,
+            stall_s=self.stall_s,
+        ) as lock:
+            self._held = lock
+            try:
+                yield lock
+            finally:
+                self._held = None
+
+    @property
+    def held(self) -> HeldLock | None:
+        """The lock held by ``locked``, if any."""
+        return self._held
 
     def recover(self, env: str) -> list[Outcome]:
         """Reconcile pending intents of ``env`` under its lock (a no-op when there are none)."""
         if not self.store.intents(env):
             return []
-        with hold(
-            self.store, env, holder=self.holder, ttl_s=self.lock_ttl_s, events=self.events
-        ) as lock:
+        with self.locked(env) as lock:
             return recover(env, self.store, lock.lease, self.kinds, self.events)
 
     def plan(self, env: str, graph: Graph | None, *, refresh: bool = True) -> Plan:
@@ -73,7 +119,13 @@ class Engine:
         self.recover(env)
         snap = self.store.snapshot(env)
         observed, warnings = (
-            observe_all(env, snap.resources.values(), self.kinds, parallelism=self.parallelism)
+            observe_all(
+                env,
+                snap.resources.values(),
+                self.kinds,
+                parallelism=self.parallelism,
+                installation=self.store.installation_id(),
+            )
             if refresh
             else ({}, [])
         )
@@ -102,9 +154,7 @@ class Engine:
                 hint="Plan again and apply the new plan.",
             )
         env = planned.env
-        with hold(
-            self.store, env, holder=self.holder, ttl_s=self.lock_ttl_s, events=self.events
-        ) as lock:
+        with self.locked(env) as lock:
             recovered = recover(env, self.store, lock.lease, self.kinds, self.events)
             snap = self.store.snapshot(env)
             if self.store.was_applied(env, planned.id):
@@ -120,6 +170,18 @@ class Engine:
                     hint="Plan again and review the new plan before applying it.",
                 )
             self.store.mark_applied(lock.lease, planned.id)
+            swept = (
+                sweep(
+                    env,
+                    snap.resources.values(),
+                    store=self.store,
+                    lease=lock.lease,
+                    kinds=self.kinds,
+                    events=self.events,
+                )
+                if planned.destroy
+                else Swept()
+            )
             applier = Applier(
                 planned,
                 graph,
@@ -132,6 +194,7 @@ class Engine:
                 retry_delay_s=self.retry_delay_s,
             )
             result = applier.run()
+            result.failed.update(swept.failed)
             # Failed calls leave their intents pending: settle them now, while we hold the lock.
             settled = recover(env, self.store, lock.lease, self.kinds, self.events)
             result.recovered = [f"{o.address}: {o.result}" for o in (*recovered, *settled)]
@@ -150,7 +213,11 @@ class Engine:
     def drift(self, env: str) -> list[DriftItem]:
         """Observe every recorded resource of ``env`` and report differences."""
         return detect(
-            self.store.snapshot(env), self.kinds, self.events, parallelism=self.parallelism
+            self.store.snapshot(env),
+            self.kinds,
+            self.events,
+            parallelism=self.parallelism,
+            installation=self.store.installation_id(),
         )
 
 

@@ -18,10 +18,16 @@ CHEAP_OBSERVE_S = 0.001
 
 
 def observe_all(
-    env: str, records: Iterable[ResourceRecord], kinds: Kinds, *, parallelism: int = 10
+    env: str,
+    records: Iterable[ResourceRecord],
+    kinds: Kinds,
+    *,
+    parallelism: int = 10,
+    installation: str = "",
 ) -> tuple[dict[str, Observed | None], list[Diagnostic]]:
     """Observe every record. An address whose observation failed is left out (assumed as
-    recorded) and reported as a warning."""
+    recorded) and reported as a warning. ``installation`` is the store's installation id
+    (ownership labels carry it)."""
     records = list(records)
     found: dict[str, Observed | None] = {}
     diags: list[Diagnostic] = []
@@ -29,7 +35,9 @@ def observe_all(
     def one(record: ResourceRecord) -> tuple[str, Observed | None, Diagnostic | None]:
         try:
             kind = kinds.kind(record.kind)
-            meta = ResourceMeta(record.address, record.kind, env, record.physical_name)
+            meta = ResourceMeta(
+                record.address, record.kind, env, record.physical_name, installation
+            )
             obs = kind.observe(ObserveRequest(meta, record.full_config(), record.full_outputs()))
             return record.address, obs, None
         except ProviderError as exc:

@@ -2,8 +2,10 @@
 
 ``plan`` does no I/O. Its inputs are the expanded graph (or None to destroy everything), a
 state snapshot, what ``observe`` found for each recorded resource, and a kind lookup. Values
-that a create will produce are ``Unknown`` ("known after apply"). Sensitive values are
-wrapped in ``Secret`` inside the plan and masked in every rendering (``to_json``).
+that a create, a replace or an update will produce are ``Unknown`` ("known after apply"), so
+a resource that reads them is planned as an update of those values: the plan, and the
+policies that judge it, show every change apply may make. Sensitive values are wrapped in
+``Secret`` inside the plan and masked in every rendering (``to_json``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from stackyard.resolve.graph import Graph, topological_order
 from stackyard.state.api import ResourceRecord, Snapshot
 
 KindOf = Callable[[str], Kind]
+#: The reason of an update planned only because values it reads are known after apply.
+KNOWN_AFTER_APPLY = "known after apply"
 
 
 class Action(enum.Enum):
@@ -265,7 +269,8 @@ def plan(
                 deletion=node.deletion,
             )
             changes.append(change)
-            if change.action in (Action.CREATE, Action.REPLACE) or record is None:
+            if change.action is not Action.NOOP or record is None:
+                # what an apply writes is read back from the provider: known only after it
                 predicted[address] = Unknown(address)
             else:
                 predicted[address] = recorded_outputs(record)
@@ -329,6 +334,7 @@ def _diff(
     recorded = record.full_config()
     changed: list[str] = []
     drifted: list[str] = []
+    unknown: list[str] = []  # values known after apply: they may or may not change
     if normalised is not None:  # fully known: plain values, compared as they are
         if normalised != recorded:
             changed = sorted(
@@ -337,11 +343,9 @@ def _diff(
     elif isinstance(desired, Mapping):
         for key in sorted(desired):
             want = desired[key]
-            if (
-                isinstance(want, Unknown)
-                or (isinstance(want, Secret) and isinstance(want.value, Unknown))
-                or reveal(want) != recorded.get(key)
-            ):
+            if not is_known(want):
+                unknown.append(key)
+            elif reveal(want) != recorded.get(key):
                 changed.append(key)
     if obs is not None and normalised is not None:
         chosen = provider_chosen(kind, normalised)
@@ -353,10 +357,17 @@ def _diff(
                 and key not in changed
             ):
                 drifted.append(key)
-    fields = tuple(sorted({*changed, *drifted}))
+    fields = tuple(sorted({*changed, *drifted, *unknown}))
     if fields:
-        replace = sorted(set(fields) & replace_fields(kind.config_model))
-        reason = "drift: " + ", ".join(drifted) if drifted and not changed else "config changed"
+        # Only a known change forces a replace: an unknown value is planned as an update, and
+        # apply refuses it if it turns out to need a replace (the plan did not show that).
+        replace = sorted(set(changed) & replace_fields(kind.config_model))
+        if drifted and not changed and not unknown:
+            reason = "drift: " + ", ".join(drifted)
+        elif unknown and not changed and not drifted:
+            reason = f"{KNOWN_AFTER_APPLY}: {', '.join(unknown)}"
+        else:
+            reason = "config changed"
         if replace:
             return Change(
                 address,
@@ -370,6 +381,9 @@ def _diff(
         return Change(address, kind.name, Action.UPDATE, reason, before, after, fields)
     if obs is not None and obs.health == "stopped":
         return Change(address, kind.name, Action.UPDATE, "stopped; will be started", before, after)
+    if obs is not None and obs.health == "degraded":  # half made (a killed create), say
+        why = f"degraded ({obs.detail})" if obs.detail else "degraded"
+        return Change(address, kind.name, Action.UPDATE, f"{why}; will be converged", before, after)
     return Change(address, kind.name, Action.NOOP, "", before, after)
 
 

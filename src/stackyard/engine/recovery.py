@@ -3,7 +3,10 @@
 Each pending intent names an operation, an address and a deterministic physical name. The
 object is observed by that name, then:
 
-- ``create``: it exists and carries our label → adopt it (record it); otherwise drop the intent.
+- ``create``: it exists and carries our label → adopt it (record it). It exists unlabelled at
+  the journaled name (a crash between CREATE DATABASE and its COMMENT) → a repeat ``create``
+  with ``resuming`` set labels it (only this journal may claim an unlabelled object), then
+  it is adopted. Otherwise drop the intent.
 - ``delete``: it is gone → finish the delete (remove the row); otherwise drop the intent, and
   the next plan deletes it again.
 - ``update``: drop the intent; the row still holds the old config, so the next plan sees the
@@ -15,12 +18,13 @@ zero orphans after ``kill -9`` at any point.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from stackyard.engine.events import Events
 from stackyard.engine.kinds import Kinds
 from stackyard.errors import ProviderError
-from stackyard.providers.api import ObserveRequest, ResourceMeta
+from stackyard.providers.api import CreateRequest, Kind, Observed, ObserveRequest, ResourceMeta
 from stackyard.state.api import Intent, Lease, ResourceRecord, StateStore
 
 
@@ -65,9 +69,13 @@ def _one(
     config = {**intent.config, **intent.secret_config}
     try:
         kind = kinds.kind(intent.kind)
-        meta = ResourceMeta(intent.address, intent.kind, env, intent.physical_name)
+        meta = ResourceMeta(
+            intent.address, intent.kind, env, intent.physical_name, store.installation_id()
+        )
         outputs = record.full_outputs() if record is not None else {}
         obs = kind.observe(ObserveRequest(meta, config, outputs))
+        if intent.op == "create" and obs is not None and not obs.managed:
+            obs = _claim_unlabelled(kind, replace(meta, resuming=True), config, store, lease)
     except ProviderError:
         return Outcome(intent.address, intent.op, "kept (could not observe; will retry)")
     if intent.op == "create":
@@ -101,3 +109,15 @@ def _one(
         return Outcome(intent.address, intent.op, "deleted")
     store.abandon(lease, intent.id)
     return Outcome(intent.address, intent.op, "dropped (next plan converges)")
+
+
+def _claim_unlabelled(
+    kind: Kind, meta: ResourceMeta, config: dict[str, Any], store: StateStore, lease: Lease
+) -> Observed | None:
+    """Label an object our interrupted create left unlabelled; None when it is not that."""
+    obs = kind.observe(ObserveRequest(meta, config))
+    if obs is None or not obs.managed:
+        return None
+    store.check_fence(lease)
+    applied = kind.create(CreateRequest(meta, config))
+    return replace(obs, outputs=applied.outputs)

@@ -25,7 +25,7 @@ from stackyard.environments.workloads import (
     runtime_diagnostics,
 )
 from stackyard.environments.workspace import Workspace
-from stackyard.errors import InvalidInputError, StackyardError
+from stackyard.errors import InvalidInputError, LockHeldError, StackyardError
 from stackyard.model.environment import (
     Deployment,
     DeploymentEvent,
@@ -43,6 +43,8 @@ from stackyard.resolve.bindings import Level
 from stackyard.resolve.graph import Graph, expand
 from stackyard.resolve.lock import Pin
 from stackyard.runtime.spec import WorkloadStatus
+from stackyard.state.api import Lease
+from stackyard.state.locks import holder_identity
 
 Progress = Callable[[str], None]
 Confirm = Callable[[Plan], bool]
@@ -179,7 +181,11 @@ def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diag
         }
         diags.extend(placeholder_diagnostics(wl, comps))
     graph, expand_diags = expand(
-        list(res.instances.values()), env=env.name, naming_for=naming_lookup(ws.kinds)
+        list(res.instances.values()),
+        env=env.name,
+        naming_for=naming_lookup(ws.kinds),
+        installation=ws.store.installation_id(),
+        max_resources=ws.settings.max_resources,
     )
     diags.extend(expand_diags)
     if has_errors(diags):
@@ -201,6 +207,11 @@ def converge(
 ) -> DeployResult:
     """Deploy ``target``: plan, govern, confirm, apply, record outputs and run the workloads.
 
+    Everything from reading the live workloads to recording the result happens under one
+    lease on the environment's lock (waiting up to the workspace's lock timeout for it), so
+    two deploys of different workloads never plan against each other's stale view: the
+    second one sees the first one's workloads and keeps them.
+
     The ``plan`` stage's policies decide on the plan: a deny stops it (``PolicyDeniedError``),
     an approval parks it as ``awaiting-approval`` (nothing applied; ``stackyard approve``
     resumes it). ``resume`` is the approved deployment: it is re-planned and re-evaluated,
@@ -208,7 +219,92 @@ def converge(
     ``earlier`` is a decision taken before planning (``promote``): its approvals count too.
     """
     say = progress or (lambda _m: None)
+    log = _EventLog(say)
+    engine = Engine(
+        store=ws.store,
+        kinds=ws.kinds,
+        events=Events(log.hook),
+        holder=holder_identity(ws.actor),
+        lock_wait_s=ws.lock_wait_s,
+    )
+    with engine.locked(target.env.name) as held:
+
+        def said(message: str) -> None:
+            held.touch()
+            say(message)
+
+        log.say = said
+        target = _under_lock(ws, target, kind)
+        interrupted = ws.records.interrupt_running(
+            target.env.name, keep=resume.id if resume else None
+        )
+        for dep_id in interrupted:
+            said(f"deployment {dep_id} was interrupted (its writer is gone): marked interrupted")
+        return _converge(
+            ws,
+            target,
+            engine,
+            log,
+            kind=kind,
+            plan_only=plan_only,
+            confirm=confirm,
+            say=said,
+            ready_timeout=ready_timeout,
+            resume=resume,
+            earlier=earlier,
+        )
+
+
+def settle_interrupted(ws: Workspace, env: str) -> list[str]:
+    """Mark ``env``'s ``running`` deployments ``interrupted`` when no writer holds its lock.
+
+    Every deployment runs under the environment's lock, so one still ``running`` while the
+    lock is free (or its lease ran out) lost its writer: killed by a signal, or stuck past its
+    lease. Takes the lock briefly (never waiting) to be sure; returns the ids it marked.
+    """
+    if not any(d.status == "running" for d in ws.records.deployments(env, limit=20)):
+        return []
+    engine = Engine(store=ws.store, kinds=ws.kinds, holder=holder_identity(ws.actor))
+    try:
+        with engine.locked(env):
+            return ws.records.interrupt_running(env)
+    except LockHeldError:
+        return []  # a writer is at work: its deployment is really running
+
+
+def _under_lock(ws: Workspace, target: Target, kind: str) -> Target:
+    """The target as of now, read under the lock: the environment's current record, and the
+    workloads live *now* with this converge's own changes (and removal) on top."""
+    env = ws.environment(target.env.name)
+    if kind != "create" and env.status != "ready":
+        raise InvalidInputError(
+            f"Environment '{env.name}' is {env.status}",
+            hint="Deploy to a ready environment; 'stackyard env show' tells its state.",
+        )
+    workloads = live_workloads(ws, env.name)
+    workloads.update({name: target.workloads[name] for name in target.changed})
+    if target.removed:
+        workloads.pop(target.removed, None)
+    return replace(target, env=env, workloads=workloads)
+
+
+def _converge(
+    ws: Workspace,
+    target: Target,
+    engine: Engine,
+    log: _EventLog,
+    *,
+    kind: str,
+    plan_only: bool,
+    confirm: Confirm | None,
+    say: Progress,
+    ready_timeout: float,
+    resume: Deployment | None,
+    earlier: Decision | None,
+) -> DeployResult:
     env = target.env
+    held = engine.held
+    assert held is not None  # converge holds the lock
     dep = resume or Deployment.start(
         env=env.name,
         kind=kind,
@@ -218,8 +314,6 @@ def converge(
     )
     say(f"resolving {len(target.workloads)} workload(s) in '{env.name}'")
     res, graph, diags = prepare(ws, target)
-    log = _EventLog(say)
-    engine = Engine(store=ws.store, kinds=ws.kinds, events=Events(log.hook))
     planned = engine.plan(env.name, graph)
     if not planned.ok:
         raise InvalidInputError(f"The plan for '{env.name}' has errors", list(planned.diagnostics))
@@ -289,7 +383,7 @@ def converge(
                     hint=f"Fix the cause and deploy again; 'stackyard deployments {env.name}' shows the events.",
                 )
         outputs = _instance_outputs(ws, engine, env.name, graph, res)
-        _record(ws, env, target, dep, res, outputs)
+        _record(ws, env, target, dep, res, outputs, lease=held.lease)
         statuses: dict[str, WorkloadStatus] = {}
         changed_run = False
         runtime = ws.runtime(env.name)
@@ -417,6 +511,8 @@ def _record(
     dep: Deployment,
     res: Resolution,
     outputs: Mapping[str, Mapping[str, Any]],
+    *,
+    lease: Lease,
 ) -> None:
     existing = ws.records.instances(env.name)
     put_instances = []
@@ -457,6 +553,7 @@ def _record(
         put_instances=put_instances,
         drop_instances=drop,
         drop_workloads=[target.removed] if target.removed else [],
+        lease=lease,
     )
 
 
@@ -475,6 +572,8 @@ class _EventLog:
     def hook(self, event: Event) -> None:
         if event.type == "planned":
             return
+        if event.type in ("lock-waiting", "lock-stalled", "lock-lost"):
+            self.say(event.message)
         message = event.message or event.action
         self.events.append(
             DeploymentEvent(len(self.events), event.ts, event.type, event.address, message)

@@ -1,24 +1,30 @@
-"""Policy inputs for the delivery flow: what a plan, an environment change, a destroy or a
-promotion looks like to the policies (DESIGN §6's document), built from the workspace."""
+"""The governed road: what a plan, an environment change, a destroy or a promotion looks like
+to the policies (DESIGN §6's document), and the one gate every applied plan passes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from stackyard.model.environment import Environment, InstanceRecord
+from stackyard.model.environment import Deployment, Environment, InstanceRecord
 from stackyard.policy import inputs
 from stackyard.policy.cost import plan_cost
 
 if TYPE_CHECKING:
     from stackyard.components.attest import StageResult
     from stackyard.components.pipeline import Govern
+    from stackyard.diagnostics import Diagnostic
     from stackyard.engine.plan import Plan
     from stackyard.environments.resolver import Resolution
     from stackyard.environments.workspace import Workspace
     from stackyard.model.component import ComponentManifest
     from stackyard.model.workload import Workload
+    from stackyard.policy.decision import Decision
+
+Progress = Callable[[str], None]
+PARKED = "awaiting-approval"
 
 
 def environment_input(ws: Workspace, env: Environment) -> dict[str, Any]:
@@ -174,7 +180,7 @@ def decide_environment(ws: Workspace, env: Environment, *, subject: str) -> Any:
 def publish_governor(ws: Workspace) -> Govern:
     """The ``publish`` stage for the component pipeline: a deny, or an approval (which a
     publish cannot wait for), stops it; warnings are passed on."""
-    from stackyard.diagnostics import Diagnostic, error
+    from stackyard.diagnostics import error
     from stackyard.policy.decision import diagnostics
 
     def govern(manifest: ComponentManifest, stages: list[StageResult]) -> list[Diagnostic]:
@@ -205,3 +211,96 @@ def publish_governor(ws: Workspace) -> Govern:
         return [*diagnostics(decision, "deny"), *waits, *diagnostics(decision, "warn")]
 
     return govern
+
+
+@dataclass(frozen=True)
+class Gated:
+    """What the gate decided about one plan.
+
+    ``deployment`` carries the decision's id, and is ``awaiting-approval`` (already saved)
+    when ``parked``. ``diagnostics`` are the decision's warnings and approval reasons.
+    """
+
+    decision: Decision
+    deployment: Deployment
+    parked: bool
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def same_changes(planned: Plan, approved: Mapping[str, Any] | None) -> bool:
+    """Whether a fresh plan makes exactly the changes of the approved one (no-ops aside)."""
+    if approved is None:
+        return False
+    fresh = {(c.address, c.action.value) for c in planned.changes if c.action.value != "noop"}
+    before = {
+        (c["address"], c["action"]) for c in approved.get("changes", []) if c["action"] != "noop"
+    }
+    return fresh == before
+
+
+def gate(
+    ws: Workspace,
+    env: Environment,
+    dep: Deployment,
+    planned: Plan,
+    *,
+    stage: str,
+    what: str,
+    res: Resolution | None = None,
+    workloads: Mapping[str, Workload] | None = None,
+    cost: Mapping[str, Any] | None = None,
+    summary: Mapping[str, Any] | None = None,
+    request: Mapping[str, Any] | None = None,
+    approved: Mapping[str, Any] | None = None,
+    earlier: Decision | None = None,
+    enforce: bool = True,
+    say: Progress | None = None,
+) -> Gated:
+    """The one gate between a plan and its apply, for deploy, remove, destroy, reap, promote
+    and approve alike: every plan that is applied, first or re-planned, passes it once.
+
+    It asks the ``stage`` policies (``plan`` or ``destroy``) about ``planned`` and writes the
+    decision to the decision log. A deny saves ``dep`` as ``denied`` and raises
+    ``PolicyDeniedError`` ("<what> denied by policy"). An approval result (or one in
+    ``earlier``, a decision taken before planning, as promote's) parks ``dep`` as
+    ``awaiting-approval`` with ``request`` (what ``approve`` needs to plan again), unless
+    ``approved`` (the plan an approver approved) makes the same changes. ``enforce=False``
+    (a plan-only run) decides and records without stopping anything.
+    """
+    from stackyard.policy.decision import diagnostics, raise_if_denied
+
+    doc = plan_input(
+        ws,
+        env,
+        stage=stage,
+        planned=planned,
+        res=res,
+        workloads=workloads or {},
+        release_id=dep.release_id,
+        cost=cost,
+    )
+    decision = ws.decide(stage, doc, env=env.name, env_type=env.type, subject=dep.id)
+    diags = (*diagnostics(decision, "warn"), *diagnostics(decision, "approval"))
+    shown = dict(summary) if summary is not None else planned.summary()
+    dep = replace(dep, decision_id=decision.id)
+    if not enforce:
+        return Gated(decision, dep, False, diags)
+    if decision.outcome == "deny":
+        ws.records.put_deployment(
+            dep.finished("denied", summary=shown, plan=planned.to_json(), error="denied by policy")
+        )
+        raise_if_denied(decision, what)
+    wants = decision.outcome == "approval" or (
+        earlier is not None and earlier.outcome == "approval"
+    )
+    if not wants or same_changes(planned, approved):
+        return Gated(decision, dep, False, diags)
+    tell = say or (lambda _m: None)
+    if approved is not None:
+        tell("the plan changed since it was approved: it needs a new approval")
+    dep = replace(
+        dep, status=PARKED, summary=shown, plan=planned.to_json(), request=dict(request or {})
+    )
+    ws.records.put_deployment(dep)
+    tell(f"{what} awaits approval: stackyard approve {dep.id}")
+    return Gated(decision, dep, True, diags)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,10 @@ from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
+from stackyard.providers.api import Observed
+
+#: Secret outputs that grant a server's superuser: revealed to platform roles only.
+ADMIN_OUTPUTS = frozenset({"admin_url"})
 
 
 def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, Any]:
@@ -65,15 +69,16 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
     snap = ws.store.snapshot(env_name)
     observed: dict[str, Any] = {}
     if observe and snap.resources:
-        observed, _ = observe_all(env_name, snap.resources.values(), ws.kinds, parallelism=10)
+        observed, _ = observe_all(
+            env_name,
+            snap.resources.values(),
+            ws.kinds,
+            parallelism=10,
+            installation=ws.store.installation_id(),
+        )
     resources = []
     for address, rec in sorted(snap.resources.items()):
-        if not observe:
-            health = "unknown"
-        elif address not in observed:
-            health = "unobservable"
-        else:
-            health = "missing" if observed[address] is None else "ok"
+        health, detail = _health(observed, address) if observe else ("unknown", "")
         resources.append(
             {
                 "address": address,
@@ -82,6 +87,7 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
                 "uid": rec.uid,
                 "component": rec.component,
                 "health": health,
+                **({"detail": detail} if detail else {}),
             }
         )
     runtime = ws.runtime(env_name)
@@ -99,8 +105,22 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
         "environment": env.to_json(),
         "resources": resources,
         "workloads": workloads,
+        "isolation": runtime.isolation(),
         "deployments": deps,
     }
+
+
+def _health(observed: Mapping[str, Observed | None], address: str) -> tuple[str, str]:
+    """What an observation says of a resource: ``ok``, ``degraded``, ``stopped``, ``missing``,
+    ``unmanaged`` (another owner's) or ``unobservable`` (it could not be read), and why."""
+    if address not in observed:
+        return "unobservable", "it could not be read"
+    obs = observed[address]
+    if obs is None:
+        return "missing", ""
+    if not obs.managed:
+        return "unmanaged", obs.detail
+    return obs.health, obs.detail if obs.health != "ok" else ""
 
 
 def outputs(
@@ -113,11 +133,17 @@ def outputs(
         ws.audit(Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload})
     instances = ws.records.instances(env_name)
     chain = ws.chain(env)
+    # A server's superuser URL runs code as the server's account (COPY ... FROM PROGRAM):
+    # only platform roles see it, whoever may reveal the rest.
+    admin = reveal and ws.allowed(Action.OUTPUTS_REVEAL_ADMIN, ws.target(env_name))
 
     def shown(rec_outputs: dict[str, Any], secret_keys: Sequence[str]) -> dict[str, Any]:
-        if reveal:
-            return dict(rec_outputs)
-        return {k: ("(secret)" if k in secret_keys else v) for k, v in rec_outputs.items()}
+        def hidden(key: str) -> bool:
+            if key not in secret_keys:
+                return False
+            return not reveal or (key in ADMIN_OUTPUTS and not admin)
+
+        return {k: ("(secret)" if hidden(k) else v) for k, v in rec_outputs.items()}
 
     def find(uid: str) -> Any:
         if uid in instances:

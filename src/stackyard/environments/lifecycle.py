@@ -8,7 +8,6 @@ a destroy on expiry removes only objects labelled as this environment's.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,11 +18,17 @@ from stackyard.engine.plan import Plan
 from stackyard.environments import governed
 from stackyard.environments.deploy import DeployResult, Target, converge, live_workloads
 from stackyard.environments.workspace import Workspace
-from stackyard.errors import InvalidInputError, StackyardError
+from stackyard.errors import (
+    InvalidInputError,
+    LockHeldError,
+    PolicyDeniedError,
+    StackyardError,
+    StalePlanError,
+)
 from stackyard.model.environment import Deployment, Environment
 from stackyard.model.platform import NAME, format_duration
-from stackyard.policy.decision import raise_if_denied
 from stackyard.policy.rbac import Action
+from stackyard.state.locks import holder_identity
 
 Progress = Callable[[str], None]
 #: A reaper's claim older than this is taken over (the reaper died mid-destroy).
@@ -65,6 +70,10 @@ def create(
             with ws.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
                 audit.update(retry=True)
                 return _retry(ws, existing, progress)
+        if not differs and existing.status == "creating":
+            with ws.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
+                audit.update(resume=True)
+                return _resume(ws, existing, progress)
         if differs or existing.status != "ready":
             raise InvalidInputError(
                 f"Environment '{name}' already exists ({existing.status})",
@@ -103,7 +112,7 @@ def create(
         raise InvalidInputError(
             f"Unknown team '{owner}'", hint=f"Teams: {', '.join(sorted(platform.teams))}."
         )
-    now = time.time()
+    now = ws.store.now()  # the store's clock, never this machine's: TTLs are compared with it
     env = Environment(
         name=name,
         type=etype.name,
@@ -155,12 +164,24 @@ def _retry(
     return _deploy_core(ws, env.name, say)
 
 
+def _resume(
+    ws: Workspace, env: Environment, progress: Progress | None
+) -> tuple[Environment, DeployResult | None, bool]:
+    """Resume a create that stopped while its core was deploying (killed, say): converge the
+    core again (pending work is recovered first) and mark the environment ready."""
+    say = progress or (lambda _m: None)
+    say(f"resuming the creation of '{env.name}', which stopped before it was ready")
+    return _deploy_core(ws, env.name, say)
+
+
 def _deploy_core(
     ws: Workspace, name: str, say: Progress
 ) -> tuple[Environment, DeployResult | None, bool]:
     """Deploy a ``creating`` environment's core; it ends ``ready``, or ``failed`` to retry."""
     try:
         result = converge(ws, Target(ws.environment(name), {}, set()), kind="create", progress=say)
+    except LockHeldError:
+        raise  # another command is creating it right now: it stays theirs, and 'creating'
     except BaseException:
         ws.records.set_status(name, "failed", expect=["creating"])
         raise
@@ -188,7 +209,7 @@ def _extend(ws: Workspace, env: Environment, ttl_s: int) -> Environment:
             f"TTL {format_duration(ttl_s)} is longer than environment type '{etype.name}' allows ({format_duration(etype.ttl_max_s)})",
             hint=f"Pass at most {format_duration(etype.ttl_max_s)}.",
         )
-    expires = time.time() + ttl_s
+    expires = ws.store.now() + ttl_s
     governed.decide_environment(
         ws, replace(env, expires_at=expires), subject=f"extend environment {name}"
     )
@@ -251,23 +272,8 @@ def destroy(
 
 
 def _destroy(ws: Workspace, env: Environment, *, claimed: bool, say: Progress) -> DestroyResult:
-    engine = _destroy_engine(ws, say)
     dep = Deployment.start(env=env.name, kind="destroy", actor=ws.actor)
-    dep, planned, parked = _govern_destroy(
-        ws, env, engine, dep, approved_plan=None, claimed=claimed, say=say
-    )
-    if parked:
-        return DestroyResult(env.name, deployment=dep)
-    if not claimed and not ws.records.set_status(
-        env.name,
-        "destroying",
-        expect=["ready", "failed", "creating", "destroying"],
-        claimed_at=time.time(),
-    ):
-        raise InvalidInputError(
-            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
-        )
-    return _apply_destroy(ws, env, engine, planned, dep, DestroyResult(env.name), say)
+    return _governed_destroy(ws, env, dep, approved=None, claimed=claimed, say=say)
 
 
 def resume_destroy(
@@ -280,19 +286,7 @@ def resume_destroy(
         raise InvalidInputError(
             f"Environment '{env.name}' has children now", hint="Destroy the children first."
         )
-    engine = _destroy_engine(ws, say)
-    dep, planned, parked = _govern_destroy(
-        ws, env, engine, dep, approved_plan=dep.plan, claimed=False, say=say
-    )
-    if parked:
-        return DestroyResult(env.name, deployment=dep)
-    if not ws.records.set_status(
-        env.name, "destroying", expect=["ready", "failed"], claimed_at=time.time()
-    ):
-        raise InvalidInputError(
-            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
-        )
-    return _apply_destroy(ws, env, engine, planned, dep, DestroyResult(env.name), say)
+    return _governed_destroy(ws, env, dep, approved=dep.plan, claimed=False, say=say)
 
 
 def _destroy_engine(ws: Workspace, say: Progress) -> Engine:
@@ -300,52 +294,115 @@ def _destroy_engine(ws: Workspace, say: Progress) -> Engine:
         if e.type in ("finished", "failed"):
             say(f"{e.type:9} {e.action:8} {e.address}")
 
-    return Engine(store=ws.store, kinds=ws.kinds, events=Events(show))
+    return Engine(
+        store=ws.store,
+        kinds=ws.kinds,
+        events=Events(show),
+        holder=holder_identity(ws.actor),
+        lock_wait_s=ws.lock_wait_s,
+    )
 
 
-def _govern_destroy(
+#: How often a destroy plans again when the state moves between its decision and its apply.
+REPLANS = 3
+
+
+def _governed_destroy(
     ws: Workspace,
     env: Environment,
-    engine: Engine,
     dep: Deployment,
     *,
-    approved_plan: Mapping[str, Any] | None,
+    approved: Mapping[str, Any] | None,
     claimed: bool,
     say: Progress,
-) -> tuple[Deployment, Plan, bool]:
-    """The ``destroy`` stage: plan the destroy and decide on it. A deny raises; an approval
-    parks the deployment (unless ``approved_plan`` makes the same changes); returns
-    ``(deployment, plan, parked)``. A reaper's claim is given back when it cannot go on."""
-    from stackyard.environments.deploy import same_changes
+) -> DestroyResult:
+    """Plan the destroy, pass it through the gate (``destroy`` stage), and apply it.
 
+    When the state moves between the decision and the apply (the engine refuses the stale
+    plan), the destroy is planned again and the new plan goes through the gate again: every
+    plan that is applied has its own decision. A deny raises and a park returns; either way
+    the environment goes back to the status it had (a reaper's claim is given back).
+    """
+    engine = _destroy_engine(ws, say)
     planned = engine.plan(env.name, None)
-    doc = governed.plan_input(
-        ws,
-        env,
-        stage="destroy",
-        planned=planned,
-        res=None,
-        workloads={},
-        release_id=None,
-        cost=None,
+    dep, parked = _gate_destroy(ws, env, dep, planned, approved=approved, claimed=claimed, say=say)
+    if parked:
+        return DestroyResult(env.name, deployment=dep)
+    if not claimed and not ws.records.set_status(
+        env.name,
+        "destroying",
+        expect=["ready", "failed", "creating", "destroying"],
+        claimed_at=ws.store.now(),
+    ):
+        raise InvalidInputError(
+            f"Environment '{env.name}' cannot be destroyed now", hint="Try again."
+        )
+    out = DestroyResult(env.name)
+    out.stopped = ws.runtime(env.name).stop_all()
+    for w in out.stopped:
+        say(f"stopped workload '{w}'")
+    for attempt in range(REPLANS + 1):
+        say(f"destroying {_deletes(planned)} resource(s) of '{env.name}'")
+        try:
+            return _apply_destroy(ws, env, engine, planned, dep, out)
+        except StalePlanError:
+            if attempt == REPLANS:
+                _fail_destroy(ws, env.name, dep, "the state kept changing")
+                raise
+        say(f"the state of '{env.name}' changed since the decision: planning the destroy again")
+        planned = engine.plan(env.name, None)
+        before = "ready" if claimed else env.status  # a reaper claimed a ready environment
+        dep, parked = _gate_destroy(
+            ws, env, dep, planned, approved=approved, claimed=True, say=say, status=before
+        )
+        if parked:
+            return DestroyResult(env.name, out.stopped, deployment=dep)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _gate_destroy(
+    ws: Workspace,
+    env: Environment,
+    dep: Deployment,
+    planned: Plan,
+    *,
+    approved: Mapping[str, Any] | None,
+    claimed: bool,
+    say: Progress,
+    status: str = "ready",
+) -> tuple[Deployment, bool]:
+    """The gate for one destroy plan; gives the environment back (``status``) when it claimed
+    it (``claimed``) and the gate stops the destroy."""
+    try:
+        gated = governed.gate(
+            ws,
+            env,
+            dep,
+            planned,
+            stage="destroy",
+            what=f"Destroy of '{env.name}'",
+            request={"kind": "destroy"},
+            approved=approved,
+            say=say,
+        )
+    except PolicyDeniedError:
+        if claimed:
+            ws.records.set_status(env.name, status, expect=["destroying"], claimed_at=None)
+        raise
+    if gated.parked and claimed:
+        ws.records.set_status(env.name, status, expect=["destroying"], claimed_at=None)
+    return replace(gated.deployment, summary=planned.summary(), plan=planned.to_json()), (
+        gated.parked
     )
-    decision = ws.decide("destroy", doc, env=env.name, env_type=env.type, subject=dep.id)
-    dep = replace(dep, decision_id=decision.id, summary=planned.summary(), plan=planned.to_json())
-    blocked = decision.outcome == "deny" or (
-        decision.outcome == "approval" and not same_changes(planned, approved_plan)
-    )
-    if blocked and claimed:
-        ws.records.set_status(env.name, "ready", expect=["destroying"], claimed_at=None)
-    if decision.outcome == "deny":
-        ws.records.put_deployment(dep.finished("denied"))
-        raise_if_denied(decision, f"Destroy of '{env.name}'")
-    if blocked:
-        if approved_plan is not None:
-            say("the destroy plan changed while waiting for approval: it needs a new approval")
-        dep = replace(dep, status="awaiting-approval", request={"kind": "destroy"})
-        ws.records.put_deployment(dep)
-        say(f"the destroy of '{env.name}' awaits approval: stackyard approve {dep.id}")
-    return dep, planned, blocked
+
+
+def _deletes(planned: Plan) -> int:
+    return sum(1 for c in planned.changes if c.action.value == "delete")
+
+
+def _fail_destroy(ws: Workspace, name: str, dep: Deployment, error: str) -> None:
+    ws.records.put_deployment(dep.finished("failed", error=error))
+    ws.records.set_status(name, "failed", expect=["destroying"])
 
 
 def _apply_destroy(
@@ -355,15 +412,11 @@ def _apply_destroy(
     planned: Plan,
     dep: Deployment,
     out: DestroyResult,
-    say: Progress,
 ) -> DestroyResult:
+    """Apply a decided destroy plan exactly; ``StalePlanError`` (nothing done) when the state
+    moved since it was made."""
     name = env.name
-    if ws.store.snapshot(name).serial != planned.serial:
-        planned = engine.plan(name, None)  # something changed since the decision: plan again
-    out.stopped = ws.runtime(name).stop_all()
-    for w in out.stopped:
-        say(f"stopped workload '{w}'")
-    out.destroyed = sum(1 for c in planned.changes if c.action.value == "delete")
+    out.destroyed = _deletes(planned)
     try:
         result = engine.apply(planned, None)
         if not result.ok:
@@ -372,11 +425,10 @@ def _apply_destroy(
                 f"Destroy of '{name}' failed: {failed}",
                 hint="Fix the cause and run the destroy again; it resumes where it stopped.",
             )
+    except StalePlanError:
+        raise
     except BaseException as exc:
-        ws.records.put_deployment(
-            dep.finished("failed", error=getattr(exc, "message", type(exc).__name__))
-        )
-        ws.records.set_status(name, "failed", expect=["destroying"])
+        _fail_destroy(ws, name, dep, getattr(exc, "message", type(exc).__name__))
         raise
     ws.records.forget_environment(name)
     shutil.rmtree(ws.env_dir(name), ignore_errors=True)
@@ -450,7 +502,7 @@ def reap(
     """Destroy every expired environment this call manages to claim; safe to run concurrently."""
     say = progress or (lambda _m: None)
     ws.authorize(Action.ENV_REAP, audit=True)
-    now = time.time() if now is None else now
+    now = ws.store.now() if now is None else now
     claimed = ws.records.claim_expired(now, stale_after=STALE_CLAIM_S)
     done, failed, skipped = [], {}, []
     for name in claimed:

@@ -3,8 +3,6 @@ files inlined, image references, and the component lock) deployed stage by stage
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +67,10 @@ class Release:
 
 
 def release_id(document: Mapping[str, Any]) -> str:
-    """The content address of a release document."""
-    raw = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    """The content address of a release document (checked again on every read)."""
+    from stackyard.state.records import release_digest  # SQLAlchemy stays out of imports
+
+    return release_digest(document)
 
 
 def parse_images(values: Sequence[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from stackyard.diagnostics import Diagnostic, error
 from stackyard.errors import InvalidInputError, StackyardError
-from stackyard.model.component import ComponentManifest, apply_inputs
+from stackyard.model.component import ComponentManifest, apply_inputs, binding_only_inputs
 from stackyard.model.ids import ResourceUid
 from stackyard.resolve.bindings import Level, Match, match
 from stackyard.resolve.graph import Instance
@@ -38,6 +38,8 @@ class Request:
     workload: str = ""
     location: str = ""  # where it came from, for diagnostics (``checkout: resources.db``)
     core: bool = False
+    #: A component's own requirement: its params are the component author's, not a workload's.
+    requirement: bool = False
 
 
 @dataclass
@@ -132,6 +134,19 @@ class Resolver:
                 req,
             )
             return
+        reserved = (
+            set()
+            if req.core or req.requirement
+            else set(req.params) & binding_only_inputs(manifest)
+        )
+        for key in sorted(reserved):
+            self._diag(
+                "Input reserved for the platform",
+                f"{req.location or str(uid)}: params.{key} of {manifest.ref} can only be set by a platform binding, not by a workload.",
+                req,
+            )
+        if reserved:
+            return
         params = {**copy.deepcopy(dict(binding.params)), **copy.deepcopy(dict(req.params))}
         try:
             inputs = apply_inputs(manifest, params)
@@ -164,6 +179,7 @@ class Resolver:
                     dict(need.params or {}),
                     req.workload,
                     f"{manifest.ref} requires.{alias}",
+                    requirement=True,
                 ),
                 depth=depth + 1,
             )

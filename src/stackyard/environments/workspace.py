@@ -56,11 +56,14 @@ class Workspace:
         self.component_facts: dict[tuple[str, str], dict[str, Any]] = {}
         self._versions: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        #: how long a writer waits for a busy environment's lock (``--lock-timeout``)
+        self.lock_wait_s: float = settings.lock_timeout_s
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
         """Open the store, the registry and the provider kinds named by ``settings``."""
         from stackyard.components.registry import open_registry
+        from stackyard.home import enforce_private
         from stackyard.providers.registry import ProviderRegistry
         from stackyard.state import open_store
 
@@ -69,6 +72,7 @@ class Workspace:
                 f"No stackyard home at {settings.home}",
                 hint="Run 'stackyard init' (or 'stackyard quickstart') first.",
             )
+        enforce_private(settings.home)
         store = open_store(settings)
         try:
             registry = open_registry(settings.registry, home=settings.home)
@@ -148,9 +152,12 @@ class Workspace:
 
     def runtime(self, env: str) -> LocalRuntime:
         """The environment's local runtime."""
+        from stackyard.runtime.isolation import env_purpose
         from stackyard.runtime.local import LocalRuntime
 
-        return LocalRuntime(self.env_dir(env) / "workloads")
+        return LocalRuntime(
+            self.env_dir(env) / "workloads", account_for=env_purpose(self.settings.home, env)
+        )
 
     # -- governance: who acts, may they, what do policies say, and the audit trail --------
 
@@ -159,16 +166,19 @@ class Workspace:
         """Grants, decisions, audit events and approvals."""
         from stackyard.state.governance import Governance
 
-        return Governance(self.store)
+        return Governance(self.store, home=self.settings.home)
 
     @cached_property
     def policies(self) -> PolicySet:
         """The applied policies (compiled lazily, per selection)."""
-        return PolicySet(list(self.platform().policies.values()))
+        from stackyard.policy.sandbox import Limits
+
+        limits = Limits(self.settings.policy_timeout_s, self.settings.policy_memory_mb)
+        return PolicySet(list(self.platform().policies.values()), limits=limits)
 
     @property
     def actor(self) -> str:
-        """Who is acting: ``STACKYARD_USER`` or the OS user."""
+        """Who is acting: the operating-system account (``Settings.actor``)."""
         return self.settings.actor
 
     def teams(self) -> list[str]:

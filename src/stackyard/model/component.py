@@ -229,6 +229,20 @@ def apply_inputs(manifest: ComponentManifest, params: Mapping[str, Any] | None) 
     return cast(dict[str, Any], filled)
 
 
+#: An inputs property flagged so is set by platform bindings only, never by a workload's params.
+BINDING_ONLY = "x-binding-only"
+
+
+def binding_only_inputs(manifest: ComponentManifest) -> frozenset[str]:
+    """The names of the inputs a workload's params may not set (``x-binding-only: true``)."""
+    props = manifest.inputs.get("properties")
+    if not isinstance(props, Mapping):
+        return frozenset()
+    return frozenset(
+        name for name, spec in props.items() if isinstance(spec, Mapping) and spec.get(BINDING_ONLY)
+    )
+
+
 def fill_defaults(schema: Any, value: Any) -> Any:
     """Fill JSON Schema ``default``s into ``value`` in place (and return it).
 

@@ -86,6 +86,7 @@ class Deployment:
     env: str
     kind: str  # deploy | create | destroy | promote | remove
     # running | succeeded | failed | planned | cancelled | denied | awaiting-approval | rejected
+    # | interrupted (its writer was killed or lost its lease; see Records.interrupt_running)
     status: str
     actor: str
     created_at: float

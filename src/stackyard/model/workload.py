@@ -286,6 +286,7 @@ def _semantic_diagnostics(data: Mapping[str, Any]) -> list[Diagnostic]:
             out.extend(_check_placeholders(text, location, _mapping(metadata), resources))
         for key in ("files", "volumes"):
             out.extend(_list_form(container.get(key), join(base, key)))
+            out.extend(_target_diagnostics(container.get(key), join(base, key)))
         for other in _mapping(container.get("before")):
             path = join(join(base, "before"), str(other))
             if other == cname:
@@ -376,6 +377,33 @@ def _check_reference(
         f"{did_you_mean(ref.parts[1], declared)} {known}"
     )
     return error("Unknown resource", detail, path=location)
+
+
+def _target_diagnostics(value: Any, path: str) -> list[Diagnostic]:
+    """File and volume targets with a NUL or a '..' part: no runtime may place them."""
+    if isinstance(value, Mapping):
+        targets = [(str(k), join(path, str(k).replace("\0", "\\0"))) for k in value]
+    elif isinstance(value, list):
+        targets = [
+            (t, f"{path}[{i}].target")
+            for i, e in enumerate(value)
+            if isinstance(t := _mapping(e).get("target"), str)
+        ]
+    else:
+        return []
+    out: list[Diagnostic] = []
+    for target, where in targets:
+        shown = target.replace("\0", "\\0")[:120]
+        if "\0" in target:
+            detail = f"The target '{shown}' holds a NUL character, which no path can hold."
+            out.append(error("Invalid target", detail, path=where))
+        elif ".." in target.replace("\\", "/").split("/"):
+            detail = (
+                f"The target '{shown}' has a '..' part; a target names a place inside the "
+                "container, so write it without '..'."
+            )
+            out.append(error("Invalid target", detail, path=where))
+    return out
 
 
 def _list_form(value: Any, path: str) -> list[Diagnostic]:

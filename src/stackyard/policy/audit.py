@@ -1,15 +1,23 @@
-"""The audit log's hash chain: each event's hash covers its fields and the previous hash, so
-editing, deleting or inserting a row breaks the chain from that row on."""
+"""The audit log's keyed hash chain: each event's HMAC covers its fields and the previous
+hash, and a signed checkpoint of the head kept outside the database catches a cut tail.
+
+Events written before the chain was keyed carry a plain ``sha256:`` hash (the *legacy*
+scheme). They are still verified, but only as a prefix of the chain: once a keyed event
+follows them its HMAC covers their last hash, and no legacy event may come after a keyed one.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "sha256:" + "0" * 64
+LEGACY = "sha256:"
+KEYED = "hmac-sha256:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +59,10 @@ def chain_hash(
     target: str,
     result: str,
     detail: Mapping[str, Any],
+    key: bytes | None = None,
 ) -> str:
-    """The hash of one event given the previous one's."""
+    """The hash of one event given the previous one's: an HMAC-SHA256 under ``key``, or the
+    legacy unkeyed SHA-256 (anyone can recompute it; kept to verify old events) without."""
     body = json.dumps(
         {
             "seq": seq,
@@ -67,7 +77,24 @@ def chain_hash(
         separators=(",", ":"),
         default=str,
     )
-    return "sha256:" + hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+    message = f"{prev_hash}|{body}".encode()
+    if key is None:
+        return LEGACY + hashlib.sha256(message).hexdigest()
+    return KEYED + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The chain's head as last signed outside the database: event ``seq`` had ``hash``."""
+
+    seq: int
+    hash: str
+
+    def mac(self, key: bytes, *, scope: str = "") -> str:
+        """The checkpoint's own HMAC (for the store ``scope``), so it cannot be forged
+        without the key either."""
+        message = f"checkpoint|{scope}|{self.seq}|{self.hash}".encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +105,7 @@ class Verification:
     events: int
     broken_at: int | None = None
     reason: str = ""
+    checkpoint: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -86,44 +114,93 @@ class Verification:
             "events": self.events,
             "broken_at": self.broken_at,
             "reason": self.reason,
+            "checkpoint": self.checkpoint,
         }
 
 
-def verify(events: Iterable[AuditEvent]) -> Verification:
-    """Recompute the chain in sequence order; the first row that does not fit breaks it."""
+def verify(
+    events: Iterable[AuditEvent],
+    *,
+    key: bytes | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Verification:
+    """Recompute the chain in sequence order; the first row that does not fit breaks it.
+
+    Keyed events are checked with ``key``; legacy events only before the first keyed one.
+    Then the ``checkpoint`` (when there is one) must still be in the chain: fewer events
+    means the newest were deleted, another hash at its ``seq`` means the chain was rewritten.
+    """
     prev = GENESIS
     expected_seq = 1
     count = 0
+    keyed = False
+    at_checkpoint: str | None = None
     for e in events:
         count += 1
-        if e.seq != expected_seq:
-            return Verification(
-                False,
-                count,
-                e.seq,
-                f"sequence jumps from {expected_seq - 1} to {e.seq}: an event was removed",
-            )
-        if e.prev_hash != prev:
-            return Verification(
-                False,
-                count,
-                e.seq,
-                "its previous-hash does not match the event before: the chain was cut or spliced",
-            )
-        want = chain_hash(
-            prev,
-            seq=e.seq,
-            at=e.at,
-            actor=e.actor,
-            action=e.action,
-            target=e.target,
-            result=e.result,
-            detail=e.detail,
-        )
-        if want != e.hash:
-            return Verification(
-                False, count, e.seq, "its content does not match its hash: the row was edited"
-            )
+        broken = _check_link(e, expected_seq, prev) or _check_hash(e, prev, key, keyed)
+        if broken:
+            return Verification(False, count, e.seq, broken, _seq(checkpoint))
+        keyed = keyed or e.hash.startswith(KEYED)
+        if checkpoint is not None and e.seq == checkpoint.seq:
+            at_checkpoint = e.hash
         prev = e.hash
         expected_seq += 1
-    return Verification(True, count)
+    if checkpoint is not None:
+        if count < checkpoint.seq:
+            return Verification(
+                False,
+                count,
+                count + 1,
+                f"the log ends at event {count} but the checkpoint kept outside the database "
+                f"says {checkpoint.seq} events were written: the newest events were deleted",
+                checkpoint.seq,
+            )
+        if at_checkpoint != checkpoint.hash:
+            return Verification(
+                False,
+                count,
+                checkpoint.seq,
+                "it is not the event the checkpoint kept outside the database signed: "
+                "the chain was rewritten",
+                checkpoint.seq,
+            )
+    return Verification(True, count, checkpoint=_seq(checkpoint))
+
+
+def _seq(checkpoint: Checkpoint | None) -> int | None:
+    return None if checkpoint is None else checkpoint.seq
+
+
+def _check_link(e: AuditEvent, expected_seq: int, prev: str) -> str:
+    if e.seq != expected_seq:
+        return f"sequence jumps from {expected_seq - 1} to {e.seq}: an event was removed"
+    if e.prev_hash != prev:
+        return "its previous-hash does not match the event before: the chain was cut or spliced"
+    return ""
+
+
+def _check_hash(e: AuditEvent, prev: str, key: bytes | None, keyed: bool) -> str:
+    if e.hash.startswith(KEYED):
+        if key is None:
+            return "it is keyed but no audit key was found (audit.key in the stackyard home)"
+        use: bytes | None = key
+    elif e.hash.startswith(LEGACY) and not keyed:
+        use = None
+    elif e.hash.startswith(LEGACY):
+        return "an unkeyed hash after keyed events: the row was edited and rehashed"
+    else:
+        return "its hash has an unknown scheme: the row was edited"
+    want = chain_hash(
+        prev,
+        seq=e.seq,
+        at=e.at,
+        actor=e.actor,
+        action=e.action,
+        target=e.target,
+        result=e.result,
+        detail=e.detail,
+        key=use,
+    )
+    if not hmac.compare_digest(want, e.hash):
+        return "its content does not match its hash: the row was edited"
+    return ""

@@ -20,6 +20,7 @@ from typing import Any
 from stackyard.diagnostics import Diagnostic, error, warning
 from stackyard.model.platform import LAYERS, Policy
 from stackyard.policy.rego import Compiled, Module, RegoError
+from stackyard.policy.sandbox import Limits
 
 KINDS = ("deny", "warn", "approval")
 SELF_APPROVAL_RULE = "allow_self_approval"
@@ -106,6 +107,7 @@ class PolicySet:
     """The applied policies, compiled per selection (stage, environment, type) on first use."""
 
     policies: Sequence[Policy]
+    limits: Limits | None = None  # time and memory of one evaluation (default: Limits())
     _compiled: dict[tuple[str, ...], Compiled] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -143,7 +145,8 @@ class PolicySet:
                 values = self._compile(chosen).evaluate(text)
             except RegoError as exc:
                 values = {}
-                results.append(Result("deny", "(evaluation)", "organisation", "error", exc.message))
+                message = f"{exc.message} (at the '{stage}' stage)"
+                results.append(Result("deny", "(evaluation)", "organisation", "error", message))
             layer_of = {p.name: p.layer for p in chosen}
             for p in chosen:
                 rules = values.get(p.name, {})
@@ -172,7 +175,8 @@ class PolicySet:
             hit = self._compiled.get(key)
             if hit is None:
                 hit = Compiled(
-                    {p.name: [Module(n, t) for n, t in sorted(p.sources.items())] for p in chosen}
+                    {p.name: [Module(n, t) for n, t in sorted(p.sources.items())] for p in chosen},
+                    limits=self.limits,
                 )
                 self._compiled[key] = hit
         return hit

@@ -32,6 +32,7 @@ class Action(enum.StrEnum):
     VIEW = "view"
     LOGS_READ = "logs.read"
     OUTPUTS_REVEAL = "outputs.reveal"
+    OUTPUTS_REVEAL_ADMIN = "outputs.reveal-admin"
     DEPLOY = "deploy"
     RELEASE_CREATE = "release.create"
     PROMOTE = "promote"
@@ -58,6 +59,7 @@ TABLE: Mapping[Action, frozenset[Role]] = {
     Action.VIEW: _ALL,
     Action.LOGS_READ: _BUILDERS,
     Action.OUTPUTS_REVEAL: _BUILDERS,
+    Action.OUTPUTS_REVEAL_ADMIN: _PLATFORM,  # a core server's superuser URL (admin_url)
     Action.DEPLOY: _BUILDERS,
     Action.RELEASE_CREATE: _BUILDERS,
     Action.PROMOTE: _BUILDERS,
@@ -80,6 +82,7 @@ SCOPED: frozenset[Action] = frozenset(
         Action.VIEW,
         Action.LOGS_READ,
         Action.OUTPUTS_REVEAL,
+        Action.OUTPUTS_REVEAL_ADMIN,
         Action.DEPLOY,
         Action.RELEASE_CREATE,
         Action.PROMOTE,

@@ -9,6 +9,7 @@ loaded as written and shared.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import regorus
 
 from stackyard.errors import StackyardError
+from stackyard.policy.sandbox import Limits, SandboxError, shared
 
 ROOT_PACKAGE = "stackyard"
 POLICIES_PACKAGE = "stackyard.policies"
@@ -59,11 +61,13 @@ class Module:
 
 class Compiled:
     """Policies prepared for one interpreter: their modules isolated per policy and checked
-    to compile. Each evaluation loads them into a fresh interpreter in the calling thread,
-    because a regorus engine may only ever be used (and freed) by the thread that made it;
-    loading 20 policies takes about 2 ms."""
+    to compile. Evaluations run in the policy sandbox's worker process under ``limits``
+    (time and memory), which keeps the loaded interpreter between evaluations."""
 
-    def __init__(self, policies: Mapping[str, Sequence[Module]]) -> None:
+    def __init__(
+        self, policies: Mapping[str, Sequence[Module]], *, limits: Limits | None = None
+    ) -> None:
+        self.limits = limits or Limits()
         self.slots = {slot(name): name for name in policies}
         self._modules: dict[str, str] = {}
         for name, modules in policies.items():
@@ -74,6 +78,7 @@ class Compiled:
                     key, isolate(module.source, name) if is_root else module.source
                 )
         self._engine()  # every module compiles, or RegoError names it now
+        self._key = hashlib.sha256(json.dumps(sorted(self._modules.items())).encode()).hexdigest()
 
     def _engine(self) -> regorus.Engine:
         engine = regorus.Engine()
@@ -91,16 +96,25 @@ class Compiled:
     def evaluate(self, document: Mapping[str, Any] | str) -> dict[str, dict[str, Any]]:
         """``{policy: {rule: value}}`` for the input ``document`` (a mapping, or its JSON text);
         rules left undefined are absent."""
-        engine = self._engine()
         text = document if isinstance(document, str) else json.dumps(document, default=str)
         try:
-            engine.set_input_json(text)
-            raw = json.loads(engine.eval_query_as_json(f"data.{POLICIES_PACKAGE}"))
+            raw = json.loads(
+                shared(self.limits).evaluate(
+                    self._key, self._modules, text, f"data.{POLICIES_PACKAGE}"
+                )
+            )
+        except SandboxError as exc:
+            raise RegoError(f"{self._named()}: {exc.message}", hint=exc.hint) from None
         except (RuntimeError, ValueError) as exc:
             raise RegoError(f"Policy evaluation failed: {_first_line(exc)}") from None
         results = raw.get("result") or []
         value = results[0]["expressions"][0]["value"] if results else {}
         return {self.slots.get(k, k): v for k, v in (value or {}).items() if isinstance(v, dict)}
+
+    def _named(self) -> str:
+        """The policies evaluated together, for a message about their evaluation."""
+        names = sorted(self.slots.values())
+        return ("Policy " if len(names) == 1 else "Policies ") + ", ".join(f"'{n}'" for n in names)
 
 
 def check_module(module: Module) -> str | None:

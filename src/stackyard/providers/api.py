@@ -91,19 +91,33 @@ class NamingRule:
         return re.compile(f"[^{self.allowed}]+")
 
 
+def label_prefix(installation: str, env: str) -> str:
+    """The start of every ownership label of one environment: ``stackyard:<inst>:<env>:``."""
+    return f"stackyard:{installation}:{env}:"
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceMeta:
-    """What the engine tells a kind about the object, besides its config."""
+    """What the engine tells a kind about the object, besides its config.
+
+    ``installation`` is the id of the state store the engine runs on (see
+    ``StateStore.installation_id``). ``resuming`` is True only when the engine's own journal
+    shows an interrupted create of this very object: an *unlabelled* object at the physical
+    name is then the one that create made (a crash between CREATE DATABASE and its COMMENT)
+    and may be claimed. Otherwise an unlabelled object is never ours.
+    """
 
     address: str
     kind: str
     env: str
     physical_name: str
+    installation: str = ""
+    resuming: bool = False
 
     @property
     def label(self) -> str:
-        """The ownership label every real object carries: ``stackyard:<env>:<address>``."""
-        return f"stackyard:{self.env}:{self.address}"
+        """The ownership label every real object carries: ``stackyard:<inst>:<env>:<address>``."""
+        return label_prefix(self.installation, self.env) + self.address
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +218,36 @@ class Kind(Protocol):
 
     def delete(self, req: DeleteRequest) -> None:
         """Delete the object; a missing object is success."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """An object found by its label.
+
+    ``config`` addresses it for ``delete`` (together with ``physical_name``); the address it
+    was made for is the label's tail after the environment's ``label_prefix``.
+    """
+
+    physical_name: str
+    label: str
+    config: Mapping[str, Any]
+
+
+@runtime_checkable
+class Sweepable(Protocol):
+    """An optional kind capability: list objects by label, so destroy finds unrecorded ones."""
+
+    def sweep_scope(self, config: Mapping[str, Any]) -> str:
+        """The backend ``config`` addresses (a server URL, a folder); listed once per scope."""
+        ...
+
+    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
+        """Objects on the backend ``config`` names whose label starts with ``prefix``.
+
+        Read only; at most ``limit`` objects. ``config`` is a recorded config of this kind (its
+        server and credentials); the objects returned are deleted with ``delete``.
+        """
         ...
 
 

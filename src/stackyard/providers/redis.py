@@ -1,9 +1,9 @@
 """The ``redis`` provider: ACL users confined to a key and channel prefix (redis-py, RESP).
 
 Ownership: Redis users cannot carry comments, so the label lives in the hash
-``stackyard:acl-owners`` (field: user name, value: ``stackyard:<env>:<address>``), written in
-the same MULTI/EXEC as the user. Deterministic names are hashed, so an unlabelled user under
-the deterministic name also counts as ours (``FLUSHALL`` wipes the hash but not the users).
+``stackyard:acl-owners`` (field: user name, value: ``stackyard:<installation>:<env>:<address>``),
+written in the same MULTI/EXEC as the user. A user without a label (another tool's, or one
+whose label ``FLUSHALL`` wiped) is never adopted, changed or deleted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
@@ -21,12 +21,14 @@ import pydantic
 import redis
 import redis.exceptions
 
-from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.errors import ForeignObjectError, ProviderPermanentError, ProviderTransientError
+from stackyard.providers import timeouts
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
     DeleteRequest,
     KindConfig,
+    Labelled,
     NamingRule,
     Observed,
     ObserveRequest,
@@ -53,9 +55,16 @@ LABELS_KEY = "stackyard:acl-owners"
 #: Field: user name; value: the command rules as Redis reported them right after an apply.
 RULES_KEY = "stackyard:acl-rules"
 DEFAULT_COMMANDS = "+@all -@admin -@dangerous"
+#: Applied after ``commands`` on every user, whatever ``commands`` says: no rule a workload
+#: writes can reach ACL, CONFIG, FLUSHALL, SHUTDOWN... Only ``platform_commands`` (set by a
+#: platform binding, never by a workload's params) comes after it.
+CONFINEMENT = ("-@admin", "-@dangerous")
+#: Leads the rules recorded in ``RULES_KEY``: rules recorded without it were applied before
+#: the confinement existed, so observe reports them as drift and the next deploy re-applies.
+RULES_TAG = "confined:"
 #: What observe reports as the password when the user's hashes do not match the desired one.
 PASSWORD_DRIFTED = "<password changed outside stackyard>"  # noqa: S105  (a marker)
-SOCKET_TIMEOUT_SECONDS = 5.0
+SOCKET_TIMEOUT_SECONDS = timeouts.DEFAULT_OPERATION  # STACKYARD_BACKEND_TIMEOUT overrides
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -100,6 +109,12 @@ def _check_commands(value: str) -> str:
     return " ".join(command_rules(value))
 
 
+def all_command_rules(cfg: AclUserConfig) -> list[str]:
+    """Every command rule of the user: ``commands``, the confinement, ``platform_commands``."""
+    extra = command_rules(cfg.platform_commands) if cfg.platform_commands else []
+    return [*command_rules(cfg.commands), *CONFINEMENT, *extra]
+
+
 class AclUserConfig(KindConfig):
     """Config of ``redis.acl_user``."""
 
@@ -111,12 +126,25 @@ class AclUserConfig(KindConfig):
     )
     password: str = config_field(..., sensitive=True, min_length=1)
     prefix: str = config_field("", description="Key and channel prefix; empty means '<name>:'.")
-    commands: str = config_field(DEFAULT_COMMANDS, description="Command rules, space-separated.")
+    commands: str = config_field(
+        DEFAULT_COMMANDS,
+        description="Command rules, space-separated; '-@admin -@dangerous' always follow them.",
+    )
+    platform_commands: str = config_field(
+        "",
+        description="Rules applied after the confinement (a platform binding's, never a "
+        "workload's); empty means none.",
+    )
     enabled: bool = config_field(True)
 
     _name = pydantic.field_validator("name")(_check_name)
     _prefix = pydantic.field_validator("prefix")(_check_prefix)
     _commands = pydantic.field_validator("commands")(_check_commands)
+
+    @pydantic.field_validator("platform_commands")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        return _check_commands(value) if value.strip() else ""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -140,11 +168,13 @@ def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> Iterator[No
         secret_list = list(secrets)
         raw = str(exc)
         message = f"Redis: {redact(raw, secret_list)}"
+        if isinstance(exc, redis.exceptions.TimeoutError):
+            message += f" (the server did not answer in time; limit: {timeouts.OPERATION_ENV})"
         transient = isinstance(
             exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
         ) and not isinstance(exc, redis.exceptions.AuthenticationError)
         error_type = ProviderTransientError if transient else ProviderPermanentError
-        if message != f"Redis: {raw}":
+        if redact(raw, secret_list) != raw:
             raise error_type(message, address=address) from None
         raise error_type(message, address=address) from exc
 
@@ -172,12 +202,15 @@ class Clients:
         with self._lock:
             client = self._clients.get(url)
             if client is None:
+                limits = timeouts.current()
                 try:
                     client = redis.Redis.from_url(
                         url,
                         decode_responses=True,
-                        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-                        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                        socket_connect_timeout=limits.connect,
+                        socket_timeout=limits.operation,
+                        socket_keepalive=True,
+                        health_check_interval=30,
                     )
                 except ValueError:
                     # The parser's messages can quote the URL, which may hold a password.
@@ -254,7 +287,7 @@ class AclUserKind:
             f"#{_sha256(cfg.password)}",
             f"~{prefix}*",
             f"&{prefix}*",
-            *command_rules(cfg.commands),
+            *all_command_rules(cfg),
         ]
 
     def _ownership(
@@ -262,11 +295,38 @@ class AclUserKind:
     ) -> tuple[bool, str]:
         if label == meta.label:
             return True, ""
-        if label is None and not explicit:
-            return True, ""
-        if label is None:
+        if label is None:  # SETUSER and its label are one MULTI/EXEC: no crash leaves this
             return False, f"'{name}' exists without a stackyard label"
         return False, f"'{name}' is labelled {label!r}, not {meta.label!r}"
+
+    def sweep_scope(self, config: Mapping[str, Any]) -> str:
+        """The server URL: users are listed once per server."""
+        return str(config.get("server", ""))
+
+    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
+        """Users whose entry in ``LABELS_KEY`` starts with ``prefix`` (one HSCAN); no writes.
+
+        Each comes with a delete config keeping the user's key prefix, read from its ACL.
+        """
+        server = str(config.get("server", ""))
+        found: list[Labelled] = []
+        with provider_errors("sweep", secrets=_url_secrets(server)):
+            client = self._clients.get(server)
+            for name, label in client.hscan_iter(LABELS_KEY, count=500):
+                if len(found) >= limit:
+                    break
+                if not str(label).startswith(prefix):
+                    continue
+                pipe = client.pipeline(transaction=False)
+                _queue(pipe, "ACL", "GETUSER", str(name))
+                user = _as_dict(pipe.execute()[0])
+                keys = _text((user or {}).get("keys"))
+                key_prefix = keys[1:-1] if keys.startswith("~") and keys.endswith("*") else ""
+                if not PREFIX_PATTERN.fullmatch(key_prefix):
+                    key_prefix = ""
+                delete = {"server": server, "password": "-", "prefix": key_prefix}
+                found.append(Labelled(str(name), str(label), delete))
+        return found
 
     def _read(
         self, client: redis.Redis, name: str
@@ -291,6 +351,18 @@ class AclUserKind:
         name, prefix, secrets = self._resolve(req.meta, cfg)
         with provider_errors(req.meta.address, secrets=secrets):
             user, label, applied = self._read(self._clients.get(cfg.server), name)
+        if user is None and label == _tombstone(req.meta):
+            # A delete stopped after ACL DELUSER: keys may remain under the prefix, so the
+            # object is not gone yet; a re-run delete finishes it, a deploy re-creates it.
+            return Observed(
+                config={
+                    **cfg.model_dump(include={"name", "prefix", "commands", "enabled"}),
+                    "password": PASSWORD_DRIFTED,
+                },
+                outputs=self._outputs(cfg, name, prefix, ""),
+                health="degraded",
+                detail=f"a delete of '{name}' is unfinished: keys may remain under its prefix",
+            )
         if user is None:
             return None
         managed, why = self._ownership(req.meta, name, label, bool(cfg.name))
@@ -299,11 +371,12 @@ class AclUserKind:
         keys, channels = _text(user.get("keys")), _text(user.get("channels"))
         commands = _text(user.get("commands"))
         selectors = user.get("selectors") or []
-        recorded = applied if applied is not None else req.outputs.get("acl")
-        if recorded is not None:
-            same_commands = commands == recorded
+        if applied is not None:
+            same_commands = applied == f"{RULES_TAG}{commands}"
+        elif req.outputs.get("acl") is not None:  # FLUSHALL wiped the hash: the state's copy
+            same_commands = commands == req.outputs.get("acl")
         else:
-            same_commands = sorted(commands.split()) == sorted(command_rules(cfg.commands))
+            same_commands = sorted(commands.split()) == sorted(all_command_rules(cfg))
         same_commands = same_commands and not selectors
         same_prefix = keys == f"~{prefix}*" and channels == f"&{prefix}*"
         same_password = passwords == [_sha256(cfg.password)] and "nopass" not in flags
@@ -349,23 +422,30 @@ class AclUserKind:
             _, _, after = pipe.execute()
             commands = _text((_as_dict(after) or {}).get("commands"))
             # A second, tiny write: the reported rules are only known after SETUSER.
-            client.hset(RULES_KEY, name, commands)
+            client.hset(RULES_KEY, name, f"{RULES_TAG}{commands}")
+            _save_acl(client)
         return Applied(outputs=self._outputs(cfg, name, prefix, commands), physical_id=name)
 
     def delete(self, req: DeleteRequest) -> None:
-        """Delete the user and its label (one MULTI/EXEC), then the keys under its prefix;
-        missing is success, foreign refused.
+        """Delete the user, then the keys under its prefix, then its label; missing is
+        success, foreign refused. Safe to repeat, and finished by a re-run after a kill.
 
-        ``ACL DELUSER`` also disconnects the user's clients, so no key can be written under the
-        prefix while the keys are removed (``SCAN`` + ``UNLINK`` in batches): a destroyed
-        cache leaves no data behind on the shared server. Safe to repeat.
+        1. One MULTI/EXEC: ``ACL DELUSER`` (which also disconnects the user's clients, so no
+           key can be written under the prefix any more), and the label becomes a tombstone
+           (``deleting:<label>``);
+        2. the keys under the prefix are unlinked (``SCAN`` + ``UNLINK`` in batches);
+        3. the tombstone goes, last.
+
+        While the tombstone is there, ``observe`` reports the user as existing (degraded), so
+        recovery never records a half-done delete as finished: the re-run deletes again.
         """
         cfg = self._parse(req.meta, req.config)
         name, prefix, secrets = self._resolve(req.meta, cfg)
+        tombstone = _tombstone(req.meta)
         with provider_errors(req.meta.address, secrets=secrets):
             client = self._clients.get(cfg.server)
             user, label, _ = self._read(client, name)
-            if user is None and label != req.meta.label:
+            if user is None and label not in (req.meta.label, tombstone):
                 if label is None:  # gone: finish a delete that stopped before its keys
                     _drop_keys(client, prefix)
                 return
@@ -375,10 +455,12 @@ class AclUserKind:
                     _refuse_foreign(req.meta, name, why)
             pipe = client.pipeline(transaction=True)
             _queue(pipe, "ACL", "DELUSER", name)
-            pipe.hdel(LABELS_KEY, name)
+            pipe.hset(LABELS_KEY, name, tombstone)
             pipe.hdel(RULES_KEY, name)
             pipe.execute()
+            _save_acl(client)
             _drop_keys(client, prefix)
+            client.hdel(LABELS_KEY, name)  # the tombstone goes last
 
     @staticmethod
     def _outputs(cfg: AclUserConfig, name: str, prefix: str, acl: str) -> dict[str, Any]:
@@ -409,6 +491,18 @@ def _drop_keys(client: Any, prefix: str, *, batch: int = 500) -> None:
         client.unlink(*keys)
 
 
+def _save_acl(client: Any) -> None:
+    """``ACL SAVE`` on a server with an ACL file (a local server), so its users survive a
+    restart; a server without one refuses, and keeps its users its own way."""
+    with suppress(redis.exceptions.ResponseError):
+        client.execute_command("ACL", "SAVE")
+
+
+def _tombstone(meta: ResourceMeta) -> str:
+    """The label a user's entry carries between ``ACL DELUSER`` and the end of its keys."""
+    return f"deleting:{meta.label}"
+
+
 def _queue(pipe: Any, *args: str) -> None:
     """Queue one raw command on a pipeline (redis-py leaves ``execute_command`` untyped)."""
     pipe.execute_command(*args)
@@ -423,10 +517,11 @@ def _refuse(meta: ResourceMeta, message: str) -> NoReturn:
 
 
 def _refuse_foreign(meta: ResourceMeta, name: str, why: str) -> NoReturn:
-    raise ProviderPermanentError(
+    raise ForeignObjectError(
         f"The Redis user '{name}' exists and is not managed by this environment ({why})",
         address=meta.address,
-        hint="Choose another name, or remove the other user first.",
+        hint="It is not this installation's user: remove or rename it, or choose another "
+        "name. Taking over an existing object ('stackyard adopt') is not available yet.",
     )
 
 

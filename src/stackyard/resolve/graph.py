@@ -103,8 +103,15 @@ def expand(
     *,
     env: str,
     naming_for: Callable[[str], NamingRule | None],
+    installation: str = "",
+    max_resources: int | None = None,
 ) -> tuple[Graph, list[Diagnostic]]:
-    """Expand instances into a graph. ``naming_for(kind)`` is None for an unknown kind."""
+    """Expand instances into a graph. ``naming_for(kind)`` is None for an unknown kind.
+
+    ``installation`` (the state store's ``installation_id``) goes into every physical name.
+    More than ``max_resources`` nodes is refused as soon as the count passes it, before any
+    node is built (an empty graph and one error), so a hostile Score costs little.
+    """
     diags: list[Diagnostic] = []
     graph = Graph(env=env, nodes={}, instances={i.uid: i for i in instances})
     pending: list[tuple[Instance, str, str | None, Mapping[str, Any] | None]] = []
@@ -130,6 +137,10 @@ def expand(
                 members[key] = address
                 pending.append((inst, tmpl.name, key, each))
             graph._members[(inst.uid, tmpl.name)] = members
+            if max_resources is not None and len(pending) > max_resources:
+                return Graph(env=env, nodes={}, instances=graph.instances), [
+                    _too_many(env, inst.uid, max_resources)
+                ]
     for inst, name, key, each in pending:
         tmpl = inst.component.resources[name]
         address = graph._members[(inst.uid, name)][key]
@@ -145,7 +156,11 @@ def expand(
             )
             rule = NamingRule()
         pname = physical_name(
-            env, str(inst.uid), name + (f"-{key}" if key is not None else ""), rule
+            env,
+            str(inst.uid),
+            name + (f"-{key}" if key is not None else ""),
+            rule,
+            installation=installation,
         )
         graph.nodes[address] = Node(
             address=address,
@@ -180,6 +195,17 @@ def expand(
         )
     graph.nodes = {a: graph.nodes[a] for a in sorted(graph.nodes)}
     return graph, diags
+
+
+def _too_many(env: str, uid: ResourceUid, limit: int) -> Diagnostic:
+    return error(
+        "Too many resources",
+        f"The desired state of environment '{env}' expands to more than {limit} provider "
+        f"resources (the limit was passed at '{uid}'). Split the workloads, or raise the "
+        "limit with 'max_resources' in config.yaml or STACKYARD_MAX_RESOURCES if this many "
+        "is intended.",
+        subject=str(uid),
+    )
 
 
 def _templated(template: Any) -> bool:

@@ -32,14 +32,19 @@ def sanitise(text: str, rule: NamingRule) -> str:
     return cleaned
 
 
-def physical_name(env: str, uid: str, resource: str, rule: NamingRule) -> str:
+def physical_name(
+    env: str, uid: str, resource: str, rule: NamingRule, *, installation: str = ""
+) -> str:
     """The physical name of one provider resource.
 
     Readable part first (``<env>-<uid id>-<resource>``, sanitised and truncated), then a hash
     of the raw, unsanitised identity, so two identities that sanitise alike still differ and
-    the same identity always gives the same name. The result fits ``rule.max_length``.
+    the same identity always gives the same name. The identity includes the installation
+    (``StateStore.installation_id``), so two installations sharing a server never compute
+    the same name. The result fits ``rule.max_length``.
     """
-    digest = identity_hash(env, uid, resource)
+    parts = (installation, env, uid, resource) if installation else (env, uid, resource)
+    digest = identity_hash(*parts)
     uid_id = uid.split("#", 1)[-1]
     readable = sanitise(f"{env} {uid_id} {resource}", rule)
     room = rule.max_length - len(digest) - len(rule.separator)

@@ -19,12 +19,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import stackyard
 from stackyard.errors import StackyardError
-from stackyard.providers.local import supervise
+from stackyard.providers.local import accounts, supervise
+from stackyard.runtime.isolation import Confinement, describe, files_root, remove_tree
 from stackyard.runtime.layout import (
     NAME,
+    RootLayout,
     WorkloadPaths,
     check_name,
     map_root,
@@ -59,10 +62,20 @@ class LocalRuntime:
     from the log lines they quote.
     """
 
-    def __init__(self, root: Path, *, limits: Limits | None = None) -> None:
+    def __init__(
+        self, root: Path, *, limits: Limits | None = None, account_for: str | None = None
+    ) -> None:
+        """``account_for`` names what the workloads' account is for (``isolation.env_purpose``):
+        given, and when we run as root, every workload runs as that account (see
+        ``runtime.isolation``). Without it, or when not root, they run as we do."""
         self.root = Path(root)
         self._limits = limits or Limits()
         self._redact: dict[str, tuple[str, ...]] = {}
+        self._purpose = account_for
+
+    def isolation(self) -> dict[str, Any]:
+        """Whether workloads are confined, as whom, and why not when they are not."""
+        return describe(self._purpose)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -81,8 +94,13 @@ class LocalRuntime:
         layout = map_root(spec)
         self._redact[spec.name] = _redactable(spec)
         paths = self._paths(spec.name)
+        conf = self._confinement()
+        if conf is not None:
+            _check_volumes(spec.name, layout, conf)
         # A dry run of the plan checks probes and commands before anything is stopped.
-        build_plan(spec, paths, {p.name: 0 for p in spec.ports}, digest, self._limits)
+        build_plan(
+            spec, paths, {p.name: 0 for p in spec.ports}, digest, self._limits, confinement=conf
+        )
         with self._locked():
             if supervise.running(paths.pidfile) is not None:
                 current = read_status(paths)
@@ -91,11 +109,11 @@ class LocalRuntime:
             previous = read_ports(paths.ports)
             self._halt(paths)
             ports = allocate_ports(spec, previous)
-            plan = build_plan(spec, paths, ports, digest, self._limits)
+            plan = build_plan(spec, paths, ports, digest, self._limits, confinement=conf)
             for d in (paths.dir, paths.logs):
                 d.mkdir(mode=0o700, exist_ok=True)
             write_private(paths.ports, json.dumps(ports).encode())
-            materialise(layout, paths.root)
+            _materialise(layout, paths, conf)
             self._launch(plan, paths)
         return self.status(spec.name), True
 
@@ -165,7 +183,8 @@ class LocalRuntime:
             if not paths.dir.exists():
                 return False
             self._halt(paths)
-            shutil.rmtree(paths.dir)
+            shutil.rmtree(paths.dir)  # the link to a confined root, not the root itself
+            remove_tree(files_root(self.root, name))
         self._redact.pop(name, None)
         return True
 
@@ -209,10 +228,26 @@ class LocalRuntime:
         check_name(name, "workload")
         return WorkloadPaths(self.root / name)
 
+    def _confinement(self) -> Confinement | None:
+        """The account and roots to confine workloads to; None when we are not root."""
+        if self._purpose is None or os.geteuid() != 0:
+            return None
+        account = accounts.ensure(self._purpose, f"stackyard workloads {self._purpose}")
+        if account is None:
+            raise StackyardError(
+                "Cannot create the unprivileged account the workloads of this environment run as",
+                hint="stackyard runs as root and needs 'useradd' to confine workloads; "
+                "install it (package 'passwd'), or run stackyard as an ordinary user.",
+            )
+        return Confinement(account, self.root)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         if not self.root.exists():
-            self.root.mkdir(parents=True, mode=0o700, exist_ok=True)
+            # Each missing folder (``envs/``, ``envs/<env>/``) is private, not the umask's.
+            for folder in [*reversed(self.root.parents), self.root]:
+                if not folder.exists():
+                    folder.mkdir(mode=0o700, exist_ok=True)
             self.root.chmod(0o700)
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -295,6 +330,35 @@ class LocalRuntime:
             message,
             hint="Fix the command or the code it runs; stackyard keeps restarting it meanwhile.",
         )
+
+
+def _check_volumes(name: str, layout: RootLayout, conf: Confinement) -> None:
+    """Refuse a volume whose source the workload's account cannot reach."""
+    for rel, source in layout.volumes:
+        if not supervise.reachable_by(source, conf.account):
+            raise StackyardError(
+                f"The source of volume '/{rel}' of workload '{name}' is not reachable by the "
+                f"account the workload runs as ({conf.account.name}): {source}",
+                hint="Workloads run unprivileged under root; put the volume outside private "
+                "folders (a 'volume' resource is made where its workload can reach it).",
+            )
+
+
+def _materialise(layout: RootLayout, paths: WorkloadPaths, conf: Confinement | None) -> None:
+    """Write the workload's root: in place, or (confined) outside the home, handed to the
+    account, with ``root`` a link to it."""
+    if paths.root.is_symlink():
+        paths.root.unlink()
+    if conf is None:
+        materialise(layout, paths.root)
+        return
+    conf.prepare_parent()
+    real = conf.files_root(paths.dir.name)
+    materialise(layout, real)  # removes what was there without following links, as root
+    supervise.give_tree(real, conf.account)
+    if paths.root.exists():
+        shutil.rmtree(paths.root)
+    paths.root.symlink_to(real, target_is_directory=True)
 
 
 def _redactable(spec: WorkloadSpec) -> tuple[str, ...]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 from pathlib import Path
 
 from stackyard.errors import StackyardError
 from stackyard.providers.local import supervise
+from stackyard.providers.local.accounts import Account
+from stackyard.runtime.isolation import Confinement, python_for
 from stackyard.runtime.layout import WorkloadPaths, check_name
 from stackyard.runtime.spec import ContainerSpec, HttpProbe, WorkloadSpec
 from stackyard.runtime.supervisor import Limits, ProbePlan, ProcessPlan, SupervisorPlan
@@ -70,16 +71,24 @@ def _bindable(port: int) -> bool:
 
 
 def build_plan(
-    spec: WorkloadSpec, paths: WorkloadPaths, ports: dict[str, int], digest: str, limits: Limits
+    spec: WorkloadSpec,
+    paths: WorkloadPaths,
+    ports: dict[str, int],
+    digest: str,
+    limits: Limits,
+    *,
+    confinement: Confinement | None = None,
 ) -> SupervisorPlan:
-    """The supervisor's plan for ``spec`` on ``ports``.
+    """The supervisor's plan for ``spec`` on ``ports``, run as ``confinement``'s account.
 
     Raises ``ValueError`` for a probe on an undeclared port or with another scheme than HTTP(S),
     and ``StackyardError`` for a container without a command or whose command is not found.
     """
     processes = []
+    account = confinement.account if confinement else None
+    root = confinement.files_root(spec.name) if confinement else paths.root
     for c in spec.containers:
-        env = _environment(spec, c, ports, paths.root)
+        env = _environment(spec, c, ports, root, account)
         processes.append(
             ProcessPlan(
                 name=c.name,
@@ -98,6 +107,8 @@ def build_plan(
         tcp_ports=tuple(ports[p.name] for p in spec.ports),
         processes=tuple(processes),
         limits=limits,
+        uid=account.uid if account else None,
+        gid=account.gid if account else None,
     )
 
 
@@ -106,16 +117,23 @@ def _port_var(name: str) -> str:
 
 
 def _environment(
-    spec: WorkloadSpec, c: ContainerSpec, ports: dict[str, int], root: Path
+    spec: WorkloadSpec,
+    c: ContainerSpec,
+    ports: dict[str, int],
+    root: Path,
+    account: Account | None,
 ) -> dict[str, str]:
-    """A minimal base (PATH with our interpreter first, HOME, LANG, TZ), then the variables,
-    then the PORT variables and STACKYARD_ROOT, which the runtime owns."""
-    exe_dir = str(Path(sys.executable).parent)
-    env = {"PATH": os.pathsep.join([exe_dir, os.environ.get("PATH", os.defpath)])}
+    """A minimal base (PATH with a Python with our packages first, HOME, LANG, TZ), then the
+    variables, then the PORT variables and STACKYARD_ROOT, which the runtime owns. A confined
+    workload's HOME is its root: it cannot reach ours."""
+    extra, exe_dir = python_for(account)
+    env = {"PATH": os.pathsep.join([exe_dir, os.environ.get("PATH", os.defpath)]), **extra}
     for key in ("HOME", "LANG", "TZ"):
         if key in os.environ:
             env[key] = os.environ[key]
     env.setdefault("HOME", str(Path.home()))
+    if account is not None:
+        env["HOME"] = str(root)
     env.update(c.variables)
     for name, port in ports.items():
         env[_port_var(name)] = str(port)

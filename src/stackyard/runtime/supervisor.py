@@ -80,6 +80,9 @@ class SupervisorPlan:
     tcp_ports: tuple[int, ...]
     processes: tuple[ProcessPlan, ...]
     limits: Limits = Limits()
+    #: The account the processes run as (None: the supervisor's own, when not root).
+    uid: int | None = None
+    gid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the inverse of ``from_json``)."""
@@ -94,6 +97,8 @@ class SupervisorPlan:
             "endpoints": dict(self.endpoints),
             "tcp_ports": list(self.tcp_ports),
             "limits": asdict(self.limits),
+            "uid": self.uid,
+            "gid": self.gid,
             "processes": [
                 {
                     "name": p.name,
@@ -123,6 +128,8 @@ class SupervisorPlan:
             endpoints={str(k): str(v) for k, v in data["endpoints"].items()},
             tcp_ports=tuple(int(p) for p in data["tcp_ports"]),
             limits=Limits(**data.get("limits", {})),
+            uid=None if data.get("uid") is None else int(data["uid"]),
+            gid=None if data.get("gid") is None else int(data["gid"]),
             processes=tuple(
                 ProcessPlan(
                     name=str(p["name"]),
@@ -349,6 +356,14 @@ class Runner:
         with self.sup.lock:
             if self.sup.stopping.is_set():
                 return None
+            plan = self.sup.plan
+            # The account's uid and gid, and no supplementary groups, are set in the child
+            # after its cwd (so a root the account owns is entered through the home's link).
+            who: dict[str, Any] = (
+                {}
+                if plan.uid is None
+                else {"user": plan.uid, "group": plan.gid, "extra_groups": []}
+            )
             try:
                 proc = subprocess.Popen(
                     self.plan.argv,
@@ -359,6 +374,7 @@ class Runner:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     process_group=0,
+                    **who,
                 )
             except OSError as exc:
                 self.exits += 1

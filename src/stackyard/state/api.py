@@ -145,6 +145,23 @@ class StateStore(Protocol):
         """The current lock, if any (expired or not)."""
         ...
 
+    def installation_id(self) -> str:
+        """This installation's identity: a short id made once per state store.
+
+        Every process sharing the store reads the same id. Physical names hash it and
+        ownership labels carry it, so two installations on one server never compute the same
+        name nor take each other's objects for their own.
+        """
+        ...
+
+    def check_fence(self, lease: Lease) -> None:
+        """Raise ``LockLostError`` unless ``lease`` is still the environment's live lease.
+
+        One cheap read, made right before every provider call: a writer that was paused past
+        its lease (and taken over) does not reach the backend.
+        """
+        ...
+
     def begin(self, lease: Lease, intent: Intent) -> None:
         """Durably record an intent before a provider call (fenced by the lease)."""
         ...
@@ -182,6 +199,11 @@ class StateStore(Protocol):
 
     def environments(self) -> Sequence[str]:
         """Every environment that has state."""
+        ...
+
+    def now(self) -> float:
+        """The store's clock in epoch seconds: TTLs, expiry and claims are measured by it,
+        never by the client's clock."""
         ...
 
     def close(self) -> None:

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from stackyard.errors import InvalidInputError
-from stackyard.policy.audit import GENESIS, AuditEvent, chain_hash
+from stackyard.errors import InvalidInputError, StateError
+from stackyard.policy.audit import (
+    GENESIS,
+    LEGACY,
+    AuditEvent,
+    Checkpoint,
+    Verification,
+    chain_hash,
+    verify,
+)
 from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import ORG, Grant, Role
+from stackyard.state.audit_seal import AuditSeal
 from stackyard.state.sql import SqlStateStore
 from stackyard.state.tables import approvals, audit_events, decisions, grants, upsert
 
@@ -23,10 +33,15 @@ _AUDIT_LOCK = 0x73792D6175646974
 
 
 class Governance:
-    """Grants, decisions, audit events and approvals in the state database."""
+    """Grants, decisions, audit events and approvals in the state database.
 
-    def __init__(self, store: SqlStateStore) -> None:
+    ``home`` holds the audit chain's key and signed head (``AuditSeal``); without it the
+    audit log can be read but not appended to or verified.
+    """
+
+    def __init__(self, store: SqlStateStore, *, home: Path | None = None) -> None:
         self.store = store
+        self.seal = None if home is None else AuditSeal(home, store.url)
 
     # -- grants ---------------------------------------------------------------------------
 
@@ -158,7 +173,19 @@ class Governance:
     def append(
         self, *, actor: str, action: str, target: str, result: str, detail: Mapping[str, Any]
     ) -> AuditEvent:
-        """Append one event to the chain (serialised, so the chain stays linear)."""
+        """Append one event to the chain (serialised, so the chain stays linear), keyed with
+        the home's audit key, then move the signed head checkpoint forward to it.
+
+        A chain whose newest event is unkeyed (written before the chain was keyed) is re-keyed
+        first: an ``audit.rekey`` event whose HMAC seals the legacy events before it.
+        """
+        if self.seal is None:
+            raise StateError(
+                "The audit log cannot be appended to without the stackyard home",
+                hint="Open the store through a workspace (the home holds the audit key).",
+            )
+        key = self.seal.key(create=True)
+        assert key is not None  # created when absent
         at = time.time()
         with self.store.writing() as conn:
             if conn.dialect.name == "postgresql":
@@ -169,9 +196,25 @@ class Governance:
                 .limit(1)
             ).first()
             seq, prev = (1, GENESIS) if last is None else (int(last.seq) + 1, str(last.hash))
-            digest = chain_hash(
+            if last is not None and prev.startswith(LEGACY):
+                rekey = _insert(
+                    conn,
+                    key,
+                    seq,
+                    prev,
+                    at=at,
+                    actor=actor,
+                    action="audit.rekey",
+                    target="audit",
+                    result="ok",
+                    detail={"legacy_events": seq - 1, "scheme": "hmac-sha256"},
+                )
+                seq, prev = seq + 1, rekey.hash
+            event = _insert(
+                conn,
+                key,
+                seq,
                 prev,
-                seq=seq,
                 at=at,
                 actor=actor,
                 action=action,
@@ -179,20 +222,18 @@ class Governance:
                 result=result,
                 detail=detail,
             )
-            conn.execute(
-                sa.insert(audit_events).values(
-                    seq=seq,
-                    at=at,
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    result=result,
-                    detail=dict(detail),
-                    prev_hash=prev,
-                    hash=digest,
-                )
+        self.seal.advance(Checkpoint(event.seq, event.hash), key)
+        return event
+
+    def verify(self) -> Verification:
+        """Check the whole chain with the home's audit key and against its signed head."""
+        if self.seal is None:
+            raise StateError(
+                "The audit log cannot be verified without the stackyard home",
+                hint="Open the store through a workspace (the home holds the audit key).",
             )
-        return AuditEvent(seq, at, actor, action, target, result, detail, prev, digest)
+        key = self.seal.key(create=False)
+        return verify(self.audit(), key=key, checkpoint=self.seal.checkpoint(key))
 
     def audit(self, *, since: float | None = None, limit: int | None = None) -> list[AuditEvent]:
         """Audit events in chain order (optionally from ``since``)."""
@@ -263,3 +304,44 @@ class Governance:
             q = q.where(deployments.c.env == env)
         with self.store.reading() as conn:
             return [r.id for r in conn.execute(q)]
+
+
+def _insert(
+    conn: sa.Connection,
+    key: bytes,
+    seq: int,
+    prev: str,
+    *,
+    at: float,
+    actor: str,
+    action: str,
+    target: str,
+    result: str,
+    detail: Mapping[str, Any],
+) -> AuditEvent:
+    """Insert one keyed event after ``prev``."""
+    digest = chain_hash(
+        prev,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        target=target,
+        result=result,
+        detail=detail,
+        key=key,
+    )
+    conn.execute(
+        sa.insert(audit_events).values(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            result=result,
+            detail=dict(detail),
+            prev_hash=prev,
+            hash=digest,
+        )
+    )
+    return AuditEvent(seq, at, actor, action, target, result, detail, prev, digest)

@@ -3,6 +3,7 @@ deployments with their events, workloads and component instances (SQLAlchemy Cor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -10,6 +11,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from stackyard.errors import StateError
 from stackyard.model.environment import (
     Deployment,
     DeploymentEvent,
@@ -18,6 +20,8 @@ from stackyard.model.environment import (
     WorkloadRecord,
 )
 from stackyard.model.platform import Binding
+from stackyard.state.api import Lease
+from stackyard.state.locks import check_fence
 from stackyard.state.sql import SqlStateStore
 from stackyard.state.tables import (
     deployment_events,
@@ -30,7 +34,25 @@ from stackyard.state.tables import (
     workloads,
 )
 
-__all__ = ["Records", "StoredDocument"]
+__all__ = ["Records", "StoredDocument", "release_digest"]
+
+
+def release_digest(document: Mapping[str, Any]) -> str:
+    """The content address of a release document (its id): SHA-256 of its canonical JSON."""
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _verified(release_id: str, document: Mapping[str, Any]) -> str:
+    """``release_id`` when ``document`` still hashes to it, else ``StateError`` (tampering)."""
+    if release_digest(document) != release_id:
+        raise StateError(
+            f"Release {release_id} was modified in the state database: its content no longer "
+            "matches its digest (tamper detected)",
+            hint="Do not use this release. Restore the releases table from a backup, or create "
+            "a new release from the Score files with 'stackyard release create'.",
+        )
+    return release_id
 
 
 class StoredDocument(NamedTuple):
@@ -238,7 +260,11 @@ class Records:
             return bool(res.rowcount)
 
     def release(self, release_id: str) -> tuple[str, float, str, Mapping[str, Any]] | None:
-        """``(id, created_at, created_by, document)``; ``release_id`` may be a unique prefix."""
+        """``(id, created_at, created_by, document)``; ``release_id`` may be a unique prefix.
+
+        The document is checked against its digest on every read: a release edited in the
+        database is refused (``StateError`` naming it), never used under its old id.
+        """
         with self.store.reading() as conn:
             rows = conn.execute(
                 sa.select(releases)
@@ -248,13 +274,13 @@ class Records:
         if len(rows) != 1:
             return None
         r = rows[0]
-        return r.id, r.created_at, r.created_by, r.document
+        return _verified(r.id, r.document), r.created_at, r.created_by, r.document
 
     def releases(self) -> list[tuple[str, float, str, Mapping[str, Any]]]:
-        """Every release, newest first."""
+        """Every release, newest first (each checked against its digest, as ``release``)."""
         with self.store.reading() as conn:
             return [
-                (r.id, r.created_at, r.created_by, r.document)
+                (_verified(r.id, r.document), r.created_at, r.created_by, r.document)
                 for r in conn.execute(sa.select(releases).order_by(releases.c.created_at.desc()))
             ]
 
@@ -283,6 +309,32 @@ class Records:
         with self.store.writing() as conn:
             ins = upsert(conn, deployments).values(**row)
             conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=row))
+
+    def interrupt_running(self, env: str, *, keep: str | None = None) -> list[str]:
+        """Mark ``env``'s deployments still ``running`` as ``interrupted``; returns their ids.
+
+        Call only while holding the environment's lock: every deployment runs under it, so a
+        ``running`` one seen by the lock's holder belongs to a writer that is gone (killed by a
+        signal, or its lease ran out).
+        """
+        query = sa.select(deployments.c.id).where(
+            deployments.c.env == env, deployments.c.status == "running"
+        )
+        if keep:
+            query = query.where(deployments.c.id != keep)
+        with self.store.writing() as conn:
+            ids = list(conn.execute(query).scalars())
+            if ids:
+                conn.execute(
+                    sa.update(deployments)
+                    .where(deployments.c.id.in_(ids), deployments.c.status == "running")
+                    .values(
+                        status="interrupted",
+                        finished_at=time.time(),
+                        error="interrupted: the writer stopped before finishing",
+                    )
+                )
+        return ids
 
     def move_deployment(self, deployment_id: str, *, expect: str, status: str) -> bool:
         """Atomically move a deployment from ``expect`` to ``status``; False if it was not there."""
@@ -405,11 +457,19 @@ class Records:
         drop_workloads: Sequence[str] = (),
         put_instances: Sequence[InstanceRecord],
         drop_instances: Sequence[str] = (),
+        lease: Lease | None = None,
     ) -> None:
-        """After an apply: the live workloads and instances of ``env``, in one transaction."""
+        """After an apply: the live workloads and instances of ``env``, in one transaction.
+
+        With ``lease``, the write is fenced: it is refused (``LockLostError``) unless that
+        lease is still the environment's live lease, so a writer that lost its lock never
+        records a view of the workloads that another writer has since changed.
+        """
         now = time.time()
         box = self.store.box
         with self.store.writing() as conn:
+            if lease is not None:
+                check_fence(conn, lease)
             for name in drop_workloads:
                 conn.execute(
                     sa.delete(workloads).where(workloads.c.env == env, workloads.c.name == name)

@@ -28,13 +28,22 @@ from stackyard.state.api import Intent, Lease, LockInfo, ResourceRecord, Snapsho
 from stackyard.state.groupcommit import GroupCommit
 from stackyard.state.hotpath import HotPath, RawTxn, RawWriter
 from stackyard.state.secrets import SecretBox
-from stackyard.state.tables import applied_plans, environments_state, intents, resources
+from stackyard.state.tables import (
+    applied_plans,
+    environments,
+    environments_state,
+    installation,
+    intents,
+    resources,
+)
 
 __all__ = ["SqlStateStore"]
 
 #: How long a SQLite writer waits for another writer before failing (``database is locked``).
 SQLITE_BUSY_TIMEOUT_S = 5.0
 _SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+#: How far behind the newest recorded time a SQLite store's (the machine's) clock may run.
+CLOCK_TOLERANCE_S = 300.0
 _CHUNK = 500  # bound on bound parameters per statement (SQLite's limit is far higher)
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -77,6 +86,7 @@ class SqlStateStore:
         sqlite_synchronous: str = "FULL",
     ) -> None:
         self._box = box
+        self._installation: str | None = None
         parsed = _parse_url(url)
         self._masked = parsed.render_as_string(hide_password=True)
         self._engine = self._create_engine(parsed, pool_size, sqlite_synchronous.upper())
@@ -142,6 +152,20 @@ class SqlStateStore:
             ).all()
         return [self._intent(row) for row in rows]
 
+    def installation_id(self) -> str:
+        """This store's installation id (made once by migration 0004; read once, then cached)."""
+        if self._installation is None:
+            with self._read() as conn:
+                found = conn.execute(sa.select(installation.c.id)).scalar_one_or_none()
+            if not found:
+                raise StateError(
+                    f"The state store {self._masked} has no installation id",
+                    hint="Its 'installation' row was removed; restore it from a backup. A new "
+                    "id would disown every object this installation made.",
+                )
+            self._installation = str(found)
+        return self._installation
+
     def was_applied(self, env: str, plan_id: str) -> bool:
         """True when ``plan_id`` has been applied to ``env``."""
         with self._read() as conn:
@@ -160,6 +184,43 @@ class SqlStateStore:
         )
         with self._read() as conn:
             return sorted(conn.execute(query).scalars())
+
+    def now(self) -> float:
+        """The store's clock in epoch seconds: TTLs, expiry and reaper claims are measured by it.
+
+        On PostgreSQL it is the server's ``clock_timestamp()``, so every client agrees on the
+        time whatever its own clock says. A SQLite store is a file on this machine, so the
+        machine's clock is the store's clock; it is checked against the newest time the store
+        has recorded, and a clock running more than ``CLOCK_TOLERANCE_S`` behind that is
+        refused (``StateError``) rather than trusted: it would make fresh environments look
+        expired. A clock running ahead cannot be told apart from time passing.
+        """
+        if self._pg:
+            with self._read() as conn:
+                now = conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())"))
+                return float(now.scalar_one())
+        clock = time.time()
+        with self._read() as conn:
+            newest = max(
+                (
+                    conn.execute(sa.select(sa.func.max(column))).scalar_one() or 0.0
+                    for column in (
+                        resources.c.updated_at,
+                        environments_state.c.created_at,
+                        applied_plans.c.applied_at,
+                        environments.c.updated_at,
+                    )
+                ),
+                default=0.0,
+            )
+        if clock < newest - CLOCK_TOLERANCE_S:
+            raise StateError(
+                f"This machine's clock is {newest - clock:.0f} s behind the newest time recorded "
+                f"in the state store {self._masked}",
+                hint="Fix the system clock (NTP), or keep the state in PostgreSQL "
+                "(STACKYARD_DATABASE_URL), whose server clock is used instead.",
+            )
+        return clock
 
     # -- the lock ----------------------------------------------------------------------------
 
@@ -191,6 +252,20 @@ class SqlStateStore:
             locks.force_unlock(conn, env, lock_id)
 
     # -- fenced writes -----------------------------------------------------------------------
+
+    def check_fence(self, lease: Lease) -> None:
+        """``LockLostError`` unless ``lease`` is still live: one plain read, no write lock.
+
+        Made before each provider call, so a writer that was paused past its lease does not
+        reach the backend once another writer holds the lock (the state writes that follow
+        are fenced in their own transactions as well).
+        """
+        with self._read() as conn:
+            current = locks.lock_info(conn, lease.env)
+        if current is None or (current.lock_id, current.token) != (lease.lock_id, lease.token):
+            raise locks.lost_error(lease, current)
+        if current.expires_at <= time.time():
+            raise locks.expired_error(lease, current.expires_at)
 
     def begin(self, lease: Lease, intent: Intent) -> None:
         """Durably record an intent before a provider call."""

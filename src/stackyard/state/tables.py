@@ -14,6 +14,7 @@ __all__ = [
     "JSON",
     "applied_plans",
     "environments_state",
+    "installation",
     "intents",
     "lock_tokens",
     "locks",
@@ -263,4 +264,16 @@ approvals = sa.Table(
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("verdict", sa.String(20), nullable=False),
     sa.Column("comment", sa.Text, nullable=False),
+)
+
+# -- the installation identity (migration 0004) --------------------------------------------
+
+#: One row: the id that names and labels carry, so installations sharing a server never
+#: touch each other's objects.
+installation = sa.Table(
+    "installation",
+    metadata,
+    sa.Column("singleton", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )

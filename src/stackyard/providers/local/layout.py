@@ -1,7 +1,7 @@
 """Where local objects live on disk, and the ownership marker that labels each of them.
 
 Every object is a directory holding a marker file ``.stackyard-owner`` whose text is the
-owner label (``stackyard:<env>:<address>``). A directory without a marker, or with another
+owner label (``stackyard:<installation>:<env>:<address>``). A directory without a marker, or with another
 label, is not ours: it is reported unmanaged and never changed or deleted.
 
 Layout of a server (``<home>/servers/<name>/``)::
@@ -74,6 +74,14 @@ def ownership(path: Path, label: str) -> Ownership:
     return Ownership.OURS if found == label else Ownership.FOREIGN
 
 
+def marker_label(path: Path) -> str | None:
+    """The label in ``path``'s marker, or None when it has none (or is not a directory)."""
+    try:
+        return (path / MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
 def owner_of(path: Path) -> str:
     """The label in ``path``'s marker, or a phrase saying there is none."""
     try:
@@ -99,17 +107,42 @@ def claim(path: Path, label: str, *, address: str, mode: int = 0o700) -> None:
         tmp.replace(path / MARKER)
 
 
-def remove(path: Path, label: str, *, address: str) -> None:
-    """Delete ``path`` if it is ours; a missing path is success; a foreign one is refused."""
+def remove(path: Path, label: str, *, address: str, recorded: bool = False) -> None:
+    """Delete ``path`` if it is ours; a missing path is success; a foreign one is refused.
+
+    The marker goes last: the contents first, then the marker, then the (empty) directory,
+    so a delete killed at any point leaves either a marked directory or an empty one, and a
+    re-run finishes it. ``recorded``: the caller's state records this exact path as its own;
+    a directory there without a marker is then a delete that stopped after the marker went
+    (an older stackyard removed it early) and is finished too. A directory with another
+    owner's marker is always refused.
+    """
     state = ownership(path, label)
     if state is Ownership.MISSING:
         return
-    if state is Ownership.FOREIGN:
+    if state is Ownership.FOREIGN and not _half_deleted(path, recorded=recorded):
         raise ProviderPermanentError(
             f"Refusing to delete {path}: it is not owned by this resource ({owner_of(path)})",
             address=address,
         )
-    shutil.rmtree(path)
+    if path.is_symlink():
+        shutil.rmtree(path)  # refused by shutil (OSError), as it always was
+    for entry in path.iterdir():
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    (path / MARKER).unlink(missing_ok=True)
+    path.rmdir()
+
+
+def _half_deleted(path: Path, *, recorded: bool) -> bool:
+    """A directory whose delete stopped after its marker went: no marker, and empty or ours."""
+    if path.is_symlink() or not path.is_dir() or (path / MARKER).exists():
+        return False
+    return recorded or not any(path.iterdir())
 
 
 def external_data_dir(server_dir: Path) -> Path:

@@ -2,9 +2,11 @@
 
 The server reads a config file and an ACL file from its data dir; the ACL file holds the
 ``default`` user's password as a SHA-256 hash, so the plain password is only in the home's
-``secret`` file and in state. Persistence is off (``save ""``, ``appendonly no``): this is a
-development cache. Other users (``redis.acl_user``) survive a restart only if the one who made
-them ran ``ACL SAVE``; the ``default`` line is rewritten at each start and the rest kept.
+``secret`` file and in state. Keys persist in an append-only file (``appendonly yes``, no RDB
+snapshots), so a killed server comes back with its keys, the ``redis.acl_user`` labels among
+them. Other users (``redis.acl_user``) persist in the ACL file, which that kind saves
+(``ACL SAVE``) after every change; the ``default`` line is rewritten at each start and the rest
+kept.
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ class RedisServer(SupervisedServer):
         self, data_dir: Path, state: ServerState, password: str, user: ServerUser | None
     ) -> None:
         """Write ``redis.conf`` and ``users.acl``."""
+        self._write_conf(data_dir, state, user)
+        self._write_acl(data_dir, state, password, user)
+        (data_dir / INITIALISED).write_text(state.binary + "\n")
+
+    def _write_conf(self, data_dir: Path, state: ServerState, user: ServerUser | None) -> None:
+        # Rewritten at every start: a data dir that moved (or a conf from an older version
+        # without the append-only file) is brought up to date.
         conf = "\n".join(
             [
                 f"port {state.port}",
@@ -101,15 +110,16 @@ class RedisServer(SupervisedServer):
                 f'dir "{data_dir}"',
                 'logfile ""',
                 'save ""',
-                "appendonly no",
+                "appendonly yes",
+                "appendfsync everysec",
                 f'aclfile "{data_dir / "users.acl"}"',
                 "",
             ]
         )
-        (data_dir / "redis.conf").write_text(conf)
-        supervise.give(data_dir / "redis.conf", user, 0o600)
-        self._write_acl(data_dir, state, password, user)
-        (data_dir / INITIALISED).write_text(state.binary + "\n")
+        tmp = data_dir / "redis.conf.tmp"
+        tmp.write_text(conf)
+        supervise.give(tmp, user, 0o600)
+        tmp.replace(data_dir / "redis.conf")
 
     def _write_acl(
         self, data_dir: Path, state: ServerState, password: str, user: ServerUser | None
@@ -129,7 +139,9 @@ class RedisServer(SupervisedServer):
     def prepare_start(
         self, data_dir: Path, state: ServerState, password: str, user: ServerUser | None
     ) -> None:
-        """Put the current admin password into the ACL file (a stopped server may lag)."""
+        """Rewrite the config, and put the current admin password into the ACL file (a
+        stopped server may lag)."""
+        self._write_conf(data_dir, state, user)
         self._write_acl(data_dir, state, password, user)
 
     def command(self, data_dir: Path, state: ServerState, config: KindConfig) -> list[str]:

@@ -15,7 +15,7 @@ import shutil
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -309,11 +309,15 @@ class SupervisedServer(ABC):
             paths = self.paths(meta, cfg)
             layout.claim(paths.root, meta.label, address=meta.address, mode=0o711)
             paths.root.chmod(0o711)  # the server user may need to pass through to data/
-            user = supervise.server_user()
+            user = supervise.server_user(f"server:{paths.root}")
             state = paths.read_state()
             if state is None:
                 state = self._new_state(paths, cfg, user, meta.address)
                 paths.write_state(state)
+            elif user is not None and (
+                state.user != user.name or not supervise.reachable_by(Path(state.data_dir), user)
+            ):
+                state = self._move_to(paths, state, user, meta)
             current = paths.read_secret()
             if not current:
                 current = cfg.password or generate_password()
@@ -330,6 +334,29 @@ class SupervisedServer(ABC):
                 paths.write_secret(cfg.password)
                 current = cfg.password
             return Applied(self.outputs(paths, state, current), physical_id=str(paths.root))
+
+    def _move_to(
+        self, paths: ServerPaths, state: ServerState, user: ServerUser, meta: ResourceMeta
+    ) -> ServerState:
+        """Hand a server made under another account (the shared ``stackyard`` of older
+        versions) to its own, and move a data dir its account cannot reach (in a home that
+        is now 0700) out to ``layout.external_data_dir``. Stops the server; safe to repeat."""
+        supervise.stop(paths.pid, sig=self.stop_signal)
+        data_dir = Path(state.data_dir)
+        if data_dir == paths.data and not supervise.reachable_by(paths.root, user):
+            external = layout.external_data_dir(paths.root)
+            layout.claim(external, meta.label, address=meta.address)
+            for entry in data_dir.iterdir():
+                shutil.move(entry, external / entry.name)
+            data_dir.rmdir()
+            paths.data.symlink_to(external)
+            data_dir = external
+        if data_dir.is_dir():
+            supervise.give_tree(data_dir, user)
+            data_dir.chmod(0o700)
+        state = replace(state, user=user.name, data_dir=str(data_dir))
+        paths.write_state(state)
+        return state
 
     def _start(
         self,

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stackyard.providers.local import accounts
+
 DEFAULT_SERVER_USER = "stackyard"
 
 _LAUNCHER = """
@@ -51,25 +53,27 @@ except BaseException as exc:
 """
 
 
-@dataclass(frozen=True, slots=True)
-class ServerUser:
-    """The unprivileged account a server runs as when stackyard runs as root."""
-
-    name: str
-    uid: int
-    gid: int
+#: The unprivileged account a server runs as when stackyard runs as root.
+ServerUser = accounts.Account
 
 
-def server_user() -> ServerUser | None:
-    """The account to run servers as: ``None`` (ourselves) unless we are root.
+def server_user(purpose: str = "") -> ServerUser | None:
+    """The account to run a server as: ``None`` (ourselves) unless we are root.
 
-    Under root: ``$STACKYARD_SERVER_USER`` if set, else the system user ``stackyard``, created
-    with ``useradd --system`` when missing, else ``nobody``. Safe to call concurrently: a
-    lost ``useradd`` race is followed by a second look-up.
+    Under root: ``$STACKYARD_SERVER_USER`` if set (the operator's choice, shared by every
+    server); else an account of the server's own (``accounts.ensure(purpose)``), so no two
+    servers share a uid; else the system user ``stackyard``, created with ``useradd --system``
+    when missing; else ``nobody``. Safe to call concurrently: a lost ``useradd`` race is
+    followed by a second look-up.
     """
     if os.geteuid() != 0:
         return None
-    wanted = os.environ.get("STACKYARD_SERVER_USER", DEFAULT_SERVER_USER)
+    wanted = os.environ.get("STACKYARD_SERVER_USER")
+    if not wanted and purpose:
+        own = accounts.ensure(purpose, f"stackyard server {purpose}")
+        if own is not None:
+            return own
+    wanted = wanted or DEFAULT_SERVER_USER
     entry = _lookup(wanted)
     if entry is None and wanted == DEFAULT_SERVER_USER:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -127,6 +131,14 @@ def give(path: Path, user: ServerUser | None, mode: int) -> None:
     if user is not None:
         os.chown(path, user.uid, user.gid)
     path.chmod(mode)
+
+
+def give_tree(path: Path, user: accounts.Account) -> None:
+    """Hand ``path`` and everything under it to ``user``; symlinks are not followed."""
+    os.lchown(path, user.uid, user.gid)
+    for parent, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(parent, name), user.uid, user.gid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import socket
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
@@ -13,7 +16,8 @@ import psycopg
 import pydantic
 from psycopg import conninfo, sql
 
-from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.errors import ForeignObjectError, ProviderPermanentError, ProviderTransientError
+from stackyard.providers import timeouts
 from stackyard.providers.api import NamingRule, ResourceMeta
 
 #: Physical names: lower-case letters, digits and '-'. No '_', so a physical name can never
@@ -22,7 +26,7 @@ from stackyard.providers.api import NamingRule, ResourceMeta
 NAMING = NamingRule(max_length=63, allowed="a-z0-9", separator="-")
 #: PostgreSQL silently truncates longer identifiers (NAMEDATALEN - 1).
 MAX_IDENTIFIER_BYTES = 63
-CONNECT_TIMEOUT_SECONDS = 5
+CONNECT_TIMEOUT_SECONDS = timeouts.DEFAULT_CONNECT  # STACKYARD_BACKEND_CONNECT_TIMEOUT
 MAX_IDLE_PER_KEY = 4
 
 _M = TypeVar("_M", bound=pydantic.BaseModel)
@@ -126,29 +130,56 @@ def resolve_name(meta: ResourceMeta, configured: str, what: str) -> str:
     return checked_identifier(meta.address, what, configured or meta.physical_name)
 
 
-def ownership(meta: ResourceMeta, name: str, label: str | None) -> tuple[bool, str]:
+def ownership(
+    meta: ResourceMeta, name: str, label: str | None, *, crash_window: bool = False
+) -> tuple[bool, str]:
     """Whether an existing object is ours, and why not.
 
-    Ours when it carries our label. An object with no label at all is ours only when its
-    name is the deterministic physical name: that hashed name is itself an ownership claim
-    (and covers a crash between CREATE DATABASE and its COMMENT). An explicitly named,
-    unlabelled object may be anybody's, so it is never adopted.
+    Ours when it carries our label (which names this installation and environment). An
+    object with no label at all is someone else's (another tool's, or a hand-made one), and
+    is never adopted, changed or deleted. The one exception is a kind whose create cannot
+    label atomically (``crash_window``: CREATE DATABASE, then COMMENT) when ``meta.resuming``:
+    our own journal shows an interrupted create of this very name, so the unlabelled object
+    at the deterministic name is the one it made.
     """
     if label == meta.label:
         return True, ""
-    if label is None and name == meta.physical_name:
+    if label is None and crash_window and meta.resuming and name == meta.physical_name:
         return True, ""
     if label is None:
         return False, f"'{name}' exists without a stackyard label"
     return False, f"'{name}' is labelled {label!r}, not {meta.label!r}"
 
 
+#: Roles and databases whose label (shared comment) starts with a prefix (``%(p)s``).
+_LABELLED_ROLES = (
+    "SELECT o.name, o.label FROM (SELECT rolname AS name,"
+    " shobj_description(oid, 'pg_authid') AS label FROM pg_authid) o"
+    " WHERE left(o.label, length(%(p)s)) = %(p)s ORDER BY 1 LIMIT %(n)s"
+)
+_LABELLED_DATABASES = (
+    "SELECT o.name, o.label FROM (SELECT datname AS name,"
+    " shobj_description(oid, 'pg_database') AS label FROM pg_database) o"
+    " WHERE left(o.label, length(%(p)s)) = %(p)s ORDER BY 1 LIMIT %(n)s"
+)
+
+
+def labelled_names(
+    conn: psycopg.Connection[Any], what: str, prefix: str, limit: int
+) -> list[tuple[str, str]]:
+    """``(name, label)`` of the roles (``what='role'``) or databases labelled ``prefix...``."""
+    query = _LABELLED_ROLES if what == "role" else _LABELLED_DATABASES
+    rows = conn.execute(query, {"p": prefix, "n": limit}).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
 def refuse_foreign(meta: ResourceMeta, what: str, name: str, why: str) -> NoReturn:
     """Refuse to touch an object another owner holds."""
-    refuse(
-        meta.address,
+    raise ForeignObjectError(
         f"The {what} '{name}' exists and is not managed by this environment ({why})",
-        hint=f"Choose another name, or remove the other {what} first.",
+        address=meta.address,
+        hint=f"It is not this installation's {what}: remove or rename it, or choose another "
+        "name. Taking over an existing object ('stackyard adopt') is not available yet.",
     )
 
 
@@ -170,17 +201,39 @@ class Connections:
         with self._lock:
             idle = self._idle.get(key, [])
             conn = idle.pop() if idle else None
+        limits = timeouts.current()
         if conn is None or conn.closed or conn.broken:
-            conn = self._open(url, dbname)
+            conn = self._open(url, dbname, limits)
         ok = False
+        watchdog = _Watchdog(conn, limits.client_deadline)
         try:
             yield conn
             ok = True
+        except psycopg.Error:
+            if watchdog.fired:
+                raise psycopg.OperationalError(
+                    f"the server did not answer within {limits.client_deadline:g} s, so the "
+                    f"connection was dropped (limit: {timeouts.OPERATION_ENV})"
+                ) from None
+            raise
         finally:
-            self._give_back(key, conn, ok)
+            watchdog.stop()
+            self._give_back(key, conn, ok and not watchdog.fired)
 
-    def _open(self, url: str, dbname: str | None) -> psycopg.Connection[Any]:
-        extra: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    def _open(
+        self, url: str, dbname: str | None, limits: timeouts.Timeouts
+    ) -> psycopg.Connection[Any]:
+        statement_ms = int(limits.operation * 1000)
+        extra: dict[str, Any] = {
+            "connect_timeout": max(1, math.ceil(limits.connect)),
+            "keepalives": 1,
+            "keepalives_idle": timeouts.KEEPALIVE_IDLE,
+            "keepalives_interval": timeouts.KEEPALIVE_INTERVAL,
+            "keepalives_count": timeouts.KEEPALIVE_COUNT,
+            # Unacknowledged data for this long drops the connection (Linux; others ignore it).
+            "tcp_user_timeout": statement_ms,
+            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+        }
         if dbname is not None:
             extra["dbname"] = dbname
         try:
@@ -219,6 +272,46 @@ class Connections:
         for conns in groups:
             for conn in conns:
                 conn.close()
+
+
+class _Watchdog:
+    """Drops a borrowed connection whose holder still waits after ``deadline`` seconds.
+
+    A server that stops answering (or a black-holed path through a proxy that keeps the TCP
+    connection open) is caught neither by ``statement_timeout`` (the server never sees the
+    statement) nor by keepalives (the local peer answers them). Shutting the socket down
+    wakes libpq's wait with an error, which the pool turns into a clear, transient one.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], deadline: float) -> None:
+        self.fired = False
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._timer = threading.Timer(deadline, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:  # never touch a connection already given back
+            if self._stopped:
+                return
+            self.fired = True
+            try:
+                fd = os.dup(self._conn.pgconn.socket)
+            except (OSError, psycopg.Error):
+                return
+            try:
+                with socket.socket(fileno=fd) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """The holder is done: disarm (waits for a firing in progress)."""
+        self._timer.cancel()
+        with self._lock:
+            self._stopped = True
 
 
 def quoted(name: str) -> sql.Identifier:

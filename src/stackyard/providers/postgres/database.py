@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from psycopg import sql
@@ -11,6 +12,7 @@ from stackyard.providers.api import (
     CreateRequest,
     DeleteRequest,
     KindConfig,
+    Labelled,
     NamingRule,
     Observed,
     ObserveRequest,
@@ -22,6 +24,7 @@ from stackyard.providers.postgres.connection import (
     NAMING,
     Connections,
     Identifier,
+    labelled_names,
     ownership,
     parse_config,
     provider_errors,
@@ -79,6 +82,20 @@ class DatabaseKind:
         cfg = parse_config(DatabaseConfig, config, meta.address)
         return cfg, resolve_name(meta, cfg.name, "database"), url_secrets(cfg.server)
 
+    def sweep_scope(self, config: Mapping[str, Any]) -> str:
+        """The server URL: databases are listed once per server."""
+        return str(config.get("server", ""))
+
+    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
+        """Databases whose label starts with ``prefix`` (one catalog query); no writes."""
+        server = str(config.get("server", ""))
+        with (
+            provider_errors("sweep", secrets=url_secrets(server)),
+            self._conns.connect(server) as conn,
+        ):
+            found = labelled_names(conn, "database", prefix, limit)
+        return [Labelled(name, label, {"server": server}) for name, label in found]
+
     def observe(self, req: ObserveRequest) -> Observed | None:
         """Read the database with one catalog query; no writes.
 
@@ -93,7 +110,7 @@ class DatabaseKind:
         if row is None:
             return None
         owner, encoding, label, admin = row
-        managed, why = ownership(req.meta, name, label)
+        managed, why = ownership(req.meta, name, label, crash_window=True)
         reported_owner = "" if not cfg.owner and owner == admin else owner
         return Observed(
             config={
@@ -144,7 +161,7 @@ class DatabaseKind:
                 owner = cfg.owner or conn.info.user
             else:
                 owner, _encoding, current_label, admin = row
-                managed, why = ownership(meta, name, current_label)
+                managed, why = ownership(meta, name, current_label, crash_window=True)
                 if not managed:
                     refuse_foreign(meta, "database", name, why)
                 statements: list[sql.Composable] = []
@@ -176,7 +193,7 @@ class DatabaseKind:
             row = conn.execute(_READ, (name,)).fetchone()
             if row is None:
                 return
-            managed, why = ownership(req.meta, name, row[2])
+            managed, why = ownership(req.meta, name, row[2], crash_window=True)
             if not managed:
                 refuse_foreign(req.meta, "database", name, why)
             self._conns.evict(cfg.server, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from psycopg import sql
@@ -11,6 +12,7 @@ from stackyard.providers.api import (
     CreateRequest,
     DeleteRequest,
     KindConfig,
+    Labelled,
     NamingRule,
     Observed,
     ObserveRequest,
@@ -23,6 +25,7 @@ from stackyard.providers.postgres.connection import (
     NAMING,
     Connections,
     Identifier,
+    labelled_names,
     ownership,
     parse_config,
     provider_errors,
@@ -61,7 +64,9 @@ class RoleConfig(KindConfig):
     )
     password: str = config_field("", sensitive=True, description="Empty means no password.")
     login: bool = config_field(True, description="Whether the role may log in.")
-    connection_limit: int = config_field(-1, ge=-1, description="-1 means no limit.")
+    connection_limit: int = config_field(
+        -1, ge=-1, le=2_147_483_647, description="-1 means no limit."
+    )
 
 
 class RoleKind:
@@ -78,6 +83,20 @@ class RoleKind:
     def _config(self, meta: ResourceMeta, config: Any) -> tuple[RoleConfig, str, list[str]]:
         cfg = parse_config(RoleConfig, config, meta.address)
         return cfg, resolve_name(meta, cfg.name, "role"), [*url_secrets(cfg.server), cfg.password]
+
+    def sweep_scope(self, config: Mapping[str, Any]) -> str:
+        """The server URL: roles are listed once per server."""
+        return str(config.get("server", ""))
+
+    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
+        """Roles whose label starts with ``prefix`` (one catalog query); no writes."""
+        server = str(config.get("server", ""))
+        with (
+            provider_errors("sweep", secrets=url_secrets(server)),
+            self._conns.connect(server) as conn,
+        ):
+            found = labelled_names(conn, "role", prefix, limit)
+        return [Labelled(name, label, {"server": server}) for name, label in found]
 
     def observe(self, req: ObserveRequest) -> Observed | None:
         """Read the role with one catalog query; no writes.

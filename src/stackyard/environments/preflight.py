@@ -1,0 +1,108 @@
+"""Checks made before the first provider call: every node's known config against its kind.
+
+``deploy.prepare`` resolves (params against each component's inputs schema) and expands the
+graph; what is left is each resource's config as its kind will see it. Values only known
+after apply (a generated password, an upstream's name) cannot be checked yet; everything
+else can, so a bad Redis ``commands`` rule or an out-of-range ``connection_limit`` is a
+diagnostic (exit 2) before anything is created, not a failed apply half-way through.
+``workload validate --env`` runs the same checks (``deploy_diagnostics``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from stackyard.diagnostics import Diagnostic, error
+from stackyard.engine.kinds import Kinds
+from stackyard.errors import InvalidInputError, ProviderError, StackyardError
+from stackyard.model.values import Unknown, is_known, reveal
+from stackyard.resolve.graph import Graph
+
+if TYPE_CHECKING:
+    from stackyard.environments.workspace import Workspace
+
+INVALID = "Invalid resource config"
+
+
+def config_diagnostics(graph: Graph, kinds: Kinds) -> list[Diagnostic]:
+    """Every node's config, as far as it is known before apply, checked with its kind's model.
+
+    Fields whose value is only known after apply are left out, and so are the errors about
+    them (and model-level errors, which may depend on them). Messages name fields, never
+    values: any value may be a secret. No provider is called.
+    """
+    out: list[Diagnostic] = []
+    for address, node in graph.nodes.items():
+        try:
+            kind = kinds.kind(node.kind)
+            config = graph.resolve_config(address, Unknown)
+        except (ProviderError, StackyardError):
+            continue  # unknown kinds and bad references are reported by expand
+        if not isinstance(config, Mapping):
+            continue
+        known = {str(k): reveal(v) for k, v in config.items() if is_known(v)}
+        unknown = {str(k) for k in config} - set(known)
+        try:
+            kind.config_model.model_validate(known)
+        except pydantic.ValidationError as exc:
+            for problem in exc.errors():
+                field = ".".join(str(p) for p in problem["loc"])
+                top = str(problem["loc"][0]) if problem["loc"] else ""
+                if (not top and unknown) or top in unknown:
+                    continue
+                out.append(
+                    error(
+                        INVALID,
+                        f"'{address}' ({node.kind}, from {node.component}): "
+                        f"{field or '(config)'}: {problem['msg']}.",
+                        subject=address,
+                    )
+                )
+    return out
+
+
+def deploy_diagnostics(ws: Workspace, env_name: str, paths: Sequence[Path]) -> list[Diagnostic]:
+    """What a deploy of ``paths`` to ``env_name`` would report before its first provider call.
+
+    The same steps as a deploy: load the Score files, resolve and expand them with the
+    environment's live workloads, and check every config (``config_diagnostics``). Nothing
+    is planned, applied or recorded.
+    """
+    from stackyard.environments.deploy import Target, live_workloads, prepare
+    from stackyard.environments.workloads import load_score, parse_spec
+    from stackyard.policy.rbac import Action
+
+    ws.authorize(Action.VIEW, env=env_name)
+    env = ws.environment(env_name)
+    diags: list[Diagnostic] = []
+    mine: dict[str, Any] = {}
+    for path in paths:
+        try:
+            wl = parse_spec(load_score(path), file=str(path))
+        except InvalidInputError as exc:
+            diags.extend(exc.diagnostics or [error("Invalid Score file", exc.message)])
+            continue
+        if wl.name in mine:
+            diags.append(
+                error(
+                    "Duplicate workload",
+                    f"Two Score files define workload '{wl.name}'; each name must be unique.",
+                    file=str(path),
+                )
+            )
+        mine[wl.name] = wl
+    if diags:
+        return diags
+    workloads = live_workloads(ws, env_name)
+    workloads.update(mine)
+    try:
+        _, graph, found = prepare(ws, Target(env, workloads, set(mine)))
+    except InvalidInputError as exc:
+        return list(exc.diagnostics)
+    seen = {(d.summary, d.detail) for d in found}
+    extra = [d for d in config_diagnostics(graph, ws.kinds) if (d.summary, d.detail) not in seen]
+    return [*found, *extra]

@@ -1,0 +1,92 @@
+"""Unprivileged OS accounts that local servers and workloads run as when stackyard runs as root.
+
+Each local server and each environment's workloads get an account of their own, so one cannot
+read another's files: ``stackyard-<12 hex>``, the hex a hash of what the account is for (a
+server's directory, or a home and an environment), so the same server or environment of the
+same home always gets the same account back. Accounts are made on demand with ``useradd
+--system --no-create-home --shell /usr/sbin/nologin`` and are never removed: a system account
+with no home, no shell, no password and (once its server or environment is gone) no files is
+harmless, and removing one could let a later account reuse its uid on files left behind.
+``userdel stackyard-<hex>`` removes one by hand.
+
+When stackyard does not run as root it cannot switch users: every function here then returns
+``None`` and everything runs as the invoking user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pwd
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PREFIX", "Account", "account_name", "ensure", "env_purpose", "lookup"]
+
+#: Every account stackyard makes is named ``PREFIX`` + 12 hex digits.
+PREFIX = "stackyard-"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An unprivileged account: its name, uid and primary gid."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def env_purpose(home: Path, env: str) -> str:
+    """What an environment's workload account is for: its home and its name."""
+    return f"env:{Path(home).expanduser().absolute()}:{env}"
+
+
+def account_name(purpose: str) -> str:
+    """The account name for ``purpose`` (``server:<dir>`` or ``env:<home>:<env>``)."""
+    return PREFIX + hashlib.sha256(purpose.encode()).hexdigest()[:12]
+
+
+def lookup(name: str) -> Account | None:
+    """The account called ``name``, or ``None`` when there is none."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def ensure(purpose: str, comment: str) -> Account | None:
+    """The account for ``purpose``, created when missing; ``None`` unless we run as root.
+
+    Safe to call concurrently: a lost ``useradd`` race is followed by a second look-up. Returns
+    ``None`` too when the account cannot be made (no ``useradd``); callers then fall back
+    as documented where they call it.
+    """
+    if os.geteuid() != 0:
+        return None
+    name = account_name(purpose)
+    found = lookup(name)
+    if found is None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--user-group",
+                    "--comment",
+                    comment[:200].replace(":", " "),
+                    name,
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        found = lookup(name)
+    return found

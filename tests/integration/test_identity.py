@@ -1,0 +1,56 @@
+"""Identity is the operating-system account (issue 11, item 4): no variable makes anyone
+somebody else. ``STACKYARD_USER=alice`` used to grant admin and approve as alice."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+AS_USER = Path(__file__).resolve().parents[1] / "_as_user.py"
+ME = pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _run(
+    home: Path, *args: str, user: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STACKYARD_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1", **extra}
+    env.pop("STACKYARD_DATABASE_URL", None)
+    command = [str(AS_USER), user] if user else ["-m", "stackyard.cli"]
+    return subprocess.run(
+        [sys.executable, *command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_stackyard_user_does_not_change_who_acts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    # alice makes the home, so she is its bootstrap admin; the OS account of this test is not.
+    made = _run(home, "init", user="alice")
+    assert made.returncode == 0, made.stderr
+    listed = _run(home, "access", "list", "--output", "json", user="alice")
+    assert listed.returncode == 0, listed.stderr
+    assert "user:alice" in listed.stdout
+
+    for var in ("STACKYARD_USER", "USER", "LOGNAME"):
+        res = _run(home, "access", "grant", "admin", "--user", "mallory", **{var: "alice"})
+        assert res.returncode == 6, (var, res.stdout, res.stderr)
+        assert ME in res.stderr  # refused as the real account, named
+    after = _run(home, "access", "list", "--output", "json", user="alice")
+    assert "mallory" not in after.stdout
+
+    # the audit log shows the real account as the actor of the refused attempts
+    audit = _run(home, "audit", "--output", "json", user="alice")
+    assert audit.returncode == 0, audit.stderr
+    assert f'"actor": "{ME}"' in audit.stdout or f'"actor":"{ME}"' in audit.stdout
