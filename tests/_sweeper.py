@@ -16,6 +16,7 @@ Use: ``from _sweeper import sweeper, sweeper_checks`` in ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -155,6 +156,8 @@ class Sweeper:
 
 MARKER = ".stackyard-owner"
 RELOCATED_ROOT = Path("/var/lib/stackyard/servers")
+#: Under root, volumes live out of the 0700 home (see providers/local/directory.py).
+SHARED_BUCKETS = Path("/var/lib/stackyard/buckets")
 
 
 def home_leaked(home: Path) -> LeakCheck:
@@ -163,7 +166,8 @@ def home_leaked(home: Path) -> LeakCheck:
 
     def check(env: str) -> list[str]:
         out: list[str] = []
-        for root in (home, RELOCATED_ROOT):
+        shared = SHARED_BUCKETS / hashlib.sha256(str(home).encode()).hexdigest()[:16]
+        for root in (home, RELOCATED_ROOT, shared):
             if not root.is_dir():
                 continue
             for marker in root.rglob(MARKER):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from stackyard.providers.api import (
     UpdateRequest,
 )
 from stackyard.providers.local import PROVIDER, binaries, supervise
+from stackyard.providers.local.directory import SHARED_BUCKETS
 from stackyard.providers.local.layout import MARKER
 
 pytestmark = pytest.mark.integration
@@ -113,7 +115,11 @@ def test_directory_lifecycle(harness: Any, home: Path) -> None:
     assert d.observe() is None
     out = d.create()
     path = Path(out["path"])
-    assert path == home / "buckets" / "it-bucket"
+    if os.geteuid() == 0:  # out of the 0700 home, given to the env's workload account
+        assert path.parent.parent == SHARED_BUCKETS and path.name == "it-bucket"
+        assert path.stat().st_uid != 0 and stat.S_IMODE(path.stat().st_mode) == 0o700
+    else:
+        assert path == home / "buckets" / "it-bucket"
     assert out["source"] == out["path"]
     assert (path / MARKER).read_text().strip() == d.meta.label
     assert d.create() == out, "create converges on our own directory"
@@ -122,6 +128,7 @@ def test_directory_lifecycle(harness: Any, home: Path) -> None:
     (path / "data.txt").write_text("x")
     d.delete()
     assert not path.exists()
+    assert not path.parent.exists() or path.parent == home / "buckets"
     assert d.observe() is None
     d.delete()  # deleting a missing directory succeeds
 

@@ -140,3 +140,72 @@ def test_kill_9_during_delete_leaves_no_keys_after_rerun(
     _kill_run(redis_url, meta, mode, delay)
     _recover(kind, meta, config)
     assert _count(redis_url, prefix) == 0
+
+
+_KILL_AFTER_DELUSER = """
+import os, signal
+import redis.client
+
+_real = redis.client.Pipeline.execute
+
+
+def _execute(self, *args, **kwargs):
+    stack = [c[0] for c in self.command_stack]
+    out = _real(self, *args, **kwargs)
+    if any(len(a) > 1 and str(a[0]).upper() == "ACL" and str(a[1]).upper() == "DELUSER"
+           for a in stack):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+
+redis.client.Pipeline.execute = _execute
+"""
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stackyard.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_env_destroy_killed_after_deluser_then_rerun_removes_every_key(
+    stage: Any, tmp_path: Any, redis_url: str
+) -> None:
+    """The whole road: deploy, 60,000 keys, ``env destroy`` killed right after ACL DELUSER,
+    ``env destroy`` again: it must not say destroyed while keys remain."""
+    from _platform import EXAMPLES
+    from stackyard.environments.deploy import deploy_files
+    from stackyard.environments.inspect import outputs
+
+    dev = stage.name("dev")
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "app.py").write_text((EXAMPLES / "hello" / "app.py").read_text())
+    (folder / "score.yaml").write_text((EXAMPLES / "hello" / "score.yaml").read_text())
+    with stage.ws() as ws:
+        result = deploy_files(ws, [folder / "score.yaml"], dev, confirm=lambda _p: True)
+        assert result.deployment.status == "succeeded", result.deployment
+        prefix = outputs(ws, dev, "hello")["cache"]["outputs"]["prefix"]
+    _fill(redis_url, prefix)
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_KILL_AFTER_DELUSER)
+    base = dict(os.environ)
+    path = os.pathsep.join(p for p in (str(hook), base.get("PYTHONPATH", "")) if p)
+    killed = _cli("env", "destroy", dev, "--yes", env={**base, "PYTHONPATH": path})
+    assert killed.returncode == -signal.SIGKILL, killed
+    assert _count(redis_url, prefix) > 0  # killed before the keys went
+
+    deadline = time.monotonic() + 120
+    while True:  # the killed writer's lease has to expire first
+        again = _cli("env", "destroy", dev, "--yes", env=base)
+        if again.returncode != 4 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert again.returncode == 0, again
+    assert _count(redis_url, prefix) == 0, again.stdout

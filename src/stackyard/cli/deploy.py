@@ -181,8 +181,16 @@ def status(
     out.print(f"\n[bold]resources[/] ({len(data['resources'])})")
     for r in data["resources"]:
         colour = "green" if r["health"] == "ok" else "red"
+        why = f"  {escape(r['detail'])}" if r.get("detail") and r["health"] != "ok" else ""
         out.print(
-            f"  [{colour}]{r['health']:8}[/] {escape(r['address'])}  [dim]{escape(r['physical_name'])}[/]"
+            f"  [{colour}]{r['health']:12}[/] {escape(r['address'])}  [dim]{escape(r['physical_name'])}[/]{why}"
+        )
+    iso = data.get("isolation")
+    if iso:
+        state = "on" if iso.get("isolated") else "off"
+        out.print(
+            f"\n[bold]isolation[/] {state} ({escape(str(iso.get('user', '-')))}): "
+            f"{escape(str(iso.get('detail', '')))}"
         )
     out.print("\n[bold]last deployments[/]")
     for d in data["deployments"]:

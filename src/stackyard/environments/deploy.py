@@ -138,6 +138,45 @@ def workload_requests(workload: Workload) -> list[Request]:
     ]
 
 
+def _core_requests_by_workloads(
+    ws: Workspace, target: Target, res: Resolution
+) -> list[Diagnostic]:
+    """A workload that names a core instance (its own environment's, or a parent's) would get
+    the server's superuser credentials in its variables, and print them to logs a developer
+    reads: only platform roles (``outputs.reveal-admin``) may deploy such a workload."""
+    env = target.env
+    out: list[Diagnostic] = []
+    allowed: bool | None = None
+    for name in sorted(target.changed):
+        for r in target.workloads[name].resources.values():
+            owner = res.external.get(r.uid)
+            if owner is not None:
+                rec = ws.records.instances(owner).get(str(r.uid))
+                core = rec is not None and rec.core
+            else:
+                core = r.uid in res.core
+            if not core:
+                continue
+            if allowed is None:
+                allowed = ws.allowed(Action.OUTPUTS_REVEAL_ADMIN, ws.target(env.name))
+            if allowed:
+                continue
+            out.append(
+                Diagnostic(
+                    Severity.ERROR,
+                    "Core infrastructure requested by a workload",
+                    f"The workload '{name}' requests '{r.uid}' (resources.{r.name}), which is "
+                    f"core infrastructure of '{owner or env.name}': it would receive the "
+                    "server's superuser credentials. Request a resource the server provides "
+                    "instead (for example type 'postgres' for a database), or ask a platform "
+                    "engineer to deploy it.",
+                    path=f"resources.{r.name}",
+                    subject=str(r.uid),
+                )
+            )
+    return out
+
+
 @dataclass
 class Target:
     """The desired state of an environment for one converge."""
@@ -180,6 +219,7 @@ def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diag
             if r.uid in res.instances
         }
         diags.extend(placeholder_diagnostics(wl, comps))
+    diags.extend(_core_requests_by_workloads(ws, target, res))
     graph, expand_diags = expand(
         list(res.instances.values()),
         env=env.name,

@@ -14,7 +14,8 @@ from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
 from stackyard.providers.api import Observed
 
-#: Secret outputs that grant a server's superuser: revealed to platform roles only.
+#: Secret outputs that grant a server's superuser: revealed to platform roles only (and so
+#: is every secret output of a core resource).
 ADMIN_OUTPUTS = frozenset({"admin_url"})
 
 
@@ -133,15 +134,17 @@ def outputs(
         ws.audit(Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload})
     instances = ws.records.instances(env_name)
     chain = ws.chain(env)
-    # A server's superuser URL runs code as the server's account (COPY ... FROM PROGRAM):
-    # only platform roles see it, whoever may reveal the rest.
+    # A core server's superuser credentials (``admin_url``, its password) run code as the
+    # server's account (COPY ... FROM PROGRAM) and reach every tenant: only platform roles
+    # see them, whoever may reveal the rest. A consumer gets its own resource's credentials.
     admin = reveal and ws.allowed(Action.OUTPUTS_REVEAL_ADMIN, ws.target(env_name))
+    core = {str(r.uid) for e in chain for r in core_requests(ws, e)}
 
-    def shown(rec_outputs: dict[str, Any], secret_keys: Sequence[str]) -> dict[str, Any]:
+    def shown(uid: str, rec_outputs: dict[str, Any], secret_keys: Sequence[str]) -> dict[str, Any]:
         def hidden(key: str) -> bool:
             if key not in secret_keys:
                 return False
-            return not reveal or (key in ADMIN_OUTPUTS and not admin)
+            return not reveal or (not admin and (uid in core or key in ADMIN_OUTPUTS))
 
         return {k: ("(secret)" if hidden(k) else v) for k, v in rec_outputs.items()}
 
@@ -156,7 +159,7 @@ def outputs(
 
     if workload is None:
         return {
-            uid: {"component": r.component, "outputs": shown(dict(r.outputs), r.secret_keys)}
+            uid: {"component": r.component, "outputs": shown(uid, dict(r.outputs), r.secret_keys)}
             for uid, r in sorted(instances.items())
         }
     records = {w.name: w for w in ws.records.workloads(env_name)}
@@ -172,6 +175,6 @@ def outputs(
         out[r.name] = {
             "uid": str(r.uid),
             "component": rec.component if rec else None,
-            "outputs": shown(dict(rec.outputs), rec.secret_keys) if rec else {},
+            "outputs": shown(str(r.uid), dict(rec.outputs), rec.secret_keys) if rec else {},
         }
     return out

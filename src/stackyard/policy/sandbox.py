@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackyard.errors import StackyardError
-from stackyard.policy.worker import HEADER, frame
+from stackyard.policy.worker import HEADER, block
 
 __all__ = ["Limits", "Sandbox", "SandboxError", "shared"]
+
+#: The only variables the worker inherits: policies never see the caller's secrets.
+_WORKER_ENV = frozenset({"PATH", "PYTHONPATH", "LANG", "LC_ALL", "TMPDIR"})
 
 
 class SandboxError(StackyardError):
@@ -57,29 +60,30 @@ class Sandbox:
         """The interpreter's JSON result of ``query`` over ``modules`` (known as ``key``) with
         input ``document``; ``SandboxError`` past a limit, ``RuntimeError`` for a Rego error."""
         with self._lock:
-            request: dict[str, Any] = {"key": key, "input": document, "query": query}
+            request: dict[str, Any] = {"key": key, "query": query}
             if key not in self._loaded or self._pid != os.getpid():
                 request["modules"] = dict(modules)
-            reply = self._call(request)
+            status, reply = self._call(request, document)
             self._loaded.add(key)
-        if "error" in reply:
-            raise RuntimeError(str(reply["error"]))
-        return str(reply["result"])
+        if status == b"E":
+            raise RuntimeError(reply)
+        return reply
 
     def close(self) -> None:
         """Stop the worker (it exits when its stdin closes)."""
         with self._lock:
-            self._stop(kill=False)
+            if self._pid == os.getpid():  # a forked child leaves its parent's worker alone
+                self._stop(kill=False)
 
-    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, request: dict[str, Any], document: str) -> tuple[bytes, str]:
         proc = self._worker()
         assert proc.stdin is not None and proc.stdout is not None  # made with pipes
         deadline = time.monotonic() + self.limits.timeout_s
         try:
-            proc.stdin.write(frame(request))
+            proc.stdin.write(block(json.dumps(request).encode()) + block(document.encode()))
             proc.stdin.flush()
-            head = self._read(proc.stdout.fileno(), HEADER.size, deadline)
-            body = self._read(proc.stdout.fileno(), HEADER.unpack(head)[0], deadline)
+            head = self._read(proc.stdout.fileno(), 1 + HEADER.size, deadline)
+            body = self._read(proc.stdout.fileno(), HEADER.unpack(head[1:])[0], deadline)
         except TimeoutError:
             self._stop(kill=True)
             raise SandboxError(
@@ -97,17 +101,14 @@ class Sandbox:
                 f"The policy worker stopped unexpectedly (exit status {code})",
                 hint="Run the policy with 'stackyard policy test DIR' to find the fault.",
             ) from None
-        reply: dict[str, Any] = json.loads(body)
-        if reply.get("error") == "memory":
+        status = head[:1]
+        if status == b"M":
             self._stop(kill=True)
             raise SandboxError(
                 f"Policy evaluation passed its memory limit of {self.limits.memory_mb} MiB",
                 hint="Simplify the policy, or raise 'policy_memory_mb' in config.yaml.",
             )
-        if reply.get("missing"):  # the worker was replaced since: send the modules again
-            self._loaded.clear()
-            raise SandboxError("The policy worker lost its policies; try again")
-        return reply
+        return status, body.decode()
 
     @staticmethod
     def _read(fd: int, size: int, deadline: float) -> bytes:
@@ -134,6 +135,7 @@ class Sandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 close_fds=True,
+                env={k: v for k, v in os.environ.items() if k in _WORKER_ENV},
             )
             self._loaded = set()
         return self._proc

@@ -1,9 +1,11 @@
 """The policy worker process: evaluates Rego for its parent under an address-space limit.
 
-Run as ``python -m stackyard.policy.worker MEMORY_MB``. It reads length-prefixed JSON
-requests on stdin and writes one length-prefixed JSON reply per request on stdout; it exits
-when stdin closes. A request names its module set by ``key`` and carries the modules the
-first time (``modules``); the worker keeps one interpreter per key.
+Run as ``python -m stackyard.policy.worker MEMORY_MB``. A request on stdin is two
+length-prefixed blocks: a JSON header (``key`` naming the module set, ``query``, and the
+``modules`` the first time a key is used) and the input document's JSON, passed through as
+is. The reply on stdout is a status byte (``R`` result, ``E`` error, ``M`` out of memory)
+and a length-prefixed block: the interpreter's JSON result or the error message. The
+worker keeps one interpreter per key and exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -17,22 +19,19 @@ from typing import IO, Any
 HEADER = struct.Struct(">I")
 
 
-def read_frame(stream: IO[bytes]) -> Any:
-    """The next JSON frame, or None at end of stream."""
+def read_block(stream: IO[bytes]) -> bytes | None:
+    """The next length-prefixed block, or None at end of stream."""
     head = stream.read(HEADER.size)
     if len(head) < HEADER.size:
         return None
     (size,) = HEADER.unpack(head)
     body = stream.read(size)
-    if len(body) < size:
-        return None
-    return json.loads(body)
+    return body if len(body) == size else None
 
 
-def frame(obj: Any) -> bytes:
-    """One JSON value as a length-prefixed frame."""
-    body = json.dumps(obj).encode()
-    return HEADER.pack(len(body)) + body
+def block(data: bytes) -> bytes:
+    """``data`` as a length-prefixed block."""
+    return HEADER.pack(len(data)) + data
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -44,7 +43,7 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _evaluate(engines: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(engines: dict[str, Any], request: dict[str, Any], document: str) -> str:
     import regorus
 
     key = str(request["key"])
@@ -53,11 +52,9 @@ def _evaluate(engines: dict[str, Any], request: dict[str, Any]) -> dict[str, Any
         for name, text in request["modules"].items():
             engine.add_policy(name, text)
         engines[key] = engine
-    engine = engines.get(key)
-    if engine is None:
-        return {"missing": True}
-    engine.set_input_json(request["input"])
-    return {"result": engine.eval_query_as_json(request["query"])}
+    engine = engines[key]
+    engine.set_input_json(document)
+    return str(engine.eval_query_as_json(request["query"]))
 
 
 def main(argv: list[str]) -> int:
@@ -69,16 +66,16 @@ def main(argv: list[str]) -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     engines: dict[str, Any] = {}
     while True:
-        request = read_frame(stdin)
-        if request is None:
+        header, document = read_block(stdin), read_block(stdin)
+        if header is None or document is None:
             return 0
         try:
-            reply = _evaluate(engines, request)
+            status, reply = b"R", _evaluate(engines, json.loads(header), document.decode())
         except MemoryError:
-            reply = {"error": "memory"}
-        except (RuntimeError, ValueError) as exc:
-            reply = {"error": str(exc)}
-        stdout.write(frame(reply))
+            status, reply = b"M", ""
+        except (RuntimeError, ValueError, KeyError) as exc:
+            status, reply = b"E", str(exc)
+        stdout.write(status + block(reply.encode()))
         stdout.flush()
 
 

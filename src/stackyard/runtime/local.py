@@ -189,8 +189,15 @@ class LocalRuntime:
         return True
 
     def stop_all(self) -> list[str]:
-        """Stop every workload; returns the names of those that were stopped."""
-        return [n for n in self.names() if self.stop(n)]
+        """Stop every workload; returns the names of those that were stopped.
+
+        The environment's account is then removed unless it still owns a bucket (the last
+        bucket's delete removes it then).
+        """
+        stopped = [n for n in self.names() if self.stop(n)]
+        if self._purpose is not None:
+            accounts.remove(self._purpose, unless_owning=accounts.leftovers())
+        return stopped
 
     def logs(
         self,

@@ -4,10 +4,11 @@ Each local server and each environment's workloads get an account of their own, 
 read another's files: ``stackyard-<12 hex>``, the hex a hash of what the account is for (a
 server's directory, or a home and an environment), so the same server or environment of the
 same home always gets the same account back. Accounts are made on demand with ``useradd
---system --no-create-home --shell /usr/sbin/nologin`` and are never removed: a system account
-with no home, no shell, no password and (once its server or environment is gone) no files is
-harmless, and removing one could let a later account reuse its uid on files left behind.
-``userdel stackyard-<hex>`` removes one by hand.
+--system --no-create-home --shell /usr/sbin/nologin`` and removed (``userdel``) once nothing of
+theirs is left: a server's when the server is deleted, after its files; an environment's when
+its workloads are all stopped and its last bucket is gone (whichever comes last). While it
+still owns a bucket or a workload root, or a process runs as it, it is kept, so its uid is
+never reused on files left behind.
 
 When stackyard does not run as root it cannot switch users: every function here then returns
 ``None`` and everything runs as the invoking user.
@@ -20,10 +21,20 @@ import hashlib
 import os
 import pwd
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PREFIX", "Account", "account_name", "ensure", "env_purpose", "lookup"]
+__all__ = [
+    "PREFIX",
+    "Account",
+    "account_name",
+    "ensure",
+    "env_purpose",
+    "leftovers",
+    "lookup",
+    "remove",
+]
 
 #: Every account stackyard makes is named ``PREFIX`` + 12 hex digits.
 PREFIX = "stackyard-"
@@ -90,3 +101,27 @@ def ensure(purpose: str, comment: str) -> Account | None:
             )
         found = lookup(name)
     return found
+
+
+def remove(purpose: str, *, unless_owning: Iterable[Path] = ()) -> None:
+    """Delete the account for ``purpose`` once nothing it owned is left.
+
+    Kept while any of ``unless_owning`` belongs to it (so its uid is never reused on files
+    left behind), and while a process runs as it (``userdel`` refuses). Best effort and safe
+    to repeat: a missing account is success.
+    """
+    found = lookup(account_name(purpose))
+    if os.geteuid() != 0 or found is None:
+        return
+    for path in unless_owning:
+        with contextlib.suppress(OSError):
+            if path.lstat().st_uid == found.uid:
+                return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["userdel", found.name], capture_output=True, timeout=30, check=False)
+
+
+def leftovers() -> list[Path]:
+    """What a workload account may own in stackyard's shared folders: buckets and roots."""
+    shared = Path("/var/lib/stackyard")
+    return [*shared.glob("buckets/*/*"), *shared.glob("workloads/*")]

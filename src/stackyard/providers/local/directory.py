@@ -115,6 +115,9 @@ class Directory:
             if path.parent.parent == SHARED_BUCKETS:
                 with contextlib.suppress(OSError):  # this home's last bucket: tidy up
                     path.parent.rmdir()
+                home = layout.home_dir(DirectoryConfig.model_validate(dict(req.config)).home)
+                purpose = accounts.env_purpose(home, req.meta.env)
+                accounts.remove(purpose, unless_owning=accounts.leftovers())
 
 
 #: Under root, buckets live here (``<hash of the home>/<name>``), out of the 0700 home.

@@ -32,7 +32,7 @@ from stackyard.providers.api import (
     UpdateRequest,
     config_field,
 )
-from stackyard.providers.local import layout, supervise
+from stackyard.providers.local import accounts, layout, supervise
 from stackyard.providers.local.supervise import ServerUser
 
 HOST = "127.0.0.1"
@@ -302,6 +302,8 @@ class SupervisedServer(ABC):
             if (state and Path(state.data_dir) == external) or external.exists():
                 layout.remove(external, label, address=address)
             layout.remove(paths.root, label, address=address)
+            if state and state.user == accounts.account_name(f"server:{paths.root}"):
+                accounts.remove(f"server:{paths.root}")  # its files are gone: so is it
 
     def _converge(self, meta: ResourceMeta, cfg: KindConfig) -> Applied:
         assert isinstance(cfg, ServerConfig)

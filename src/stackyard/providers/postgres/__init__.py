@@ -1,8 +1,8 @@
 """The ``postgres`` provider: roles, databases, extensions and grants over libpq (psycopg 3).
 
-Every object is labelled with ``COMMENT ... IS 'stackyard:<env>:<address>'`` (grants, which
-are not objects, excepted), every identifier is quoted with ``psycopg.sql``, and psycopg's
-exceptions become ``ProviderError`` at one boundary (``connection.provider_errors``).
+Every object is labelled ``COMMENT ... IS 'stackyard:<installation>:<env>:<address>'``
+(grants, which are not objects, excepted), every identifier is quoted with ``psycopg.sql``, and
+psycopg's exceptions become ``ProviderError`` at one boundary (``connection.provider_errors``).
 """
 
 from __future__ import annotations

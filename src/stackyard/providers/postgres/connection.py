@@ -230,10 +230,11 @@ class Connections:
             "keepalives_idle": timeouts.KEEPALIVE_IDLE,
             "keepalives_interval": timeouts.KEEPALIVE_INTERVAL,
             "keepalives_count": timeouts.KEEPALIVE_COUNT,
-            # Unacknowledged data for this long drops the connection (Linux; others ignore it).
-            "tcp_user_timeout": statement_ms,
             "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
         }
+        if psycopg.pq.version() >= 120000:  # libpq 12+ knows it (older ones refuse the key)
+            # Unacknowledged data for this long drops the connection (Linux; others ignore it).
+            extra["tcp_user_timeout"] = statement_ms
         if dbname is not None:
             extra["dbname"] = dbname
         try:

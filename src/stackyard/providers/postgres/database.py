@@ -127,8 +127,9 @@ class DatabaseKind:
         """Create the database and label it, or converge an existing one that is ours.
 
         CREATE DATABASE cannot share a transaction with its COMMENT; a crash between the two
-        leaves an unlabelled database under the deterministic name, which counts as ours.
-        A foreign one is refused. A repeat call writes nothing.
+        leaves an unlabelled database under the deterministic name, which is claimed only
+        when ``meta.resuming`` (the journal's interrupted create). A foreign or otherwise
+        unlabelled one is refused. A repeat call writes nothing.
         """
         return self._ensure(req.meta, req.config)
 
