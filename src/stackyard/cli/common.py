@@ -32,7 +32,7 @@ LOCK_TIMEOUT = typer.Option(
     "--lock-timeout",
     help="How long to wait for a busy environment's lock: 0 fails at once, else 30s, 5m, 1h "
     "(default 5m, or STACKYARD_LOCK_TIMEOUT).",
-    metavar="DURATION",
+    metavar="<duration>",
 )
 
 _COLOURS = {

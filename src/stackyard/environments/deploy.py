@@ -17,6 +17,7 @@ from stackyard.engine.events import Event, Events
 from stackyard.engine.kinds import naming_lookup
 from stackyard.engine.plan import Plan
 from stackyard.environments import governed
+from stackyard.environments.preflight import config_diagnostics
 from stackyard.environments.resolver import Ancestor, Request, Resolution, Resolver
 from stackyard.environments.workloads import (
     parse_spec,
@@ -228,6 +229,7 @@ def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diag
         max_resources=ws.settings.max_resources,
     )
     diags.extend(expand_diags)
+    diags.extend(config_diagnostics(graph, ws.kinds))
     if has_errors(diags):
         raise InvalidInputError(f"Cannot deploy to '{env.name}'", [d for d in diags])
     return res, graph, diags
