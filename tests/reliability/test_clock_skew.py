@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from _platform import EXAMPLES
+from _services import require_or_skip
 
 pytestmark = pytest.mark.reliability
 
@@ -88,7 +89,7 @@ def _store(url: str, name: str) -> tuple[str, float | None, float]:
 @pytest.fixture
 def platform(library_home: Path, tmp_path: Path, store_url: str) -> Path:
     if FAKETIME is None:
-        pytest.skip("faketime is not installed (apt-get install faketime)")
+        require_or_skip("faketime is not installed (apt-get install faketime)")
     plat = tmp_path / "platform"
     plat.mkdir()
     shutil.copy(EXAMPLES / "platform" / "teams.yaml", plat / "teams.yaml")

@@ -270,7 +270,8 @@ def run_scenario(world: World, s: Scenario, home: Path, canary: str) -> None:
     world.assert_state_is_ledger()
 
     # 3. Drift behind the engine's back: the plan re-creates exactly the deleted objects and
-    #    updates exactly the changed ones and the direct dependents of re-created ones.
+    #    updates exactly the changed ones and the dependents of re-created or updated ones
+    #    (what those output is known after apply), transitively.
     names = {r.address: r.physical_name for r in world.store.snapshot(ENV).resources.values()}
     for node, edit in s.drift.items():
         if edit == "delete":
@@ -284,9 +285,12 @@ def run_scenario(world: World, s: Scenario, home: Path, canary: str) -> None:
     planned = world.plan(graph)
     creates = {c.address for c in planned.changes if c.action is Action.CREATE}
     updates = {c.address for c in planned.changes if c.action is Action.UPDATE}
-    dependents = {a for a, ds in deps_of.items() if set(ds) & deleted}
+    touched = deleted | changed
+    for node in s.deps:  # r0..rN is a topological order
+        if set(deps_of[addr[node]]) & touched:
+            touched.add(addr[node])
     assert creates == deleted
-    assert updates == (changed | dependents) - deleted
+    assert updates == touched - deleted
     assert planned.summary()["noop"] == len(addr) - len(creates) - len(updates)
     result = world.apply(planned, graph)
     assert result.ok, result.to_json()

@@ -335,25 +335,24 @@ def _diff(
     changed: list[str] = []
     drifted: list[str] = []
     unknown: list[str] = []  # values known after apply: they may or may not change
+    normalised_known: dict[str, Any] | None = None  # the known part, validated
     if normalised is not None:  # fully known: plain values, compared as they are
         if normalised != recorded:
             changed = sorted(
                 k for k in set(normalised) | set(recorded) if normalised.get(k) != recorded.get(k)
             )
     elif isinstance(desired, Mapping):
-        for key in sorted(desired):
-            want = desired[key]
-            if not is_known(want):
-                unknown.append(key)
-            elif reveal(want) != recorded.get(key):
-                changed.append(key)
-    if obs is not None and normalised is not None:
-        chosen = provider_chosen(kind, normalised)
+        unknown = sorted(k for k, v in desired.items() if not is_known(v))
+        changed, normalised_known = _known_changes(kind, desired, recorded, unknown)
+    basis = normalised if normalised is not None else normalised_known
+    if obs is not None and basis is not None:
+        chosen = provider_chosen(kind, basis)
         for key, value in obs.config.items():
             if (
-                key in normalised
+                key in basis
                 and key not in chosen
-                and value != normalised[key]
+                and key not in unknown
+                and value != basis[key]
                 and key not in changed
             ):
                 drifted.append(key)
@@ -385,6 +384,31 @@ def _diff(
         why = f"degraded ({obs.detail})" if obs.detail else "degraded"
         return Change(address, kind.name, Action.UPDATE, f"{why}; will be converged", before, after)
     return Change(address, kind.name, Action.NOOP, "", before, after)
+
+
+def _known_changes(
+    kind: Kind, desired: Mapping[str, Any], recorded: Mapping[str, Any], unknown: list[str]
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The fields of a partly unknown config that differ from the recorded one for sure, and
+    the config validated with the unknown fields taken as recorded (None if it is invalid).
+
+    Validating as apply will compares a field left out (its default) too; apply later checks
+    the unknown ones.
+    """
+    probe = {k: (recorded.get(k) if k in unknown else reveal(v)) for k, v in desired.items()}
+    try:
+        known = validate_config(kind, probe)
+    except ProviderError:  # compare what was given, as given
+        given = sorted(
+            k for k, v in desired.items() if k not in unknown and reveal(v) != recorded.get(k)
+        )
+        return given, None
+    differs = sorted(
+        k
+        for k in set(known) | set(recorded)
+        if k not in unknown and known.get(k) != recorded.get(k)
+    )
+    return differs, known
 
 
 def _deletes(

@@ -37,8 +37,7 @@ from stackyard.model.environment import (
 from stackyard.model.ids import ResourceUid
 from stackyard.model.values import Secret, reveal
 from stackyard.model.workload import Workload
-from stackyard.policy.decision import Decision, raise_if_denied
-from stackyard.policy.decision import diagnostics as policy_diagnostics
+from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import Action
 from stackyard.resolve.bindings import Level
 from stackyard.resolve.graph import Graph, expand
@@ -139,9 +138,7 @@ def workload_requests(workload: Workload) -> list[Request]:
     ]
 
 
-def _core_requests_by_workloads(
-    ws: Workspace, target: Target, res: Resolution
-) -> list[Diagnostic]:
+def _core_requests_by_workloads(ws: Workspace, target: Target, res: Resolution) -> list[Diagnostic]:
     """A workload that names a core instance (its own environment's, or a parent's) would get
     the server's superuser credentials in its variables, and print them to logs a developer
     reads: only platform roles (``outputs.reveal-admin``) may deploy such a workload."""
@@ -363,47 +360,29 @@ def _converge(
     summary = {**planned.summary(), "resources": len(planned.changes), "cost": cost}
     decision = None
     if kind != "create":  # creating an environment is decided at the 'environment' stage
-        doc = governed.plan_input(
+        gated = governed.gate(
             ws,
             env,
+            dep,
+            planned,
             stage="plan",
-            planned=planned,
+            what=f"Deployment {dep.id} to '{env.name}'",
             res=res,
             workloads={n: target.workloads[n] for n in target.changed},
-            release_id=target.release_id,
             cost=cost,
+            summary=summary,
+            request=request_of(target, kind),
+            approved=resume.plan if resume is not None else None,
+            earlier=earlier,
+            enforce=not plan_only,
+            say=say,
         )
-        decision = ws.decide("plan", doc, env=env.name, env_type=env.type, subject=dep.id)
-        diags = [
-            *diags,
-            *policy_diagnostics(decision, "warn"),
-            *policy_diagnostics(decision, "approval"),
-        ]
-        dep = replace(dep, decision_id=decision.id)
+        decision, dep, diags = gated.decision, gated.deployment, [*diags, *gated.diagnostics]
+        if gated.parked:
+            return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
     if plan_only:
         dep = _finish(dep, "planned", summary, planned)
         ws.records.put_deployment(dep)
-        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    if decision is not None and decision.outcome == "deny":
-        ws.records.put_deployment(
-            _finish(dep, "denied", summary, planned, error="denied by policy")
-        )
-        raise_if_denied(decision, f"Deployment {dep.id} to '{env.name}'")
-    wants_approval = (decision is not None and decision.outcome == "approval") or (
-        earlier is not None and earlier.outcome == "approval"
-    )
-    if wants_approval and (resume is None or not same_changes(planned, resume.plan)):
-        if resume is not None:
-            say("the plan changed while waiting for approval: it needs a new approval")
-        dep = replace(
-            dep,
-            status="awaiting-approval",
-            summary=summary,
-            plan=planned.to_json(),
-            request=request_of(target, kind),
-        )
-        ws.records.put_deployment(dep)
-        say(f"deployment {dep.id} awaits approval: stackyard approve {dep.id}")
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
     if planned.has_changes and confirm is not None and not confirm(planned):
         dep = _finish(dep, "cancelled", summary, planned)
@@ -463,17 +442,6 @@ def _converge(
     finally:
         ws.records.put_deployment(dep)
         ws.records.add_events(dep.id, log.events)
-
-
-def same_changes(planned: Plan, approved: Mapping[str, Any] | None) -> bool:
-    """Whether a fresh plan makes exactly the changes of the approved one (no-ops aside)."""
-    if approved is None:
-        return False
-    fresh = {(c.address, c.action.value) for c in planned.changes if c.action.value != "noop"}
-    before = {
-        (c["address"], c["action"]) for c in approved.get("changes", []) if c["action"] != "noop"
-    }
-    return fresh == before
 
 
 def request_of(target: Target, kind: str) -> dict[str, Any]:

@@ -57,7 +57,9 @@ class Directory:
     def _path(self, meta: ResourceMeta, raw: Any) -> Path:
         cfg = DirectoryConfig.model_validate(dict(raw))
         name = layout.checked_name(cfg.name or meta.physical_name, address=meta.address)
-        root = Path(cfg.root).expanduser() if cfg.root else _buckets(layout.home_dir(cfg.home), name)
+        root = (
+            Path(cfg.root).expanduser() if cfg.root else _buckets(layout.home_dir(cfg.home), name)
+        )
         return root.absolute() / name
 
     def sweep_scope(self, config: Mapping[str, Any]) -> str:
