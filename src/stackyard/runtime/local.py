@@ -197,6 +197,7 @@ class LocalRuntime:
         stopped = [n for n in self.names() if self.stop(n)]
         if self._purpose is not None:
             accounts.remove(self._purpose, unless_owning=accounts.leftovers())
+            accounts.reap_orphans()  # accounts left by creates killed before their first file
         return stopped
 
     def logs(

@@ -33,6 +33,7 @@ __all__ = [
     "env_purpose",
     "leftovers",
     "lookup",
+    "reap_orphans",
     "remove",
 ]
 
@@ -125,3 +126,55 @@ def leftovers() -> list[Path]:
     """What a workload account may own in stackyard's shared folders: buckets and roots."""
     shared = Path("/var/lib/stackyard")
     return [*shared.glob("buckets/*/*"), *shared.glob("workloads/*")]
+
+
+def reap_orphans() -> list[str]:
+    """Delete the accounts whose purpose is gone: a server account whose directory no longer
+    exists, or a workload account whose home no longer exists, that runs no process and owns
+    nothing in the shared folders. Such accounts are left when a create was killed between
+    ``useradd`` and the first file (recovery then finds no object, and nothing deletes the
+    account). Returns the names removed; best effort, and a no-op unless we run as root."""
+    if os.geteuid() != 0:
+        return []
+    running = _uids_running()
+    owned = set()
+    for path in leftovers():
+        with contextlib.suppress(OSError):
+            owned.add(path.lstat().st_uid)
+    removed = []
+    for entry in pwd.getpwall():
+        if not entry.pw_name.startswith(PREFIX) or entry.pw_uid in running | owned:
+            continue
+        if any(p.exists() for p in _purpose_paths(entry.pw_gecos)):
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(
+                ["userdel", entry.pw_name], capture_output=True, timeout=30, check=False
+            )
+            if done.returncode == 0:
+                removed.append(entry.pw_name)
+    return removed
+
+
+def _purpose_paths(comment: str) -> list[Path]:
+    """The folders an account's comment names (``ensure``'s ``comment``, with ':' as ' '):
+    ``stackyard server server <dir>`` or ``stackyard workloads [env] <home> [<env>]``. An
+    account whose comment names none is never taken for an orphan."""
+    for lead in ("stackyard server server ", "stackyard workloads env ", "stackyard workloads "):
+        if comment.startswith(lead):
+            rest = comment[len(lead) :]
+            candidates = [Path(rest), Path(rest.rsplit(" ", 1)[0])]
+            return [p for p in candidates if p.is_absolute()] or [Path("/")]
+    return [Path("/")]
+
+
+def _uids_running() -> set[int]:
+    """The real uids of every process on the machine (from ``/proc``)."""
+    uids = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    uids.add(int(line.split()[1]))
+                    break
+    return uids

@@ -304,6 +304,7 @@ class SupervisedServer(ABC):
             layout.remove(paths.root, label, address=address)
             if state and state.user == accounts.account_name(f"server:{paths.root}"):
                 accounts.remove(f"server:{paths.root}")  # its files are gone: so is it
+            accounts.reap_orphans()  # accounts left by creates killed before their first file
 
     def _converge(self, meta: ResourceMeta, cfg: KindConfig) -> Applied:
         assert isinstance(cfg, ServerConfig)
