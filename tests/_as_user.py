@@ -9,9 +9,34 @@ authenticated identity. It ships nowhere: it lives only in tests/.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import stackyard.settings
+
+HERE = Path(__file__).resolve()
+
+
+def cli(
+    home: Path, *args: str, user: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``stackyard ARGS`` on ``home`` in a subprocess (as ``user`` when given, through
+    this harness), with ``env`` added to the environment; never waits on a terminal."""
+    environ = {**os.environ, "STACKYARD_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
+    environ.pop("STACKYARD_DATABASE_URL", None)
+    environ.update(env)
+    command = [str(HERE), user] if user else ["-m", "stackyard.cli"]
+    return subprocess.run(
+        [sys.executable, *command, *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ import pwd
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from _as_user import cli
 from _platform import EXAMPLES, Stage, write_platform
 from stackyard.errors import PermissionDeniedError
 
@@ -25,23 +25,11 @@ pytestmark = pytest.mark.integration
 
 HELLO = EXAMPLES / "hello" / "score.yaml"
 ADMIN = pwd.getpwuid(os.geteuid()).pw_name
-AS_USER = Path(__file__).resolve().parents[1] / "_as_user.py"
 
 
 def sy(home: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STACKYARD_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
-    env.pop("STACKYARD_DATABASE_URL", None)
     # Acting as someone else needs the test-only harness: the product takes the OS account.
-    command = [str(AS_USER), user] if user else ["-m", "stackyard.cli"]
-    return subprocess.run(
-        [sys.executable, *command, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
-    )
+    return cli(home, *args, user=user)
 
 
 class Gov(Stage):

@@ -5,33 +5,16 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _as_user import cli
+
 pytestmark = pytest.mark.integration
 
-AS_USER = Path(__file__).resolve().parents[1] / "_as_user.py"
 ME = pwd.getpwuid(os.geteuid()).pw_name
-
-
-def _run(
-    home: Path, *args: str, user: str | None = None, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STACKYARD_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1", **extra}
-    env.pop("STACKYARD_DATABASE_URL", None)
-    command = [str(AS_USER), user] if user else ["-m", "stackyard.cli"]
-    return subprocess.run(
-        [sys.executable, *command, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+_run = cli
 
 
 def test_stackyard_user_does_not_change_who_acts(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "lookup",
     "reap_orphans",
     "remove",
+    "useradd",
 ]
 
 #: Every account stackyard makes is named ``PREFIX`` + 12 hex digits.
@@ -79,29 +80,24 @@ def ensure(purpose: str, comment: str) -> Account | None:
     if os.geteuid() != 0:
         return None
     name = account_name(purpose)
-    found = lookup(name)
-    if found is None:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    "--user-group",
-                    "--comment",
-                    comment[:200].replace(":", " "),
-                    name,
-                ],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        found = lookup(name)
-    return found
+    return lookup(name) or useradd(name, comment=comment, user_group=True)
+
+
+def useradd(name: str, *, comment: str = "", user_group: bool = False) -> Account | None:
+    """Create the system account ``name`` (no home, no login shell) and look it up again.
+
+    Safe to call concurrently: when another process won the ``useradd`` race, the second
+    look-up finds its account. ``None`` when it cannot be made (no ``useradd``, not root).
+    """
+    args = ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent"]
+    args += ["--shell", "/usr/sbin/nologin"]
+    if user_group:
+        args.append("--user-group")
+    if comment:
+        args += ["--comment", comment[:200].replace(":", " ")]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([*args, name], capture_output=True, timeout=30, check=False)
+    return lookup(name)
 
 
 def remove(purpose: str, *, unless_owning: Iterable[Path] = ()) -> None:

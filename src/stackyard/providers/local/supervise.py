@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import signal
 import socket
 import stat
@@ -74,36 +73,10 @@ def server_user(purpose: str = "") -> ServerUser | None:
         if own is not None:
             return own
     wanted = wanted or DEFAULT_SERVER_USER
-    entry = _lookup(wanted)
-    if entry is None and wanted == DEFAULT_SERVER_USER:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    wanted,
-                ],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        entry = _lookup(wanted)
-    entry = entry or _lookup("nobody")
-    if entry is None:
-        return None
-    return ServerUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
-
-
-def _lookup(name: str) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        return None
+    found = accounts.lookup(wanted)
+    if found is None and wanted == DEFAULT_SERVER_USER:
+        found = accounts.useradd(wanted)
+    return found or accounts.lookup("nobody")
 
 
 def reachable_by(path: Path, user: ServerUser | None) -> bool:

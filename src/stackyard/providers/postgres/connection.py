@@ -10,7 +10,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, ClassVar, NoReturn, TypeVar
 
 import psycopg
 import pydantic
@@ -18,7 +18,7 @@ from psycopg import conninfo, sql
 
 from stackyard.errors import ForeignObjectError, ProviderPermanentError, ProviderTransientError
 from stackyard.providers import timeouts
-from stackyard.providers.api import NamingRule, ResourceMeta
+from stackyard.providers.api import Labelled, NamingRule, ResourceMeta
 
 #: Physical names: lower-case letters, digits and '-'. No '_', so a physical name can never
 #: start with ``pg_`` (reserved for predefined roles); '-' means SQL written by hand must
@@ -171,6 +171,31 @@ def labelled_names(
     query = _LABELLED_ROLES if what == "role" else _LABELLED_DATABASES
     rows = conn.execute(query, {"p": prefix, "n": limit}).fetchall()
     return [(str(r[0]), str(r[1])) for r in rows]
+
+
+class ServerSwept:
+    """The sweep capability shared by the kinds that live on one server (``Sweepable``):
+    objects are listed once per server URL, by their label, with one catalog query.
+
+    A kind sets ``swept`` (``role`` or ``database``) and keeps its pool in ``_conns``.
+    """
+
+    swept: ClassVar[str]
+    _conns: Connections
+
+    def sweep_scope(self, config: Mapping[str, Any]) -> str:
+        """The server URL: objects are listed once per server."""
+        return str(config.get("server", ""))
+
+    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
+        """The objects whose label starts with ``prefix`` (one catalog query); no writes."""
+        server = str(config.get("server", ""))
+        with (
+            provider_errors("sweep", secrets=url_secrets(server)),
+            self._conns.connect(server) as conn,
+        ):
+            found = labelled_names(conn, self.swept, prefix, limit)
+        return [Labelled(name, label, {"server": server}) for name, label in found]
 
 
 def refuse_foreign(meta: ResourceMeta, what: str, name: str, why: str) -> NoReturn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from psycopg import sql
@@ -12,7 +11,6 @@ from stackyard.providers.api import (
     CreateRequest,
     DeleteRequest,
     KindConfig,
-    Labelled,
     NamingRule,
     Observed,
     ObserveRequest,
@@ -24,7 +22,7 @@ from stackyard.providers.postgres.connection import (
     NAMING,
     Connections,
     Identifier,
-    labelled_names,
+    ServerSwept,
     ownership,
     parse_config,
     provider_errors,
@@ -67,10 +65,11 @@ class DatabaseConfig(KindConfig):
     template: Identifier = config_field("template0", replace_on_change=True)
 
 
-class DatabaseKind:
+class DatabaseKind(ServerSwept):
     """``postgres.database``."""
 
     name: ClassVar[str] = "postgres.database"
+    swept: ClassVar[str] = "database"
     config_model: ClassVar[type[KindConfig]] = DatabaseConfig
     sensitive_outputs: ClassVar[frozenset[str]] = frozenset()
     naming: ClassVar[NamingRule] = NAMING
@@ -81,20 +80,6 @@ class DatabaseKind:
     def _config(self, meta: ResourceMeta, config: Any) -> tuple[DatabaseConfig, str, list[str]]:
         cfg = parse_config(DatabaseConfig, config, meta.address)
         return cfg, resolve_name(meta, cfg.name, "database"), url_secrets(cfg.server)
-
-    def sweep_scope(self, config: Mapping[str, Any]) -> str:
-        """The server URL: databases are listed once per server."""
-        return str(config.get("server", ""))
-
-    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
-        """Databases whose label starts with ``prefix`` (one catalog query); no writes."""
-        server = str(config.get("server", ""))
-        with (
-            provider_errors("sweep", secrets=url_secrets(server)),
-            self._conns.connect(server) as conn,
-        ):
-            found = labelled_names(conn, "database", prefix, limit)
-        return [Labelled(name, label, {"server": server}) for name, label in found]
 
     def observe(self, req: ObserveRequest) -> Observed | None:
         """Read the database with one catalog query; no writes.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from psycopg import sql
@@ -12,7 +11,6 @@ from stackyard.providers.api import (
     CreateRequest,
     DeleteRequest,
     KindConfig,
-    Labelled,
     NamingRule,
     Observed,
     ObserveRequest,
@@ -25,7 +23,7 @@ from stackyard.providers.postgres.connection import (
     NAMING,
     Connections,
     Identifier,
-    labelled_names,
+    ServerSwept,
     ownership,
     parse_config,
     provider_errors,
@@ -69,10 +67,11 @@ class RoleConfig(KindConfig):
     )
 
 
-class RoleKind:
+class RoleKind(ServerSwept):
     """``postgres.role``. The admin must be a superuser (it reads ``pg_authid``)."""
 
     name: ClassVar[str] = "postgres.role"
+    swept: ClassVar[str] = "role"
     config_model: ClassVar[type[KindConfig]] = RoleConfig
     sensitive_outputs: ClassVar[frozenset[str]] = frozenset()
     naming: ClassVar[NamingRule] = NAMING
@@ -83,20 +82,6 @@ class RoleKind:
     def _config(self, meta: ResourceMeta, config: Any) -> tuple[RoleConfig, str, list[str]]:
         cfg = parse_config(RoleConfig, config, meta.address)
         return cfg, resolve_name(meta, cfg.name, "role"), [*url_secrets(cfg.server), cfg.password]
-
-    def sweep_scope(self, config: Mapping[str, Any]) -> str:
-        """The server URL: roles are listed once per server."""
-        return str(config.get("server", ""))
-
-    def labelled(self, config: Mapping[str, Any], prefix: str, *, limit: int) -> list[Labelled]:
-        """Roles whose label starts with ``prefix`` (one catalog query); no writes."""
-        server = str(config.get("server", ""))
-        with (
-            provider_errors("sweep", secrets=url_secrets(server)),
-            self._conns.connect(server) as conn,
-        ):
-            found = labelled_names(conn, "role", prefix, limit)
-        return [Labelled(name, label, {"server": server}) for name, label in found]
 
     def observe(self, req: ObserveRequest) -> Observed | None:
         """Read the role with one catalog query; no writes.
