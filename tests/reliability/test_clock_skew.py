@@ -167,3 +167,51 @@ def test_a_sqlite_store_refuses_a_clock_running_behind_it(
     assert behind.returncode != 0
     assert "clock is" in behind.stderr and "behind" in behind.stderr, behind.stderr
     assert sy(platform, url, "env", "destroy", name, "--yes").returncode == 0
+
+
+_TAKE_OVER = """
+import sys
+from stackyard.errors import LockHeldError
+from stackyard.settings import Settings
+from stackyard.state import open_store
+
+with open_store(Settings.load()) as store:
+    try:
+        store.acquire("leased", holder="skewed-writer", ttl_s=30)
+    except LockHeldError as exc:
+        print("HELD", exc.holder)
+        sys.exit(0)
+    print("TOOK OVER")
+    sys.exit(1)
+"""
+
+
+def test_a_client_clock_running_ahead_cannot_take_over_a_live_lease(
+    library_home: Path, store_url: str
+) -> None:
+    """Leases run out by the store's clock: a writer whose clock is an hour ahead would
+    otherwise see every live lease as expired and take it over."""
+    if FAKETIME is None:
+        require_or_skip("faketime is not installed (apt-get install faketime)")
+    from stackyard.settings import Settings
+    from stackyard.state import open_store
+
+    with open_store(Settings.load(database_url=store_url)) as store:
+        lease = store.acquire("leased", holder="honest-writer", ttl_s=600)
+        env = {
+            **os.environ,
+            "STACKYARD_HOME": str(library_home),
+            "STACKYARD_DATABASE_URL": store_url,
+        }
+        res = subprocess.run(
+            [FAKETIME, "-f", "+1h", sys.executable, "-c", _TAKE_OVER],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "HELD honest-writer" in res.stdout
+        store.check_fence(lease)  # still ours
+        store.release(lease)

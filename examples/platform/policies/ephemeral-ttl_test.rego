@@ -68,3 +68,17 @@ test_long_lived_environments_are_not_checked if {
 test_already_expired_passes if {
 	count(deny) == 0 with input as mock_env(true, "2026-11-30T00:00:00Z") with time.now_ns as mock_now
 }
+
+# input.now (the state store's clock, in every decision's input) wins over the client's clock:
+# a client five years ahead still sees a 24 h TTL as 24 h.
+test_the_store_clock_in_input_now_wins_over_a_skewed_client_clock if {
+	count(deny) == 0 with input as object.union(mock_env(true, "2026-12-02T00:00:00Z"), {"now": "2026-12-01T00:00:00Z"})
+		with time.now_ns as 1953849600000000000
+}
+
+test_a_week_is_denied_by_the_store_clock if {
+	denied := deny with input as object.union(mock_env(true, "2026-12-08T00:00:00Z"), {"now": "2026-12-01T00:00:00Z"})
+		with time.now_ns as 1637000000000000000
+	some d in denied
+	d.rule == "ttl-too-long"
+}

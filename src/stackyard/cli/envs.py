@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -28,10 +26,11 @@ def _ttl(text: str | None) -> int | None:
         ) from None
 
 
-def _expiry(expires_at: float | None) -> str:
+def _expiry(expires_at: float | None, now: float) -> str:
+    """When ``expires_at`` is, and how long from ``now`` (the state store's clock)."""
     if expires_at is None:
         return "never"
-    left = expires_at - time.time()
+    left = expires_at - now
     return f"{when(expires_at)} ({'in ' + format_duration(left) if left > 0 else 'expired'})"
 
 
@@ -62,6 +61,7 @@ def create(
             owner=owner,
             progress=progress(output),
         )
+        now = ws.store.now()
     if output is OutputFormat.JSON:
         print_json(
             {
@@ -79,7 +79,7 @@ def create(
         + ")"
     )
     if env.expires_at:
-        out.print(f"  expires {_expiry(env.expires_at)}")
+        out.print(f"  expires {_expiry(env.expires_at, now)}")
 
 
 @app.command("list")
@@ -88,6 +88,7 @@ def list_(output: OutputFormat = OUTPUT) -> None:
     with workspace() as ws:
         ws.authorize(Action.VIEW)
         envs = ws.records.environments()
+        now = ws.store.now()
     if output is OutputFormat.JSON:
         print_json([e.to_json() for e in envs])
         return
@@ -101,7 +102,7 @@ def list_(output: OutputFormat = OUTPUT) -> None:
             e.status,
             escape(e.parent or "-"),
             escape(e.owner or "-"),
-            _expiry(e.expires_at) if e.expires_at else "never",
+            _expiry(e.expires_at, now) if e.expires_at else "never",
         )
     stdout().print(table)
 
@@ -117,6 +118,7 @@ def show(
         children = ws.records.children(name)
         workloads = [w.name for w in ws.records.workloads(name)]
         instances = ws.records.instances(name)
+        now = ws.store.now()
     data = {
         **env.to_json(),
         "children": children,
@@ -131,7 +133,7 @@ def show(
     out.print(f"  owner     {escape(env.owner or '-')}")
     out.print(f"  parent    {escape(env.parent or '-')}")
     out.print(f"  created   {when(env.created_at)} by {escape(env.created_by or '-')}")
-    out.print(f"  expires   {_expiry(env.expires_at)}")
+    out.print(f"  expires   {_expiry(env.expires_at, now)}")
     out.print(f"  children  {escape(', '.join(children) or '-')}")
     out.print(f"  workloads {escape(', '.join(workloads) or '-')}")
     out.print(f"  resources {len(instances)}: {escape(', '.join(sorted(instances)) or '-')}")
@@ -152,10 +154,11 @@ def extend(
     assert seconds is not None
     with workspace() as ws:
         env = lifecycle.extend(ws, name, ttl_s=seconds)
+        now = ws.store.now()
     if output is OutputFormat.JSON:
         print_json(env.to_json())
         return
-    stdout().print(f"[green]✓[/] {escape(name)} now expires {_expiry(env.expires_at)}")
+    stdout().print(f"[green]✓[/] {escape(name)} now expires {_expiry(env.expires_at, now)}")
 
 
 @app.command("destroy")

@@ -29,6 +29,7 @@ def lock(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
     """Show who holds the environment's lock."""
     with open_store(Settings.load()) as store:
         info = store.lock_info(env)
+        now = store.now()  # leases run out by the store's clock
     if output is OutputFormat.JSON:
         print_json(
             None
@@ -40,7 +41,7 @@ def lock(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
                 "token": info.token,
                 "acquired_at": _when(info.acquired_at),
                 "expires_at": _when(info.expires_at),
-                "expired": info.expires_at <= datetime.now(UTC).timestamp(),
+                "expired": info.expires_at <= now,
             }
         )
         return
@@ -48,7 +49,7 @@ def lock(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
     if info is None:
         con.print(f"Environment '{escape(env)}' is not locked.")
         return
-    expired = " [yellow](expired)[/]" if info.expires_at <= datetime.now(UTC).timestamp() else ""
+    expired = " [yellow](expired)[/]" if info.expires_at <= now else ""
     con.print(f"Environment '{escape(env)}' is locked by {escape(info.holder)}{expired}")
     con.print(f"  lock id:   {info.lock_id}")
     con.print(f"  token:     {info.token}")

@@ -292,7 +292,14 @@ class Workspace:
         env_type: str | None,
         subject: str = "",
     ) -> Decision:
-        """Evaluate the policies at ``stage`` and write the decision to the decision log."""
+        """Evaluate the policies at ``stage`` and write the decision to the decision log.
+
+        The document gains ``now``: the state store's clock (RFC 3339, UTC), which policies
+        use instead of ``time.now_ns()`` (the client's clock, which a skewed machine gets
+        wrong).
+        """
+        if "now" not in document:
+            document = {**document, "now": inputs.timestamp(self.store.now())}
         decision = self.policies.evaluate(
             stage, document, env=env, env_type=env_type, actor=self.actor, subject=subject
         )

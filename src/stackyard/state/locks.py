@@ -23,6 +23,7 @@ from stackyard.state.tables import lock_tokens, locks, upsert
 __all__ = [
     "acquire",
     "check_fence",
+    "clock",
     "force_unlock",
     "heartbeat",
     "held_error",
@@ -30,6 +31,21 @@ __all__ = [
     "lock_info",
     "release",
 ]
+
+
+def clock(conn: Connection) -> float:
+    """The store's clock in epoch seconds, which every lease is measured by.
+
+    PostgreSQL's ``clock_timestamp()``, so writers on several machines agree on when a lease
+    runs out whatever their own clocks say (a machine running ahead would otherwise take over
+    a live lease). A SQLite store is a file on this machine: its clock is the machine's.
+    """
+    if conn.dialect.name == "postgresql":
+        return float(conn.execute(_CLOCK).scalar_one())
+    return time.time()
+
+
+_CLOCK = sa.text("SELECT extract(epoch FROM clock_timestamp())")
 
 
 def holder_identity(actor: str) -> str:
@@ -69,7 +85,7 @@ def acquire(conn: Connection, env: str, *, holder: str, ttl_s: float) -> Lease:
     environment on PostgreSQL; a losing acquirer's increment is rolled back with its
     transaction, and a winner's is kept forever, so tokens never repeat or go back.
     """
-    now = time.time()
+    now = clock(conn)
     token = conn.execute(
         upsert(conn, lock_tokens)
         .values(env=env, last_token=1)
@@ -108,7 +124,7 @@ def heartbeat(conn: Connection, lease: Lease, *, ttl_s: float) -> Lease:
     current = lock_info(conn, lease.env, for_update=True)
     if current is None or (current.lock_id, current.token) != (lease.lock_id, lease.token):
         raise lost_error(lease, current)
-    expires_at = time.time() + ttl_s
+    expires_at = clock(conn) + ttl_s
     conn.execute(sa.update(locks).where(locks.c.env == lease.env).values(expires_at=expires_at))
     return Lease(
         env=lease.env,
@@ -157,7 +173,7 @@ def check_fence(conn: Connection, lease: Lease) -> None:
     row = conn.execute(_FENCE, {"w_env": lease.env}).one_or_none()
     if row is None or (row.lock_id, row.token) != (lease.lock_id, lease.token):
         raise lost_error(lease, None if row is None else lock_info(conn, lease.env))
-    if row.expires_at <= time.time():
+    if row.expires_at <= clock(conn):
         raise expired_error(lease, row.expires_at)
     if checked is not None:
         checked.add(key)

@@ -230,8 +230,11 @@ class SqlStateStore:
             raise ValueError("ttl_s must be positive")
         # Fast path: a live lease is visible to a plain read, so a second writer fails
         # without queueing behind the writer lock.
-        current = self.lock_info(env)
-        if current is not None and current.expires_at > time.time():
+        with self._read() as conn:
+            current = locks.lock_info(conn, env)
+            live = current is not None and current.expires_at > locks.clock(conn)
+        if live:
+            assert current is not None
             raise locks.held_error(current)
         with self._write() as conn:
             return locks.acquire(conn, env, holder=holder, ttl_s=ttl_s)
@@ -262,9 +265,10 @@ class SqlStateStore:
         """
         with self._read() as conn:
             current = locks.lock_info(conn, lease.env)
+            now = locks.clock(conn)
         if current is None or (current.lock_id, current.token) != (lease.lock_id, lease.token):
             raise locks.lost_error(lease, current)
-        if current.expires_at <= time.time():
+        if current.expires_at <= now:
             raise locks.expired_error(lease, current.expires_at)
 
     def begin(self, lease: Lease, intent: Intent) -> None:
