@@ -89,6 +89,12 @@ def test_status_sees_killed_servers_and_repair_heals_them(
         servers = {a: h for a, (k, h) in after.items() if k in SERVER_KINDS}
         assert len(servers) == 2 and set(servers.values()) == {"stopped"}, after
 
+        # A destroy cannot delete the objects on the dead servers: its error says which
+        # environment to repair first.
+        from stackyard.environments.lifecycle import _destroy_hint
+
+        assert f"stackyard env repair {env}" in _destroy_hint(ws, ws.environment(env))
+
         # The CLI heals it, without Score files.
         proc = subprocess.run(
             [sys.executable, "-m", "stackyard.cli", "env", "repair", env, "--output", "json"],
@@ -100,6 +106,7 @@ def test_status_sees_killed_servers_and_repair_heals_them(
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         assert result["deployment"]["kind"] == "repair"
+        assert result["changed"] is True, "the first pass restarted the servers"
         assert result["workloads"]["app"]["state"] == "ready"
         assert {h for _, h in _health(ws, env).values()} == {"ok"}
 

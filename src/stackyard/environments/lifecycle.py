@@ -405,6 +405,30 @@ def _fail_destroy(ws: Workspace, name: str, dep: Deployment, error: str) -> None
     ws.records.set_status(name, "failed", expect=["destroying"])
 
 
+def _destroy_hint(ws: Workspace, env: Environment) -> str:
+    """What to do after a failed destroy: when a server of the environment or of its parents
+    is not running (killed, say), the objects on it cannot be deleted until it runs again."""
+    from stackyard.environments.inspect import status
+
+    down = []
+    for owner in ws.chain(env):
+        try:
+            found = status(ws, owner.name)["resources"]
+        except StackyardError:
+            continue
+        if any(r["health"] == "stopped" and r.get("kind", "").startswith("local.") for r in found):
+            down.append(owner.name)
+    if down:
+        where = ", ".join(f"'{n}'" for n in down)
+        first = down[-1]
+        return (
+            f"A server of {where} is not running, so the objects on it cannot be deleted: "
+            f"run 'stackyard env repair {first}' (it restarts stopped servers), then the "
+            "destroy again; it resumes where it stopped."
+        )
+    return "Fix the cause and run the destroy again; it resumes where it stopped."
+
+
 def _apply_destroy(
     ws: Workspace,
     env: Environment,
@@ -423,7 +447,7 @@ def _apply_destroy(
             failed = "; ".join(f"{a}: {w}" for a, w in sorted(result.failed.items()))
             raise StackyardError(
                 f"Destroy of '{name}' failed: {failed}",
-                hint="Fix the cause and run the destroy again; it resumes where it stopped.",
+                hint=_destroy_hint(ws, env),
             )
     except StalePlanError:
         raise

@@ -45,6 +45,7 @@ def repair(
         result = _pass(ws, env_name, progress, ready_timeout)
         if result.plan is not None and result.plan.has_changes:
             result = _pass(ws, env_name, progress, ready_timeout)
+            result.changed = True  # the first pass repaired something, whatever the second did
         audit.update(result.deployment.audit_detail())
         return result
 
