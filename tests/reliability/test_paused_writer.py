@@ -25,6 +25,7 @@ from _sweeper import Sweeper
 from stackyard.engine.engine import Engine
 from stackyard.engine.events import Event, Events
 from stackyard.engine.kinds import naming_lookup
+from stackyard.errors import StalePlanError
 from stackyard.model.component import ComponentManifest, ResourceTemplate
 from stackyard.model.ids import ResourceUid
 from stackyard.providers.api import CreateRequest, ResourceMeta, validate_config
@@ -181,17 +182,35 @@ def test_destroy_sweeps_labelled_objects_that_state_never_recorded(
     # Another installation's object for an environment of the same name: never ours.
     theirs = meta("postgres.role", "theirs", "other00000")
     role_kind.create(CreateRequest(theirs, role_cfg))
+    late = meta("postgres.role", "late", installation)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        _, destroyed = engine.converge(env, None)
+        # The destroy's plan shows the strays (they are governed like any delete)...
+        planned = engine.plan(env, None)
+        assert {(x.kind, x.physical_name) for x in planned.strays} == {
+            ("postgres.role", stray_role.physical_name),
+            ("redis.acl_user", stray_user.physical_name),
+        }
+        assert "strays" in planned.to_json()
+        # ...and a stray that appears after the plan was made makes it stale: nothing is
+        # applied that the plan did not show.
+        role_kind.create(CreateRequest(late, role_cfg))
+        with pytest.raises(StalePlanError, match="appeared since the plan was made"):
+            engine.apply(planned, None)
+        assert store.snapshot(env).resources, "nothing was destroyed"
+        planned = engine.plan(env, None)
+        assert len(planned.strays) == 3
+        destroyed = engine.apply(planned, None)
         assert destroyed.ok, destroyed.failed
+        assert not _role_exists(postgres_admin_url, late.physical_name)
         assert not store.snapshot(env).resources
         assert not _role_exists(postgres_admin_url, stray_role.physical_name)
         assert stray_user.physical_name not in client.acl_users()
         assert _role_exists(postgres_admin_url, theirs.physical_name)
         swept = {e.address for e in events if e.type == "swept"}
-        assert swept == {f"{UID}/stray"}
+        assert swept == {f"{UID}/stray", f"{UID}/late"}
     finally:
         client.close()
         _drop_role(postgres_admin_url, stray_role.physical_name)
         _drop_role(postgres_admin_url, theirs.physical_name)
+        _drop_role(postgres_admin_url, late.physical_name)

@@ -91,7 +91,7 @@ def render_plan(plan: Plan) -> None:
 
     out = stdout()
     changes = [c for c in plan.changes if c.action is not Action.NOOP]
-    if changes:
+    if changes or plan.strays:
         table = Table(box=None, show_header=True, header_style="bold")
         table.add_column("action")
         table.add_column("address")
@@ -101,9 +101,16 @@ def render_plan(plan: Plan) -> None:
             table.add_row(
                 f"[{colour}]{c.action.value}[/]", escape(c.address), escape(c.reason or "")
             )
+        for stray in plan.strays:
+            table.add_row(
+                "[red]delete[/]",
+                escape(stray.address),
+                escape(f"stray {stray.kind} {stray.physical_name}: labelled here, never recorded"),
+            )
         out.print(table)
     s = plan.summary()
     out.print(
         f"Plan for [bold]{escape(plan.env)}[/]: {s['create']} to create, {s['update']} to update, "
         f"{s['replace']} to replace, {s['delete']} to delete, {s['noop']} unchanged."
+        + (f" {len(plan.strays)} stray(s) to delete." if plan.strays else "")
     )

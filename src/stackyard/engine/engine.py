@@ -10,9 +10,10 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
-from stackyard.diagnostics import Diagnostic
+from stackyard.diagnostics import Diagnostic, Severity
 from stackyard.engine.apply import Applier, ApplyResult
 from stackyard.engine.drift import DriftItem, detect
 from stackyard.engine.events import Events
@@ -21,7 +22,7 @@ from stackyard.engine.lease import DEFAULT_STALL_S, HeldLock, hold
 from stackyard.engine.observe import observe_all
 from stackyard.engine.plan import Action, Plan, graph_digest, plan, recorded_outputs
 from stackyard.engine.recovery import Outcome, recover
-from stackyard.engine.sweep import Swept, sweep
+from stackyard.engine.sweep import Swept, survey, sweep
 from stackyard.errors import InvalidInputError, StalePlanError
 from stackyard.model.ids import ResourceUid
 from stackyard.model.values import Unknown
@@ -132,6 +133,18 @@ class Engine:
         result = plan(
             env=env, graph=graph, snapshot=snap, observed=observed, kind_of=self.kinds.kind
         )
+        if result.destroy and refresh:
+            found = survey(env, snap.resources.values(), store=self.store, kinds=self.kinds)
+            strays = found.strays
+            result = replace(result, strays=tuple(strays))
+            warnings = [*warnings, *(_unlisted(where, why) for where, why in found.failed.items())]
+            for stray in strays:
+                self.events.emit(
+                    "planned",
+                    stray.address,
+                    action="delete",
+                    message=f"stray {stray.kind} {stray.physical_name}: labelled, not recorded",
+                )
         if warnings:
             result = _with_diagnostics(result, warnings)
         for change in result.changes:
@@ -169,17 +182,29 @@ class Engine:
                     f"(plan serial {planned.serial}, state serial {snap.serial})",
                     hint="Plan again and review the new plan before applying it.",
                 )
+            found = (
+                survey(env, snap.resources.values(), store=self.store, kinds=self.kinds)
+                if planned.destroy
+                else None
+            )
+            unplanned = found.unplanned(planned.strays) if found is not None else []
+            if unplanned:
+                names = ", ".join(f"{s.kind} {s.physical_name}" for s in unplanned)
+                raise StalePlanError(
+                    f"Objects labelled for '{env}' appeared since the plan was made: {names}",
+                    hint="Plan again: the new plan shows them, and the destroy deletes them.",
+                )
             self.store.mark_applied(lock.lease, planned.id)
             swept = (
                 sweep(
                     env,
-                    snap.resources.values(),
+                    found,
+                    planned.strays,
                     store=self.store,
                     lease=lock.lease,
-                    kinds=self.kinds,
                     events=self.events,
                 )
-                if planned.destroy
+                if found is not None
                 else Swept()
             )
             applier = Applier(
@@ -221,15 +246,15 @@ class Engine:
         )
 
 
-def _with_diagnostics(p: Plan, extra: Sequence[Diagnostic]) -> Plan:
-    return Plan(
-        id=p.id,
-        env=p.env,
-        lineage=p.lineage,
-        serial=p.serial,
-        created_at=p.created_at,
-        changes=p.changes,
-        destroy=p.destroy,
-        graph_digest=p.graph_digest,
-        diagnostics=(*p.diagnostics, *extra),
+def _unlisted(where: str, why: str) -> Diagnostic:
+    return Diagnostic(
+        Severity.WARNING,
+        "Could not list labelled objects",
+        f"Objects labelled for this environment on the backend of {where} could not be "
+        f"listed ({why}); strays there, if any, are not in this plan.",
+        subject=where,
     )
+
+
+def _with_diagnostics(p: Plan, extra: Sequence[Diagnostic]) -> Plan:
+    return replace(p, diagnostics=(*p.diagnostics, *extra))

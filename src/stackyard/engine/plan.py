@@ -90,6 +90,23 @@ class Change:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Stray:
+    """An object labelled with the environment that no record names (a destroy deletes it).
+
+    A writer paused past its lease can make one after another writer took over; a destroy's
+    plan lists them (``Plan.strays``) and its apply deletes exactly those (``engine/sweep``).
+    """
+
+    address: str
+    kind: str
+    physical_name: str
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON form (names only: no config, no secret)."""
+        return {"address": self.address, "kind": self.kind, "physical_name": self.physical_name}
+
+
 @dataclass(frozen=True)
 class Plan:
     """A set of changes, computed against one state serial and lineage."""
@@ -103,6 +120,7 @@ class Plan:
     destroy: bool = False
     graph_digest: str = ""
     diagnostics: tuple[Diagnostic, ...] = field(default_factory=tuple)
+    strays: tuple[Stray, ...] = ()  # a destroy's: labelled objects no record names
 
     @property
     def ok(self) -> bool:
@@ -112,7 +130,7 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         """True when applying would change anything."""
-        return any(c.action is not Action.NOOP for c in self.changes)
+        return bool(self.strays) or any(c.action is not Action.NOOP for c in self.changes)
 
     def summary(self) -> dict[str, int]:
         """Counts per action."""
@@ -140,6 +158,7 @@ class Plan:
             "graph_digest": self.graph_digest,
             "summary": self.summary(),
             "changes": [c.to_json() for c in self.changes],
+            "strays": [s.to_json() for s in self.strays],
             "diagnostics": [d.to_json() for d in self.diagnostics],
         }
 
@@ -172,6 +191,9 @@ class Plan:
             changes=changes,
             destroy=bool(data.get("destroy", False)),
             graph_digest=data.get("graph_digest", ""),
+            strays=tuple(
+                Stray(s["address"], s["kind"], s["physical_name"]) for s in data.get("strays", [])
+            ),
         )
 
 

@@ -136,6 +136,11 @@ def plan_input(
         {k: c[k] for k in ("address", "kind", "action", "before", "after")}
         for c in planned.to_json()["changes"]
     ]
+    # a destroy's strays (labelled, never recorded) are deletes like any other
+    changes += [
+        {"address": s.address, "kind": s.kind, "action": "delete", "before": None, "after": None}
+        for s in planned.strays
+    ]
     secrets = [*ws.known_secrets(env.name), *(secret_params(res) if res else []), *extra_secrets]
     return inputs.document(
         stage,
@@ -232,8 +237,12 @@ def same_changes(planned: Plan, approved: Mapping[str, Any] | None) -> bool:
     if approved is None:
         return False
     fresh = {(c.address, c.action.value) for c in planned.changes if c.action.value != "noop"}
+    fresh |= {(f"stray:{s.kind}:{s.physical_name}", "delete") for s in planned.strays}
     before = {
         (c["address"], c["action"]) for c in approved.get("changes", []) if c["action"] != "noop"
+    }
+    before |= {
+        (f"stray:{s['kind']}:{s['physical_name']}", "delete") for s in approved.get("strays", [])
     }
     return fresh == before
 

@@ -397,7 +397,7 @@ def _gate_destroy(
 
 
 def _deletes(planned: Plan) -> int:
-    return sum(1 for c in planned.changes if c.action.value == "delete")
+    return sum(1 for c in planned.changes if c.action.value == "delete") + len(planned.strays)
 
 
 def _fail_destroy(ws: Workspace, name: str, dep: Deployment, error: str) -> None:
