@@ -26,7 +26,7 @@ from stackyard.errors import ProviderPermanentError, StackyardError
 from stackyard.providers.api import CreateRequest, ObserveRequest, ResourceMeta, validate_config
 from stackyard.providers.redis import LABELS_KEY, make_provider
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.reliability
 
 HELLO = EXAMPLES / "hello" / "score.yaml"
 
