@@ -95,6 +95,12 @@ CASES = [
         "extensions",
         id="extension-name",
     ),
+    pytest.param(
+        _params("db", {"extensions": ["no_such_extension_here"]}),
+        "Not available on the backend",
+        "no_such_extension_here",
+        id="extension-missing-on-the-server",
+    ),
     pytest.param(_file_target("../../etc/cron.d/x"), "Invalid target", "'..'", id="file-dotdot"),
     pytest.param(_file_target("conf/\x00x"), "Invalid target", "NUL", id="file-nul"),
     pytest.param(_volume_target("/data/../../x"), "Invalid target", "'..'", id="volume-dotdot"),

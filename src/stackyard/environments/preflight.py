@@ -4,7 +4,9 @@
 graph; what is left is each resource's config as its kind will see it. Values only known
 after apply (a generated password, an upstream's name) cannot be checked yet; everything
 else can, so a bad Redis ``commands`` rule or an out-of-range ``connection_limit`` is a
-diagnostic (exit 2) before anything is created, not a failed apply half-way through.
+diagnostic (exit 2) before anything is created, not a failed apply half-way through. Kinds
+that can check a fully known config against their backend (``Checkable``: a PostgreSQL
+extension the server does not have) are asked too; that is a read, never a write.
 ``workload validate --env`` runs the same checks (``deploy_diagnostics``).
 """
 
@@ -20,6 +22,7 @@ from stackyard.diagnostics import Diagnostic, error
 from stackyard.engine.kinds import Kinds
 from stackyard.errors import InvalidInputError, ProviderError, StackyardError
 from stackyard.model.values import Unknown, is_known, reveal
+from stackyard.providers.api import Checkable
 from stackyard.resolve.graph import Graph
 
 if TYPE_CHECKING:
@@ -48,21 +51,52 @@ def config_diagnostics(graph: Graph, kinds: Kinds) -> list[Diagnostic]:
         unknown = {str(k) for k in config} - set(known)
         try:
             kind.config_model.model_validate(known)
+            problems: list[Diagnostic] = []
         except pydantic.ValidationError as exc:
-            for problem in exc.errors():
-                field = ".".join(str(p) for p in problem["loc"])
-                top = str(problem["loc"][0]) if problem["loc"] else ""
-                if (not top and unknown) or top in unknown:
-                    continue
-                out.append(
-                    error(
-                        INVALID,
-                        f"'{address}' ({node.kind}, from {node.component}): "
-                        f"{field or '(config)'}: {problem['msg']}.",
-                        subject=address,
-                    )
-                )
+            problems = _invalid(exc, unknown, address, node.kind, node.component)
+        out.extend(problems)
+        if not problems and isinstance(kind, Checkable):
+            out.extend(_checked(kind, known, address, node.kind, node.component))
     return out
+
+
+def _invalid(
+    exc: pydantic.ValidationError, unknown: set[str], address: str, kind: str, component: str
+) -> list[Diagnostic]:
+    """The model's errors about known fields (errors about unknown ones wait for apply)."""
+    out: list[Diagnostic] = []
+    for problem in exc.errors():
+        field = ".".join(str(p) for p in problem["loc"])
+        top = str(problem["loc"][0]) if problem["loc"] else ""
+        if (not top and unknown) or top in unknown:
+            continue
+        out.append(
+            error(
+                INVALID,
+                f"'{address}' ({kind}, from {component}): {field or '(config)'}: {problem['msg']}.",
+                subject=address,
+            )
+        )
+    return out
+
+
+def _checked(
+    kind: Checkable, config: Mapping[str, Any], address: str, kind_name: str, component: str
+) -> list[Diagnostic]:
+    """A kind's read-only backend checks (``Checkable``), as diagnostics. A backend that cannot
+    be asked is no diagnostic here: the plan observes it and reports it."""
+    try:
+        problems = kind.check(config)
+    except (ProviderError, StackyardError):
+        return []
+    return [
+        error(
+            "Not available on the backend",
+            f"'{address}' ({kind_name}, from {component}): {problem}.",
+            subject=address,
+        )
+        for problem in problems
+    ]
 
 
 def deploy_diagnostics(ws: Workspace, env_name: str, paths: Sequence[Path]) -> list[Diagnostic]:

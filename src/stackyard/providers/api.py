@@ -251,6 +251,18 @@ class Sweepable(Protocol):
         ...
 
 
+@runtime_checkable
+class Checkable(Protocol):
+    """An optional kind capability: read-only checks of a config against its backend, made
+    before the first provider call of a deploy (and by ``workload validate --env``)."""
+
+    def check(self, config: Mapping[str, Any]) -> list[str]:
+        """Problems that would make a create with ``config`` fail (one sentence each, naming
+        fields, never secret values); empty when none. Reads only; ``ProviderError`` when the
+        backend cannot be asked (the deploy then reports it in its plan, as today)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Provider:
     """A provider: a name, a version and its kinds.

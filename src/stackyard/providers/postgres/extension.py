@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import psycopg
@@ -76,6 +77,35 @@ class ExtensionKind:
     def _config(self, meta: ResourceMeta, config: Any) -> tuple[ExtensionConfig, list[str]]:
         cfg = parse_config(ExtensionConfig, config, meta.address)
         return cfg, url_secrets(cfg.server)
+
+    def check(self, config: Mapping[str, Any]) -> list[str]:
+        """Whether the server can install the extension (and the version asked for): one
+        read of ``pg_available_extension_versions`` on the admin connection; no writes."""
+        server, name, version = (str(config.get(k) or "") for k in ("server", "name", "version"))
+        if not server or not name:
+            return []  # not known before apply: the create reports it
+        with (
+            provider_errors("check", secrets=url_secrets(server)),
+            self._conns.connect(server) as conn,
+        ):
+            versions = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT version FROM pg_available_extension_versions WHERE name = %s",
+                    (name,),
+                )
+            ]
+        if not versions:
+            return [
+                f"the server has no extension '{name}' available: install its package on "
+                "the server, or ask for one that pg_available_extensions lists"
+            ]
+        if version and version not in versions:
+            return [
+                f"the server has extension '{name}' in version(s) {', '.join(sorted(versions))}, "
+                f"not '{version}'"
+            ]
+        return []
 
     def _database_exists(self, cfg: ExtensionConfig) -> bool:
         with self._conns.connect(cfg.server) as conn:
