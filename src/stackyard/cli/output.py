@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,14 +22,26 @@ class OutputFormat(enum.StrEnum):
     JSON = "json"
 
 
+#: The width of output that goes to a file or a pipe: wide enough that no table cuts a value.
+UNBOUNDED_WIDTH = 1000
+
+
+def _width(stream: Any) -> int | None:
+    """``None`` (the terminal's width, or ``COLUMNS``) on a terminal; without one, a width no
+    value is cut at ("postgres-datab…" in a pipe is of no use to anyone)."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return UNBOUNDED_WIDTH
+
+
 def stdout() -> Console:
     """A console on standard output."""
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 
 
 def stderr() -> Console:
     """A console on standard error."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
 def print_json(data: Any) -> None:

@@ -50,7 +50,11 @@ def apply(
     if not result["changed"]:
         out.print("[green]✓[/] platform configuration unchanged")
     elif result["applied"]:
-        out.print(f"[green]✓[/] applied {result['counts']}")
+        done = {"create": "created", "update": "updated", "delete": "deleted"}
+        counts = ", ".join(
+            f"{n} {done.get(what, what)}" for what, n in result["counts"].items() if n
+        )
+        out.print(f"[green]✓[/] applied: {counts} document(s)")
     else:
         out.print("Nothing applied.")
 
