@@ -15,7 +15,9 @@ from stackyard.diagnostics import error
 from stackyard.errors import InvalidInputError
 from stackyard.settings import Settings
 
-app = typer.Typer(help="Show, generate and import signing keys.", invoke_without_command=True)
+app = typer.Typer(
+    help="Show, generate, import, remove and export signing keys.", invoke_without_command=True
+)
 
 Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
@@ -45,6 +47,8 @@ def show(ctx: typer.Context, output: Output = OutputFormat.TEXT) -> None:
         return
     con = stdout()
     con.print(f"signing key: {escape(own) if own else '(none: run stackyard keys generate)'}")
+    if own:  # what others import to trust this home's builds ('stackyard keys export' too)
+        con.print(escape(ring.public_pem().decode().rstrip()))
     table = Table("key id", "name", "own", box=None)
     for t in trusted:
         table.add_row(escape(t.key_id), escape(t.name or ""), "yes" if t.own else "")
@@ -89,6 +93,19 @@ def import_key(
         print_json({"key_id": key_id})
     else:
         stdout().print(f"trusted {escape(key_id)}")
+
+
+@app.command("remove")
+def remove(
+    key: Annotated[str, typer.Argument(help="The id of the trusted key (see 'stackyard keys').")],
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Stop trusting a public key: builds signed only by it no longer verify."""
+    _ring().remove(key)
+    if output is OutputFormat.JSON:
+        print_json({"removed": key})
+    else:
+        stdout().print(f"no longer trusted: {escape(key)}")
 
 
 @app.command("export")

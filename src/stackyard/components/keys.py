@@ -46,7 +46,13 @@ _GENERATE_HINT = "Run 'stackyard keys generate' to create a signing key."
 
 
 class KeyringError(StackyardError):
-    """A key is missing, unsafe, or not an Ed25519 key. ``.path`` names the file if any."""
+    """A key is missing, unsafe, or not an Ed25519 key. ``.path`` names the file if any.
+
+    Exit 2: each is something the user fixes (generate, chmod, import another file), never an
+    internal error.
+    """
+
+    exit_code = 2
 
     def __init__(self, message: str, *, path: Path | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)

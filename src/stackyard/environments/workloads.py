@@ -130,7 +130,7 @@ def runtime_diagnostics(workload: Workload) -> list[Diagnostic]:
             out.append(
                 error(
                     UNHONOURED,
-                    f"Container '{cname}' has no command: the local runtime runs host processes and does not pull image '{c.image}'. Give 'command' (and 'args'), or deploy to an environment with another runtime.",
+                    f"Container '{cname}' has no command: the local runtime runs host processes and does not pull image '{c.image}'. Give 'command' (and 'args'): the local runtime is the only runtime today, so an image-only container cannot run yet.",
                     file=file,
                     path=f"{base}.command",
                 )
