@@ -8,11 +8,12 @@ import re
 import signal
 import stat
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -387,19 +388,31 @@ def test_logs_are_captured_and_followed(rt: LocalRuntime, programs: dict[str, st
                 return line
         return ""
 
+    attached = threading.Event()
+
+    def collect(it: Iterator[str]) -> list[str]:
+        out = []
+        for line in it:
+            out.append(line)
+            attached.set()  # the first line came through: the follower is reading the log
+        return out
+
     follow = rt.logs("web", follow=True, lines=0)
     with ThreadPoolExecutor(max_workers=2) as pool:
         found = pool.submit(until_followed, follow)
-        time.sleep(0.2)
-        _get(st.endpoints["web"] + "/followed")
+        # No sleep for "the follower has attached": request until it sees one (bounded).
+        deadline = time.monotonic() + 10
+        while not found.done() and time.monotonic() < deadline:
+            _get(st.endpoints["web"] + "/followed")
+            wait([found], timeout=0.1)
         assert found.result(timeout=10) == "GET /followed"
         follow.close()
 
         # Following ends by itself when the workload stops.
-        rest = pool.submit(list, rt.logs("web", follow=True))
-        time.sleep(0.2)
+        rest = pool.submit(collect, rt.logs("web", follow=True))
+        assert attached.wait(timeout=10), "the follower never read the existing lines"
         assert rt.stop("web")
-        assert "hello from app" in rest.result(timeout=15)
+        assert "hello from app" in "".join(rest.result(timeout=15))
 
     with pytest.raises(StackyardError, match="not running"):
         rt.logs("web")
