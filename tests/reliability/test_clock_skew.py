@@ -215,3 +215,40 @@ def test_a_client_clock_running_ahead_cannot_take_over_a_live_lease(
         assert "HELD honest-writer" in res.stdout
         store.check_fence(lease)  # still ours
         store.release(lease)
+
+
+def test_fenced_writes_measure_the_lease_by_the_store_clock(
+    library_home: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every journal write is fenced; with a client clock an hour ahead of PostgreSQL the
+    lease must still be live for its holder (it was refused as expired, failing every write
+    of every deploy), and with one an hour behind an expired lease must still be refused."""
+    import time as real_time
+    import uuid
+
+    from stackyard.errors import LockLostError
+    from stackyard.settings import Settings
+    from stackyard.state import hotpath, locks, open_store
+    from stackyard.state.api import Intent
+
+    class Skewed:
+        def __init__(self, by: float) -> None:
+            self.by = by
+
+        def time(self) -> float:
+            return real_time.time() + self.by
+
+    def intent() -> Intent:
+        return Intent(uuid.uuid4().hex, "fenced", "create", "a/b", "noop.resource", "n", {})
+
+    with open_store(Settings.load(database_url=store_url)) as store:
+        lease = store.acquire("fenced", holder="writer", ttl_s=30)
+        monkeypatch.setattr(hotpath, "time", Skewed(+HOUR))
+        monkeypatch.setattr(locks, "time", Skewed(+HOUR))
+        store.begin(lease, intent())  # live by the store's clock
+        monkeypatch.setattr(hotpath, "time", Skewed(-HOUR))
+        monkeypatch.setattr(locks, "time", Skewed(-HOUR))
+        with psycopg.connect(store_url.replace("postgresql+psycopg", "postgresql")) as conn:
+            conn.execute("UPDATE locks SET expires_at = expires_at - 60 WHERE env = 'fenced'")
+        with pytest.raises(LockLostError, match="expired"):
+            store.begin(lease, intent())

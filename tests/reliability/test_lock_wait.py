@@ -114,3 +114,58 @@ def test_a_writer_that_makes_no_progress_stops_renewing_and_loses_its_lease(
         assert worker.recorded_names(store, ENV) == set()
     finally:
         store.close()
+
+
+def test_a_stuck_deploy_loses_its_lease_even_though_it_reports_the_stall(
+    worker: ModuleType, tmp_path: Path
+) -> None:
+    """The deploy's event log prints the lock's own events; they must not count as progress
+    (the "no progress" warning used to renew the lease it warned about)."""
+    from stackyard.environments.deploy import _EventLog
+
+    home = tmp_path / "home"
+    store = worker.open_store(home)
+    try:
+        lines: list[str] = []
+        log = _EventLog(lines.append)
+        engine = Engine(
+            store=store,
+            kinds=worker.registry(),
+            events=Events(log.hook),
+            holder="stuck-deploy",
+            lock_ttl_s=0.6,
+            stall_s=0.3,
+        )
+        with engine.locked(ENV) as held:
+
+            def said(message: str) -> None:  # as converge wires it
+                held.touch()
+                lines.append(message)
+
+            log.say = said
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                info = store.lock_info(ENV)
+                if info is not None and info.expires_at < time.time():
+                    break
+            assert any("no progress" in line for line in lines)
+            with pytest.raises(LockLostError):
+                store.check_fence(held.lease)
+
+    finally:
+        store.close()
+
+
+def test_an_intended_wait_keeps_the_lease(worker: ModuleType, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = worker.open_store(home)
+    try:
+        engine = Engine(
+            store=store, kinds=worker.registry(), holder="asking", lock_ttl_s=0.6, stall_s=0.3
+        )
+        with engine.locked(ENV) as held, held.busy():
+            time.sleep(2.0)  # a person reading the plan: far past stall and ttl
+            store.check_fence(held.lease)
+    finally:
+        store.close()

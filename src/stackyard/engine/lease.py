@@ -43,6 +43,7 @@ class HeldLock:
         self._stop = threading.Event()
         self._mutex = threading.Lock()
         self._progress = time.monotonic()
+        self._busy = 0
         self.lost = False
         self.stalled = False
         self._thread = threading.Thread(
@@ -64,6 +65,20 @@ class HeldLock:
         """Record that the writer made progress (keeps the heartbeat renewing)."""
         self._progress = time.monotonic()
 
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """A wait the writer makes on purpose (a confirmation prompt, a readiness wait): the
+        heartbeat keeps renewing while it lasts, however long (the wait itself is bounded by
+        its caller)."""
+        with self._mutex:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._busy -= 1
+            self.touch()
+
     def on_event(self, event: Event) -> None:
         """An events hook: every engine event is progress, except the lock's own."""
         if not event.type.startswith(("lock", "unlock")):
@@ -82,7 +97,7 @@ class HeldLock:
         interval = max(self._ttl / 3.0, 0.05)
         while not self._stop.wait(interval):
             idle = time.monotonic() - self._progress
-            if idle > self._stall:
+            if idle > self._stall and not self._busy:
                 if not self.stalled:
                     self.stalled = True
                     self._events.emit(

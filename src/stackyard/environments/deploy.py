@@ -15,6 +15,7 @@ from stackyard.diagnostics import Diagnostic, Severity, has_errors
 from stackyard.engine.engine import Engine
 from stackyard.engine.events import Event, Events
 from stackyard.engine.kinds import naming_lookup
+from stackyard.engine.lease import HeldLock
 from stackyard.engine.plan import Plan
 from stackyard.environments import governed
 from stackyard.environments.preflight import config_diagnostics
@@ -272,7 +273,7 @@ def converge(
             held.touch()
             say(message)
 
-        log.say = said
+        log.say = said  # progress lines keep the lease; the lock's own events must not
         target = _under_lock(ws, target, kind)
         interrupted = ws.records.interrupt_running(
             target.env.name, keep=resume.id if resume else None
@@ -384,7 +385,7 @@ def _converge(
         dep = _finish(dep, "planned", summary, planned)
         ws.records.put_deployment(dep)
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    if planned.has_changes and confirm is not None and not confirm(planned):
+    if planned.has_changes and confirm is not None and not _confirmed(confirm, planned, held):
         dep = _finish(dep, "cancelled", summary, planned)
         ws.records.put_deployment(dep)
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
@@ -418,7 +419,8 @@ def _converge(
             _, did = runtime.start(spec)
             changed_run = changed_run or did
             say(f"{'started' if did else 'unchanged'} workload '{name}'")
-            statuses[name] = runtime.wait_ready(name, timeout=ready_timeout)
+            with held.busy():  # bounded by ready_timeout
+                statuses[name] = runtime.wait_ready(name, timeout=ready_timeout)
             say(f"workload '{name}' is {statuses[name].state}")
         dep = _finish(dep, "succeeded", summary, planned)
         return DeployResult(
@@ -478,6 +480,13 @@ def target_of(ws: Workspace, env: Environment, request: Mapping[str, Any]) -> Ta
         strict_pins=bool(request.get("strict_pins")),
         removed=request.get("removed"),
     )
+
+
+def _confirmed(confirm: Confirm, planned: Plan, held: HeldLock) -> bool:
+    """Ask (a person may take their time): the lease is kept while the question is open, and
+    other writers wait for the answer (their ``--lock-timeout``)."""
+    with held.busy():
+        return confirm(planned)
 
 
 def _finish(
@@ -577,13 +586,14 @@ class _EventLog:
 
     def __init__(self, say: Progress) -> None:
         self.say = say
+        self.plain = say  # for the lock's own events: never counted as progress
         self.events: list[DeploymentEvent] = []
 
     def hook(self, event: Event) -> None:
         if event.type == "planned":
             return
         if event.type in ("lock-waiting", "lock-stalled", "lock-lost"):
-            self.say(event.message)
+            self.plain(event.message)
         message = event.message or event.action
         self.events.append(
             DeploymentEvent(len(self.events), event.ts, event.type, event.address, message)

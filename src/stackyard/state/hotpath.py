@@ -72,8 +72,13 @@ class HotPath:
             f"{c} = excluded.{c}" for c in _RESOURCE_COLUMNS if c not in ("env", "address")
         )
         sql = {
-            "fence": "SELECT lock_id, token, expires_at FROM locks WHERE env = :env"  # noqa: S608
-            + (" FOR SHARE" if self.pg else ""),
+            # the store's clock comes with the row: leases run out by it (``locks.clock``)
+            "fence": (
+                "SELECT lock_id, token, expires_at, extract(epoch FROM clock_timestamp()) "
+                "FROM locks WHERE env = :env FOR SHARE"
+                if self.pg
+                else "SELECT lock_id, token, expires_at FROM locks WHERE env = :env"
+            ),
             "add_intent": _insert("intents", _INTENT_COLUMNS, self.pg),
             "delete_intent": "DELETE FROM intents WHERE env = :env AND id = :id",
             "bump": "INSERT INTO environments_state (env, lineage, serial, created_at) "
@@ -105,7 +110,8 @@ class HotPath:
             cur.execute(self.sql["lock_info"], {"env": lease.env})
             held = cur.fetchone()
             raise locks.lost_error(lease, LockInfo(lease.env, *held) if held else None)
-        if row[2] <= time.time():
+        now = float(row[3]) if self.pg else time.time()
+        if row[2] <= now:
             raise locks.expired_error(lease, row[2])
         if checked is not None:
             checked.add(key)
