@@ -187,6 +187,10 @@ class Target:
     release_pins: Mapping[str, Pin] = field(default_factory=dict)
     strict_pins: bool = False
     removed: str | None = None  # a workload this converge takes out of the environment
+    #: re-converge every workload live *when the lock is taken*, pinned to the builds it runs
+    #: then (``env repair``): read under the lock, so a repair that waited never undoes the
+    #: deploys and removals that landed meanwhile
+    repair: bool = False
 
 
 def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diagnostic]]:
@@ -322,6 +326,14 @@ def _under_lock(ws: Workspace, target: Target, kind: str) -> Target:
             hint="Deploy to a ready environment; 'stackyard env show' tells its state.",
         )
     workloads = live_workloads(ws, env.name)
+    if target.repair:
+        pins = {
+            uid: Pin(rec.component.split("@", 1)[0], rec.component.split("@", 1)[-1], rec.digest)
+            for uid, rec in ws.records.instances(env.name).items()
+        }
+        return replace(
+            target, env=env, workloads=workloads, changed=set(workloads), release_pins=pins
+        )
     workloads.update({name: target.workloads[name] for name in target.changed})
     if target.removed:
         workloads.pop(target.removed, None)

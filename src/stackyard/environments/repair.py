@@ -16,12 +16,10 @@ from stackyard.environments.deploy import (
     Progress,
     Target,
     converge,
-    live_workloads,
 )
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
-from stackyard.resolve.lock import Pin
 
 __all__ = ["repair"]
 
@@ -53,15 +51,11 @@ def repair(
 def _pass(
     ws: Workspace, env_name: str, progress: Progress | None, ready_timeout: float
 ) -> DeployResult:
+    # What is live, and the builds it runs, are read under the lock (``Target.repair``).
     env = ws.environment(env_name)
-    workloads = live_workloads(ws, env_name)
-    pins = {
-        uid: Pin(rec.component.split("@", 1)[0], rec.component.split("@", 1)[-1], rec.digest)
-        for uid, rec in ws.records.instances(env_name).items()
-    }
     return converge(
         ws,
-        Target(env, workloads, set(workloads), release_pins=pins),
+        Target(env, {}, set(), repair=True),
         kind="repair",
         progress=progress,
         ready_timeout=ready_timeout,
