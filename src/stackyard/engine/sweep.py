@@ -114,7 +114,9 @@ def sweep(
     refused the apply when ``found`` holds strays the plan did not show)."""
     installation = store.installation_id()
     wanted = {(s.kind, s.physical_name) for s in planned}
-    out = Swept(failed=dict(found.failed))
+    out = Swept()
+    for where, why in found.failed.items():  # the plan warned already; not a failed delete
+        events.emit("sweep-skipped", where, message=f"could not list labelled objects there: {why}")
     for stray, obj, kind in found.entries:
         if (stray.kind, stray.physical_name) not in wanted:
             continue

@@ -60,6 +60,7 @@ class Sandbox:
         """The interpreter's JSON result of ``query`` over ``modules`` (known as ``key``) with
         input ``document``; ``SandboxError`` past a limit, ``RuntimeError`` for a Rego error."""
         with self._lock:
+            self._worker()  # (re)started first: a new worker has loaded nothing yet
             request: dict[str, Any] = {"key": key, "query": query}
             if key not in self._loaded or self._pid != os.getpid():
                 request["modules"] = dict(modules)

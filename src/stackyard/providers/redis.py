@@ -74,6 +74,7 @@ COMMAND_PATTERN = re.compile(
     r"^[+-](?:@[a-z][a-z-]{0,31}|[a-z][a-z_.]{0,63}(?:\|[a-z][a-z_-]{0,63})?)$"
 )
 NAMING = NamingRule(max_length=64, allowed="a-z0-9", separator="-")
+_UNUSED_PASSWORD = hashlib.sha256(b"stackyard: a swept user's delete needs no password").hexdigest()
 
 
 def _check_name(value: str) -> str:
@@ -324,7 +325,9 @@ class AclUserKind:
                 key_prefix = keys[1:-1] if keys.startswith("~") and keys.endswith("*") else ""
                 if not PREFIX_PATTERN.fullmatch(key_prefix):
                     key_prefix = ""
-                delete = {"server": server, "password": "-", "prefix": key_prefix}
+                # a delete never uses the password; a placeholder that cannot occur in any
+                # message (a '-' was masked as a secret, turning every hyphen into '***')
+                delete = {"server": server, "password": _UNUSED_PASSWORD, "prefix": key_prefix}
                 found.append(Labelled(str(name), str(label), delete))
         return found
 
