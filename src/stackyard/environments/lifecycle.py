@@ -442,7 +442,13 @@ def _apply_destroy(
     name = env.name
     out.destroyed = _deletes(planned)
     try:
-        result = engine.apply(planned, None)
+        with engine.locked(name):
+            # Under the lock: a deploy that was already past its status check when this
+            # destroy began may have started a workload since the first stop; stop it again
+            # before deleting what it uses (the apply below reuses this lease).
+            again = ws.runtime(name).stop_all()
+            out.stopped = sorted({*out.stopped, *again})
+            result = engine.apply(planned, None)
         if not result.ok:
             failed = "; ".join(f"{a}: {w}" for a, w in sorted(result.failed.items()))
             raise StackyardError(
