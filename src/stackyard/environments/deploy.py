@@ -193,6 +193,15 @@ class Target:
     repair: bool = False
 
 
+def pins_of(instances: Mapping[str, InstanceRecord]) -> dict[str, Pin]:
+    """The build each recorded instance runs (``name@version`` and digest), by uid."""
+    out = {}
+    for uid, rec in instances.items():
+        name, _, version = rec.component.partition("@")
+        out[uid] = Pin(name, version or name, rec.digest)
+    return out
+
+
 def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diagnostic]]:
     """Resolve and expand the target; raises ``InvalidInputError`` with every problem."""
     env = target.env
@@ -200,11 +209,7 @@ def prepare(ws: Workspace, target: Target) -> tuple[Resolution, Graph, list[Diag
     changed_uids = {
         str(r.uid) for name in target.changed for r in target.workloads[name].resources.values()
     }
-    pins = {
-        uid: Pin(rec.component.split("@", 1)[0], rec.component.split("@", 1)[-1], rec.digest)
-        for uid, rec in current.items()
-        if uid not in changed_uids
-    }
+    pins = {uid: pin for uid, pin in pins_of(current).items() if uid not in changed_uids}
     pins.update(target.release_pins)
     strict = frozenset(target.release_pins) if target.strict_pins else frozenset()
     resolver = resolver_for(ws, env, pins=pins, strict=strict)
@@ -327,10 +332,7 @@ def _under_lock(ws: Workspace, target: Target, kind: str) -> Target:
         )
     workloads = live_workloads(ws, env.name)
     if target.repair:
-        pins = {
-            uid: Pin(rec.component.split("@", 1)[0], rec.component.split("@", 1)[-1], rec.digest)
-            for uid, rec in ws.records.instances(env.name).items()
-        }
+        pins = pins_of(ws.records.instances(env.name))
         return replace(
             target, env=env, workloads=workloads, changed=set(workloads), release_pins=pins
         )
