@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-__all__ = ["postgres_admin_url", "redis_url", "require_or_skip"]
+__all__ = ["pg_databases", "postgres_admin_url", "redis_url", "require_or_skip"]
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -113,3 +113,31 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         6379,
         tmp_path_factory,
     )
+
+
+@pytest.fixture(scope="session")
+def pg_databases(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of throw-away PostgreSQL databases, all dropped at the end of the session."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(postgres_admin_url).set(drivername="postgresql")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"stackyard_test_{secrets.token_hex(6)}"
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return admin.set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

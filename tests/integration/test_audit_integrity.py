@@ -6,43 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from stackyard.policy.audit import chain_hash
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pg_databases(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of throw-away PostgreSQL databases, all dropped at the end."""
-    admin = make_url(postgres_admin_url).set(drivername="postgresql")
-    admin_dsn = admin.render_as_string(hide_password=False)
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"stackyard_test_{secrets.token_hex(6)}"
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        created.append(name)
-        return admin.set(database=name).render_as_string(hide_password=False)
-
-    yield create
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        for name in created:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 class Home:

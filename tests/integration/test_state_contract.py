@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -14,10 +13,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from stackyard.errors import LockHeldError, LockLostError, StateError, StoreUnavailableError
@@ -32,28 +29,6 @@ CANARY = "canary-Pa55w0rd-7f3e"
 
 
 # -- backends -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pg_databases(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of throw-away PostgreSQL databases, all dropped at the end of the session."""
-    admin = make_url(postgres_admin_url).set(drivername="postgresql")
-    admin_dsn = admin.render_as_string(hide_password=False)
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"stackyard_test_{secrets.token_hex(6)}"
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        created.append(name)
-        return admin.set(database=name).render_as_string(hide_password=False)
-
-    yield create
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        for name in created:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="session")
