@@ -168,7 +168,7 @@ def apply_platform(ws: Any, home: Path, services: str, pg_url: str, redis_url: s
 
     directory = platform_dir(home / "bench-platform", services, pg_url, redis_url)
     try:
-        apply_dir(ws, directory, confirm=lambda _q: True)
+        apply_dir(ws.platform, ws.access, directory, confirm=lambda _q: True)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -216,7 +216,7 @@ def destroy_everything(log: Log, progress_for: ProgressFor = _quiet) -> list[str
 
 def sweep(home: Path, log: Log) -> list[str]:
     """Stop whatever process is still recorded under ``home``; what had to be stopped."""
-    from stackyard.providers.local import supervise
+    from stackyard.host import supervise
     from stackyard.runtime.local import LocalRuntime
 
     left: list[str] = []

@@ -14,7 +14,7 @@ after a warm-up. Building and masking the input is timed apart.
 *deploy*: in a temporary home with ``examples/platform`` applied (its policies included) and
 ``dev`` created, each run creates an ephemeral child of ``dev``, deploys
 ``examples/hello/score.yaml`` to it and destroys it. Inside each ``deploy_files`` call the
-plan-stage governance (``governed.costs``, ``governed.plan_input`` and ``Workspace.decide``,
+plan-stage governance (``governed.costs``, ``governed.plan_input`` and ``Governor.decide``,
 wrapped with timers in this process) is timed against the whole call.
 
 One JSON object on stdout (progress goes to stderr): ``decision_p50_ms``,
@@ -762,18 +762,18 @@ class Timers:
 @contextmanager
 def instrumented(timers: Timers) -> Iterator[None]:
     """Wrap the plan-stage governance with ``timers``: ``deploy.converge`` calls
-    ``governed.costs(...)``, ``governed.plan_input(...)`` and ``ws.decide(...)`` through the
+    ``governed.costs(...)``, ``governed.plan_input(...)`` and ``governor.decide(...)`` through the
     module and the class at call time, so replacing those attributes is enough.
     ``PolicySet.evaluate`` (inside ``decide``) is wrapped too, to split the decision from
     writing it to the decision log."""
     from stackyard.environments import governed
-    from stackyard.environments.workspace import Workspace
+    from stackyard.environments.governed import Governor
     from stackyard.policy.decision import PolicySet
 
     saved: list[tuple[Any, str, Any]] = [
         (governed, "costs", governed.costs),
         (governed, "plan_input", governed.plan_input),
-        (Workspace, "decide", Workspace.decide),
+        (Governor, "decide", Governor.decide),
         (PolicySet, "evaluate", PolicySet.evaluate),
     ]
     for owner, name, original in saved:
@@ -851,7 +851,7 @@ def deploy_part(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     runs: list[Run] = []
     with Workspace.open(Settings.load()) as ws:
         apply_platform(ws, home, args.services, args.pg_url, args.redis_url)
-        applied = {p.name: p for p in ws.policies.policies}
+        applied = {p.name: p for p in ws.governor.policies.policies}
         at_plan = sorted(
             p.name for p in applied.values() if p.applies("plan", "x-probe", "ephemeral")
         )

@@ -47,9 +47,10 @@ from typing import Any
 import httpx
 
 from stackyard import library
-from stackyard.components.package import Build, build, canonical_json
+from stackyard.canonical import canonical_bytes
+from stackyard.components.package import Build, build
 from stackyard.components.registry import Registry, open_registry
-from stackyard.resolve.versions import Range, Version
+from stackyard.model.versions import Range, Version
 
 NAME = "local-volume"
 MANY = "local-volume-many"
@@ -109,7 +110,7 @@ class Source:
     def config(self, name: str, version: str) -> bytes:
         doc = json.loads(self.build.manifest_json)
         doc["metadata"].update(name=name, version=version)
-        return canonical_json(doc)
+        return canonical_bytes(doc)
 
     def annotations(self, name: str, version: str) -> dict[str, str]:
         meta = self.doc["metadata"]

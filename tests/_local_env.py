@@ -40,7 +40,7 @@ def apply_types(ws: Any, directory: Path) -> None:
     shutil.copy(EXAMPLES / "platform" / "teams.yaml", directory / "teams.yaml")
     types = (EXAMPLES / "platform" / "environment-types.yaml").read_text()
     (directory / "environment-types.yaml").write_text(types + BARE_TYPE)
-    apply_dir(ws, directory, confirm=lambda _q: True)
+    apply_dir(ws.platform, ws.access, directory, confirm=lambda _q: True)
 
 
 def write_score(

@@ -182,7 +182,7 @@ def stage(
         ),
     )
     with st.ws() as ws:
-        apply_dir(ws, st.platform_dir, confirm=lambda _q: True)
+        apply_dir(ws.platform, ws.access, st.platform_dir, confirm=lambda _q: True)
         lifecycle.create(ws, st.name("dev"))
     try:
         yield st

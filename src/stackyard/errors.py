@@ -2,24 +2,50 @@
 
 User mistakes are *diagnostics* (see ``diagnostics.py``), collected and returned together.
 Exceptions are for failures, and for carrying a batch of diagnostics out of a call that
-cannot go on. The tree::
+cannot go on. Each class's ``exit_code`` is the CLI's exit status (``docs/errors.md`` has the
+table); a class without one inherits its parent's, and 1 means a bug. Classes defined outside
+this module name it in brackets. ``tests/unit/test_error_tree.py`` keeps this drawing and the
+classes the same. The tree::
 
-    StackyardError
-    ├── InvalidInputError          carries .diagnostics; the CLI exits 2
-    │   └── PlaceholderError       a bad or unresolvable ${...} (.path, .expression)
-    ├── ProviderError              raised by providers only (.address)
-    │   ├── ProviderTransientError retrying may help (timeouts, lost connections)
-    │   └── ProviderPermanentError retrying will not help (bad config, refused)
-    │       └── ForeignObjectError another owner's (or an unlabelled) object; nothing written
-    ├── EngineError                plan/apply failures that are not a provider's
-    │   ├── StalePlanError         the state moved since the plan was made
-    │   └── CycleError             the resource graph has a cycle (.cycle)
-    ├── StateError                 the state store
-    │   ├── StoreUnavailableError  the store cannot be reached (operations fail closed)
-    │   ├── LockHeldError          another writer holds the environment lock (.holder)
-    │   └── LockLostError          our lease expired or was taken over (fencing)
-    ├── PolicyDeniedError          a policy denied it (.decision_id, .diagnostics); exit 5
-    └── PermissionDeniedError      RBAC: the actor holds no role allowing it (.action); exit 6
+    StackyardError                   exit 1: an internal error (a bug)
+    ├── InvalidInputError            carries .diagnostics; exit 2
+    │   └── PlaceholderError         a bad or unresolvable ${...} (.path, .expression)
+    ├── CancelledError               a confirmation was declined; nothing was changed; exit 10
+    ├── ProviderError                raised by providers only (.address); exit 7
+    │   ├── ProviderTransientError   retrying may help (timeouts, lost connections)
+    │   └── ProviderPermanentError   retrying will not help (bad config, refused)
+    │       └── ForeignObjectError   another owner's (or an unlabelled) object; nothing written
+    ├── ApplyFailedError             an apply stopped: a backend failed (.env, .failed); exit 7
+    ├── WorkloadFailedError          a workload did not start or become ready (.workload); exit 7
+    ├── EngineError                  plan/apply failures that are not a provider's (a bug)
+    │   ├── StalePlanError           the state moved since the plan was made; exit 3
+    │   └── CycleError               the resource graph has a cycle (.cycle)
+    ├── StateError                   the state store failed or holds something unusable; exit 7
+    │   ├── StoreUnavailableError    the store cannot be reached (operations fail closed)
+    │   ├── LockHeldError            another writer holds the environment lock (.holder); exit 4
+    │   └── LockLostError            our lease expired or was taken over (fencing); exit 4
+    ├── InvalidStatusError           a status value its enum does not know (.enum, .value)
+    │   └── InvalidTransitionError   a status change its transition table forbids (.old, .new)
+    ├── PolicyDeniedError            a policy denied it (.decision_id, .diagnostics); exit 5
+    ├── PermissionDeniedError        RBAC: the actor holds no role allowing it (.action); exit 6
+    ├── VerificationFailedError      audit chain, release digest or policy tests failed; exit 8
+    │   └── AttestationError         [components.attest] malformed, or a stage did not pass
+    │       ├── SignatureError       [components.attest] no signature verifies
+    │       ├── UntrustedKeyError    [components.attest] signed only by untrusted keys (.key_ids)
+    │       ├── MissingAttestationError [components.attest] the build has none; exit 9
+    │       └── SubjectMismatchError [components.attest] it is about another build
+    ├── RegistryError                [components.oci] a registry operation failed; exit 7
+    │   ├── InvalidReferenceError    [components.oci] a malformed name, version or digest; exit 2
+    │   ├── NotFoundError            [components.oci] no such component, version or blob; exit 2
+    │   ├── ImmutableTagError        [components.oci] the version is already published; exit 2
+    │   ├── DigestMismatchError      [components.oci] content does not hash to its digest; exit 8
+    │   ├── NotAComponentError       [components.oci] the artifact is not a stackyard build; exit 2
+    │   ├── TagMismatchError         [components.oci] a tag names another build than inside; exit 2
+    │   ├── RegistryAuthError        [components.oci] the registry refused the credentials
+    │   └── RegistryUnavailableError [components.oci] unreachable, or not an OCI registry
+    ├── KeyringError                 [components.keys] a key is missing, unsafe or wrong; exit 2
+    ├── RegoError                    [policy.rego] a policy does not compile or evaluate; exit 2
+    └── SandboxError                 [policy.sandbox] past a limit; RegoError carries it out
 
 Every exception carries its subject (``.uid``, ``.address``, ``.component``, ``.env``)
 where it has one, so renderers can point at it.
@@ -27,7 +53,7 @@ where it has one, so renderers can point at it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,6 +99,7 @@ class PlaceholderError(InvalidInputError):
 class ProviderError(StackyardError):
     """A provider could not do what it was asked. Only providers raise it."""
 
+    exit_code = 7
     transient = False
 
     def __init__(self, message: str, *, address: str = "", hint: str | None = None) -> None:
@@ -119,7 +146,9 @@ class CycleError(EngineError):
 
 
 class StateError(StackyardError):
-    """The state store failed."""
+    """The state store failed, or holds something stackyard cannot use."""
+
+    exit_code = 7
 
 
 class StoreUnavailableError(StateError):
@@ -181,3 +210,80 @@ class PermissionDeniedError(StackyardError):
     def __init__(self, message: str, *, action: str = "", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.action = action
+
+
+class InvalidStatusError(StackyardError):
+    """A status (read back from the store, say) that is no member of its enum; a bug or a
+    record written by a newer stackyard, never a user's mistake (exit 1)."""
+
+    def __init__(self, enum: str, value: str, *, subject: str = "") -> None:
+        where = f" of {subject}" if subject else ""
+        super().__init__(
+            f"Unknown {enum} '{value}'{where}",
+            hint="The record was written by another version of stackyard, or edited by hand; "
+            "use the version that wrote it.",
+        )
+        self.enum = enum
+        self.value = value
+        self.subject = subject
+
+
+class InvalidTransitionError(InvalidStatusError):
+    """A status change that its enum's transition table does not allow; refused before
+    anything is written. Always a bug in the caller (exit 1)."""
+
+    def __init__(self, enum: str, old: object, new: object, *, subject: str = "") -> None:
+        StackyardError.__init__(
+            self,
+            f"Invalid {enum} transition {'(new)' if old is None else repr(str(old))} -> "
+            f"{str(new)!r}" + (f" of {subject}" if subject else ""),
+            hint="This is a bug in stackyard: please report it with the command you ran.",
+        )
+        self.enum = enum
+        self.value = str(new)
+        self.subject = subject
+        self.old = old
+        self.new = new
+
+
+class CancelledError(StackyardError):
+    """The user declined a confirmation (or interrupted one); nothing was changed."""
+
+    exit_code = 10
+
+
+class ApplyFailedError(StackyardError):
+    """An apply stopped because a backend failed; ``failed`` maps each address to why.
+
+    What was applied before the failure is recorded; deploying again continues from there.
+    """
+
+    exit_code = 7
+
+    def __init__(
+        self, message: str, *, env: str, failed: Mapping[str, str], hint: str | None = None
+    ) -> None:
+        reasons = "; ".join(f"{address}: {why}" for address, why in sorted(failed.items()))
+        super().__init__(f"{message}: {reasons}" if reasons else message, hint=hint)
+        self.env = env
+        self.failed = dict(failed)
+
+
+class WorkloadFailedError(StackyardError):
+    """The runtime could not run a workload: it did not start, or did not become ready.
+
+    What the deployment applied stays applied; the workload's log lines are in the message.
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, workload: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.workload = workload
+
+
+class VerificationFailedError(StackyardError):
+    """A check of integrity or of results failed: the audit chain, a release's digest, a
+    signature, policy tests. Nothing was used that did not pass it."""
+
+    exit_code = 8

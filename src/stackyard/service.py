@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackyard import library
+from stackyard.model.status import AuditResult
 from stackyard.settings import Settings
 
 Progress = Callable[[str], None]
@@ -61,7 +62,7 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
                 actor=settings.actor,
                 action="access.manage",
                 target=f"user:{settings.actor}",
-                result="ok",
+                result=AuditResult.OK,
                 detail={"grant": {"role": "admin", "scope": "org"}, "bootstrap": True},
             )
             say(f"granted admin to {settings.actor} (the first user of this home)")
@@ -71,7 +72,9 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
     if not ring.has_signing_key():
         ring.generate()
         say(f"generated signing key {ring.key_id()}")
-    registry = open_registry(settings.registry, home=settings.home)
+    registry = open_registry(
+        settings.registry, home=settings.home, plain_http=settings.registry_plain_http
+    )
     result = InitResult(str(settings.home), store.url, registry.location, ring.key_id())
     kinds = ProviderRegistry.discover()
     try:
@@ -87,7 +90,6 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
                 registry=registry,
                 keyring=ring,
                 kinds=kinds,
-                source=f"stackyard library ({name})",
             )
             result.published.append(
                 {"name": published.name, "version": published.version, "digest": published.digest}

@@ -19,6 +19,7 @@ _ENV_VARS = {
     "database_url": "STACKYARD_DATABASE_URL",
     "secret_key": "STACKYARD_SECRET_KEY",
     "registry": "STACKYARD_REGISTRY",
+    "registry_plain_http": "STACKYARD_REGISTRY_PLAIN_HTTP",
     "lock_timeout": "STACKYARD_LOCK_TIMEOUT",
     "max_resources": "STACKYARD_MAX_RESOURCES",
     "policy_timeout": "STACKYARD_POLICY_TIMEOUT",
@@ -47,6 +48,9 @@ class Settings:
     ``lock_timeout_s`` is how long a writer waits for a busy environment (0: fail at once).
     ``max_resources`` caps how many provider resources one resolution may expand to;
     ``policy_timeout_s`` and ``policy_memory_mb`` cap one policy evaluation.
+    ``registry`` is ``[http://|https://]HOST[:PORT]/NAMESPACE`` of a remote registry (None: the
+    local layout in ``home``); ``registry_plain_http`` reaches it without TLS, for every
+    command (``STACKYARD_REGISTRY_PLAIN_HTTP=1``, or an ``http://`` prefix on the registry).
     """
 
     home: Path
@@ -58,6 +62,7 @@ class Settings:
     max_resources: int = DEFAULT_MAX_RESOURCES
     policy_timeout_s: float = DEFAULT_POLICY_TIMEOUT_S
     policy_memory_mb: int = DEFAULT_POLICY_MEMORY_MB
+    registry_plain_http: bool = False
 
     @classmethod
     def load(
@@ -82,6 +87,7 @@ class Settings:
             "database_url": database_url,
             "secret_key": secret_key,
             "registry": registry,
+            "registry_plain_http": None,
             "lock_timeout": None if lock_timeout_s is None else str(lock_timeout_s),
             "max_resources": None,
             "policy_timeout": None,
@@ -106,6 +112,7 @@ class Settings:
             else DEFAULT_POLICY_TIMEOUT_S,
             policy_memory_mb=_positive_int(values["policy_memory_mb"], "policy_memory_mb")
             or DEFAULT_POLICY_MEMORY_MB,
+            registry_plain_http=_flag(values["registry_plain_http"], "registry_plain_http"),
         )
 
 
@@ -166,6 +173,16 @@ def _positive_int(text: str | None, what: str) -> int | None:
             f"Invalid {what} {text!r}", hint="Give a positive whole number, such as 5000."
         )
     return value
+
+
+def _flag(text: str | None, what: str) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off (any case); unset is no."""
+    raw = (text or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidInputError(f"Invalid {what} {text!r}", hint="Give 1 (yes) or 0 (no).")
 
 
 def _as_str(value: Any) -> str | None:

@@ -307,7 +307,7 @@ def test_verify_refuses_a_build_without_attestation(backend: Backend) -> None:
         backend, copy_component(backend.source, backend.work / name, name=name)
     )
     result = cli("component", "verify", f"{name}@{VERSION}", *backend.args, home=backend.home)
-    assert result.code != 0, str(result)
+    assert result.code == 9, str(result)  # a missing attestation has its own exit code
     assert "attestation" in result.err
     assert f"{name}@{VERSION}" in result.err and digest in result.err
     assert "verified" not in result.out
@@ -327,7 +327,7 @@ def test_verify_from_another_home_needs_the_publishers_key(
         (["component", "verify", ref, *backend.args], other),
         (["keys", "export"], backend.home),
     )
-    assert refused.code != 0, str(refused)
+    assert refused.code == 8, str(refused)  # a failed verification
     assert key_id in refused.err and "not a trusted key" in refused.err
     assert "stackyard keys import" in refused.err  # the way out
 

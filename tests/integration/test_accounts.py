@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.providers.local import accounts
+from stackyard.host import accounts
 
 pytestmark = pytest.mark.integration
 

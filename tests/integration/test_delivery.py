@@ -188,7 +188,7 @@ def test_promotion_is_refused_when_the_target_bindings_do_not_allow_the_pins(
     from stackyard.environments.platform import apply_dir
 
     with stage.ws() as ws:
-        apply_dir(ws, stage.platform_dir, confirm=lambda _q: True)
+        apply_dir(ws.platform, ws.access, stage.platform_dir, confirm=lambda _q: True)
         with pytest.raises(InvalidInputError) as err:
             promote(ws, rel.short, staging, confirm=lambda _p: True)
         assert "Pinned version not allowed" in {d.summary for d in err.value.diagnostics}

@@ -35,7 +35,7 @@ def _move_after_first_decision(
 ) -> None:
     """Right after the destroy's first decision is written, another writer adds a resource to
     the environment: the state moves between the decision and the apply."""
-    decide = ws.decide
+    decide = ws.governor.decide
     done: list[str] = []
 
     def deciding(stage: str, *args: Any, **kwargs: Any) -> Any:
@@ -58,7 +58,7 @@ def _move_after_first_decision(
             assert other.converge(env, synthetic.graph(env, comp))[1].ok
         return decision
 
-    monkeypatch.setattr(ws, "decide", deciding)
+    monkeypatch.setattr(ws.governor, "decide", deciding)
 
 
 def _decisions(ws: Any, env: str) -> list[dict[str, Any]]:
@@ -94,7 +94,7 @@ def test_a_replanned_destroy_that_violates_a_policy_is_denied(
     )
     ledger = tmp_path / "ledger.jsonl"
     with stage.ws() as ws:
-        apply_dir(ws, stage.platform_dir, confirm=lambda _q: True)
+        apply_dir(ws.platform, ws.access, stage.platform_dir, confirm=lambda _q: True)
         _move_after_first_decision(ws, dev, ledger, "precious", monkeypatch)
         try:
             with pytest.raises(PolicyDeniedError, match="denied by policy") as denied:

@@ -72,7 +72,7 @@ def test_a_workload_cannot_read_the_home_another_environment_or_a_server(
     needs_local_servers()
     from stackyard.environments import lifecycle
     from stackyard.environments.deploy import deploy_files
-    from stackyard.providers.local.accounts import lookup
+    from stackyard.host.accounts import lookup
     from stackyard.runtime.isolation import files_root
 
     env, other = sweeper.env, f"{sweeper.env}x"

@@ -144,7 +144,7 @@ def hostile(
     )
     st = Stage(library_home, sweeper.env, plat)
     with st.ws() as ws:
-        apply_dir(ws, plat, confirm=lambda _q: True)
+        apply_dir(ws.platform, ws.access, plat, confirm=lambda _q: True)
         lifecycle.create(ws, st.name("dev"))
     try:
         yield st

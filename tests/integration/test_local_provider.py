@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stackyard.errors import ProviderError, ProviderPermanentError
+from stackyard.host import supervise
 from stackyard.providers.api import (
     CreateRequest,
     DeleteRequest,
@@ -26,7 +27,7 @@ from stackyard.providers.api import (
     ResourceMeta,
     UpdateRequest,
 )
-from stackyard.providers.local import PROVIDER, binaries, supervise
+from stackyard.providers.local import PROVIDER, binaries
 from stackyard.providers.local.directory import SHARED_BUCKETS
 from stackyard.providers.local.layout import MARKER
 
@@ -309,3 +310,19 @@ def test_redis_server_password_change(redis_server: Any) -> None:
         assert client.ping() is True
     finally:
         client.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="shared buckets are used only under root")
+def test_directory_shared_root_made_when_missing(
+    harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine that never ran a workload has no /var/lib/stackyard: the first bucket makes it
+    (``stackyard init`` as root failed with FileNotFoundError there)."""
+    from stackyard.providers.local import directory
+
+    shared = tmp_path / "var-lib-stackyard" / "buckets"
+    monkeypatch.setattr(directory, "SHARED_BUCKETS", shared)
+    d = harness("local.directory", "it-fresh-machine")
+    path = Path(d.create()["path"])
+    assert path.parent.parent == shared and path.is_dir()
+    d.delete()

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from stackyard.errors import StackyardError
-from stackyard.providers.local import supervise
+from stackyard.errors import InvalidInputError, StackyardError
+from stackyard.host import supervise
 from stackyard.runtime.local import LocalRuntime
 from stackyard.runtime.spec import (
     ContainerSpec,
@@ -517,7 +517,7 @@ def test_a_bad_spec_leaves_the_running_version_alone(
     first = rt.wait_ready("web", timeout=10)
     with pytest.raises(StackyardError):
         rt.start(_spec(programs["app"], files=(FileSpec("../x", b"x"),)))
-    with pytest.raises(ValueError, match="port 9999"):
+    with pytest.raises(InvalidInputError, match="port 9999"):
         rt.start(_spec(programs["app"], probe_port=9999))
     st = rt.status("web")
     assert st.state == "ready"
@@ -527,7 +527,7 @@ def test_a_bad_spec_leaves_the_running_version_alone(
 def test_a_probe_on_an_undeclared_port_is_a_value_error(
     rt: LocalRuntime, programs: dict[str, str]
 ) -> None:
-    with pytest.raises(ValueError, match=r"port 9999.*web \(80->8080\)"):
+    with pytest.raises(InvalidInputError, match=r"port 9999.*web \(80->8080\)"):
         rt.start(_spec(programs["app"], probe_port=9999))
     assert rt.names() == []
 

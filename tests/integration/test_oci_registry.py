@@ -330,7 +330,8 @@ def test_basic_auth(distribution_auth: Distribution, home: Path) -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["registry.example.com", "https://registry.example.com/ns", "host/UPPER", "host:port/ns"],
+    # http:// and https:// choose plain HTTP or TLS (open_registry); other schemes are refused
+    ["registry.example.com", "ftp://registry.example.com/ns", "host/UPPER", "host:port/ns"],
     ids=["no-namespace", "scheme", "uppercase-namespace", "bad-port"],
 )
 def test_a_bad_registry_reference_is_refused(ref: str, home: Path) -> None:

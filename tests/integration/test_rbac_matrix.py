@@ -91,10 +91,10 @@ def test_cell(ws: Workspace, role: Role, action: Action, where: str) -> None:
     try:
         env = ENV if action in SCOPED else None
         if expected(role, action, where):
-            ws.authorize(action, env=env)
+            ws.access.authorize(action, env=env)
         else:
             with pytest.raises(PermissionDeniedError):
-                ws.authorize(action, env=env)
+                ws.access.authorize(action, env=env)
     finally:
         ws.governance.revoke(grant)
 
@@ -102,7 +102,7 @@ def test_cell(ws: Workspace, role: Role, action: Action, where: str) -> None:
 @pytest.mark.parametrize("action", list(Action), ids=[a.value for a in Action])
 def test_deny_by_default(ws: Workspace, action: Action) -> None:
     with pytest.raises(PermissionDeniedError):
-        ws.authorize(action, env=ENV if action in SCOPED else None)
+        ws.access.authorize(action, env=ENV if action in SCOPED else None)
 
 
 def test_team_grants_and_implicit_environment_owner(ws: Workspace, tmp_path: Path) -> None:
@@ -129,20 +129,20 @@ spec: {{members: [mallory]}}
 """
     )
     ws.governance.grant(Grant("user:mallory", Role.PLATFORM_ENGINEER, ORG), by="test")
-    apply_dir(ws, plat, confirm=lambda _q: True)
+    apply_dir(ws.platform, ws.access, plat, confirm=lambda _q: True)
     ws.governance.revoke(Grant("user:mallory", Role.PLATFORM_ENGINEER, ORG))
     with pytest.raises(PermissionDeniedError):
-        ws.authorize(Action.DEPLOY, env=ENV)
+        ws.access.authorize(Action.DEPLOY, env=ENV)
     ws.governance.grant(Grant("team:shop", Role.DEVELOPER, f"env:{ENV}"), by="test")
-    ws.authorize(Action.DEPLOY, env=ENV)
+    ws.access.authorize(Action.DEPLOY, env=ENV)
     with pytest.raises(PermissionDeniedError):
-        ws.authorize(Action.DEPLOY, env=OTHER_ENV)
+        ws.access.authorize(Action.DEPLOY, env=OTHER_ENV)
     ws.governance.revoke(Grant("team:shop", Role.DEVELOPER, f"env:{ENV}"))
     # owning an environment makes the team's members its environment-owners
     ws.records.put_environment(Environment(name=ENV, type=TYPE, status="ready", owner="shop"))
-    ws.authorize(Action.ENV_DESTROY, env=ENV)
+    ws.access.authorize(Action.ENV_DESTROY, env=ENV)
     with pytest.raises(PermissionDeniedError):
-        ws.authorize(Action.ENV_DESTROY, env=OTHER_ENV)
+        ws.access.authorize(Action.ENV_DESTROY, env=OTHER_ENV)
     ws.records.put_environment(Environment(name=ENV, type=TYPE, status="ready"))
 
 
@@ -156,3 +156,32 @@ def test_at_least_one_admin(ws: Workspace) -> None:
     with pytest.raises(InvalidInputError, match="last admin"):
         ws.governance.revoke(Grant("user:second", Role.ADMIN, ORG))
     ws.governance.grant(admins[0], by="test")
+
+
+def test_state_reads_need_a_role(tmp_path: Path) -> None:
+    """``stackyard state lock|list|intents`` are reads like any other: no role, no answer
+    (they used to open the store directly, and answered anyone)."""
+    import os
+    import pwd
+
+    from _as_user import cli
+    from stackyard.state import open_store
+    from stackyard.state.governance import Governance
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    home = tmp_path / "home"
+    with open_store(Settings.load(home=home, environ={})) as store:
+        Governance(store).grant(Grant(f"user:{me}", Role.ADMIN, ORG), by="test")  # no bootstrap
+        Governance(store).grant(Grant("user:vic", Role.VIEWER, "env:dev"), by="test")
+        store.acquire("dev", holder="alice@laptop (pid 7)", ttl_s=60)
+    for args in (["lock", "dev"], ["list", "dev"], ["intents", "dev"]):
+        refused = cli(home, "state", *args, "-o", "json", user="mallory")
+        assert refused.returncode == 6, (args, refused.stdout, refused.stderr)
+        said = refused.stdout + refused.stderr  # with -o json, the error is JSON too
+        assert "mallory may not view in environment 'dev'" in said
+        assert "alice" not in said
+        other = cli(home, "state", *args[:1], "prod", "-o", "json", user="vic")
+        assert other.returncode == 6, (args, other.stdout, other.stderr)
+        shown = cli(home, "state", *args, "-o", "json", user="vic")
+        assert shown.returncode == 0, (args, shown.stderr)
+    assert "alice@laptop" in cli(home, "state", "lock", "dev", user="vic").stdout

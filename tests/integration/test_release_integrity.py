@@ -66,7 +66,7 @@ def test_a_release_edited_in_the_database_is_refused_by_every_reader(stage: Stag
         ("promote", rel.short, "--to", stage.name("staging"), "--yes"),
     ):
         res = sy(stage.home, *args)
-        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        assert res.returncode == 8, (args, res.stdout, res.stderr)  # verification failed
         assert f"Release {rel.id}" in res.stderr, (args, res.stderr)
         assert "tamper detected" in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr

@@ -17,7 +17,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from stackyard.errors import LockHeldError, LockLostError, StateError, StoreUnavailableError
+from stackyard.errors import (
+    InvalidInputError,
+    LockHeldError,
+    LockLostError,
+    StateError,
+    StoreUnavailableError,
+)
 from stackyard.state import migrations
 from stackyard.state.api import Intent, ResourceRecord
 from stackyard.state.secrets import SecretBox
@@ -273,10 +279,10 @@ def test_heartbeat_extends_the_lease(store: SqlStateStore, env: str) -> None:
 
 
 def test_force_unlock_needs_the_lock_id(store: SqlStateStore, env: str) -> None:
-    with pytest.raises(StateError, match="not locked"):
+    with pytest.raises(InvalidInputError, match="not locked"):
         store.force_unlock(env, "nope")
     lease = store.acquire(env, holder="alice", ttl_s=30)
-    with pytest.raises(StateError, match="does not match"):
+    with pytest.raises(InvalidInputError, match="does not match"):
         store.force_unlock(env, "not-the-id")
     assert store.lock_info(env) is not None
     store.force_unlock(env, lease.lock_id)
@@ -520,7 +526,7 @@ def test_cli_shows_the_lock_and_force_unlock_needs_yes_off_a_terminal(tmp_path: 
     assert refused.returncode == 2
     assert "--yes" in refused.stderr and "Traceback" not in refused.stderr
     wrong = _cli(home, "force-unlock", "dev", "not-the-id", "--yes")
-    assert wrong.returncode == 1 and "does not match" in wrong.stderr
+    assert wrong.returncode == 2 and "does not match" in wrong.stderr
     done = _cli(home, "force-unlock", "dev", lease.lock_id, "--yes")
     assert done.returncode == 0, done.stderr
     assert json.loads(_cli(home, "lock", "dev", "-o", "json").stdout) is None

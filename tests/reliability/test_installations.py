@@ -67,7 +67,7 @@ def second_home(stage: Stage, tmp_path: Path) -> Iterator[Path]:
     with _pointing_at(home):
         init_home(Settings.load(home=home))
     with _home(home) as ws:
-        apply_dir(ws, stage.platform_dir, confirm=lambda _q: True)
+        apply_dir(ws.platform, ws.access, stage.platform_dir, confirm=lambda _q: True)
         lifecycle.create(ws, stage.name("dev"))
     try:
         yield home

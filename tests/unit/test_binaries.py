@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.providers.local.binaries import runnable_by_server_user
+from stackyard.host.accounts import runnable_by_server_user
 
 pytestmark = pytest.mark.unit
 

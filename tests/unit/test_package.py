@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from stackyard.canonical import canonical_bytes, sha256_digest
 from stackyard.components import package
 from stackyard.components.package import (
     LAYER_MEDIA_TYPE,
@@ -22,9 +23,7 @@ from stackyard.components.package import (
     MAX_FILES,
     Build,
     build,
-    canonical_json,
     pack,
-    sha256_digest,
     unpack,
     write,
 )
@@ -98,7 +97,7 @@ def test_archive_metadata_is_fixed(component: Path) -> None:
 def test_manifest_json_is_canonical(component: Path) -> None:
     result = build(component)
     assert result.manifest.name == "postgres-database"
-    assert result.manifest_json == canonical_json(result.manifest.raw)
+    assert result.manifest_json == canonical_bytes(result.manifest.raw, allow_nan=False)
     assert json.loads(result.manifest_json) == result.manifest.raw
     assert result.manifest_json == json.dumps(
         result.manifest.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False

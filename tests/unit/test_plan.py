@@ -21,7 +21,7 @@ from stackyard.providers.api import (
     UpdateRequest,
     config_field,
 )
-from stackyard.resolve.graph import Instance, expand
+from stackyard.resolve.graph import Graph, Instance, expand
 from stackyard.state.api import ResourceRecord, Snapshot
 
 pytestmark = pytest.mark.unit
@@ -179,3 +179,29 @@ def test_secrets_are_masked_in_every_rendering() -> None:
     assert canary not in repr(p.changes)
     again = Plan.from_json(json.loads(text))
     assert again.id == p.id and again.serial == p.serial
+
+
+# Only a bad placeholder is the user's mistake in a resource's config; anything else raised
+# while resolving it is a bug, and must not be disguised as an "Invalid reference".
+
+
+def test_a_bad_placeholder_is_a_diagnostic_on_its_address() -> None:
+    p = plan(
+        env="dev",
+        graph=_graph({"size": "${inputs.nope}"}),
+        snapshot=_snap(),
+        observed={},
+        kind_of=lambda k: _Kind(),
+    )
+    assert [(d.summary, d.subject) for d in p.diagnostics] == [("Invalid reference", ADDR)]
+
+
+def test_any_other_error_while_resolving_is_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
+    graph = _graph({"size": 1})
+
+    def broken(self: Graph, address: str, outputs_of: Any) -> Any:
+        raise KeyError("a bug in the resolver")
+
+    monkeypatch.setattr(Graph, "resolve_config", broken)
+    with pytest.raises(KeyError, match="a bug in the resolver"):
+        plan(env="dev", graph=graph, snapshot=_snap(), observed={}, kind_of=lambda k: _Kind())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stackyard.resolve.versions import Published, Range, Version, check_new_version, required_inputs
+from stackyard.model.versions import Published, Range, Version, check_new_version, required_inputs
 
 pytestmark = pytest.mark.unit
 

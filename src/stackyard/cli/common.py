@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stackyard.cli.output import OutputFormat, stderr, stdout
-from stackyard.errors import InvalidInputError
+from stackyard.errors import CancelledError, InvalidInputError
 from stackyard.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,7 +77,10 @@ def confirm(question: str, *, yes: bool) -> bool:
         raise InvalidInputError(
             f"Confirmation needed: {question}", hint="No terminal to ask on: pass --yes to confirm."
         )
-    return bool(typer.confirm(question, default=False, err=True))
+    try:
+        return bool(typer.confirm(question, default=False, err=True))
+    except typer.Abort:  # end of input or ^C at the prompt: the same as answering no
+        raise CancelledError("Cancelled: nothing was changed") from None
 
 
 def when(ts: float | None) -> str:

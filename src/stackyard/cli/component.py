@@ -6,7 +6,6 @@ result as text or JSON and picks the exit code (0 ok, 2 invalid input).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,6 @@ from stackyard.cli.output import OutputFormat, print_json, stderr, stdout, valid
 from stackyard.diagnostics import error, has_errors
 from stackyard.errors import InvalidInputError
 from stackyard.model.component import validate_component
-from stackyard.policy.rbac import Action
 
 app = typer.Typer(help="Build, check and publish infrastructure components.", no_args_is_help=True)
 
@@ -81,11 +79,17 @@ RegistryRef = Annotated[
     str | None,
     typer.Option(
         "--registry",
-        help="HOST[:PORT]/NAMESPACE of a remote OCI registry (default: $STACKYARD_REGISTRY, "
-        "else the local layout in the home).",
+        help="[http://]HOST[:PORT]/NAMESPACE of a remote OCI registry (default: "
+        "$STACKYARD_REGISTRY, else the local layout in the home).",
     ),
 ]
-PlainHttp = Annotated[bool, typer.Option("--plain-http", help="Talk to the registry without TLS.")]
+PlainHttp = Annotated[
+    bool,
+    typer.Option(
+        "--plain-http",
+        help="Talk to the registry without TLS (default: $STACKYARD_REGISTRY_PLAIN_HTTP).",
+    ),
+]
 NameVersion = Annotated[str, typer.Argument(help="NAME@VERSION", show_default=False)]
 
 
@@ -94,7 +98,16 @@ def _registry(ref: str | None, plain_http: bool) -> Any:
     from stackyard.settings import Settings
 
     settings = Settings.load(registry=ref)
-    return open_registry(settings.registry, home=settings.home, plain_http=plain_http)
+    return open_registry(
+        settings.registry,
+        home=settings.home,
+        plain_http=plain_http or settings.registry_plain_http,
+    )
+
+
+def _warn(message: str) -> None:
+    """A tag the read side skipped (not a stackyard component, or a tag that lies)."""
+    stderr().print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -123,56 +136,31 @@ def publish_cmd(
 
     Stops at the first failing stage and prints all of its diagnostics (exit 2).
     """
-    from stackyard.components.keys import Keyring
-    from stackyard.components.pipeline import publish
-    from stackyard.environments.governed import publish_governor
-    from stackyard.providers.registry import ProviderRegistry
+    from stackyard.environments import publication
     from stackyard.settings import Settings
 
     settings = Settings.load(registry=registry)
     con = stderr()
-    ring = Keyring(settings.home)
-    if not ring.has_signing_key():
-        ring.generate()
-        con.print(f"[dim]generated signing key {escape(ring.key_id())}[/]")
+    ring, made = publication.signing_keyring(settings.home)
+    if made:
+        con.print(f"[dim]generated signing key {escape(made)}[/]")
     reg = _registry(registry, plain_http)
-    ws = _governed_workspace(settings)
     try:
-        with (
-            ws.act(Action.COMPONENT_PUBLISH, target=f"component:{path.name}")
-            if ws
-            else nullcontext({}) as audit
-        ):
-            result = publish(
-                path,
-                registry=reg,
-                keyring=ring,
-                kinds=ProviderRegistry.discover(),
-                source=str(path.resolve()),
-                progress=lambda stage, msg: con.print(f"[dim]{stage:>8}[/] {escape(msg)}"),
-                govern=publish_governor(ws) if ws else None,
-            )
-            audit.update(component=f"{result.name}@{result.version}", digest=result.digest)
+        result = publication.publish(
+            settings,
+            path,
+            registry=reg,
+            keyring=ring,
+            progress=lambda stage, msg: con.print(f"[dim]{stage:>8}[/] {escape(msg)}"),
+        )
     finally:
         reg.close()
-        if ws is not None:
-            ws.close()
     if output is OutputFormat.JSON:
         print_json({"name": result.name, "version": result.version, "digest": result.digest})
         return
     stdout().print(
         f"[green]✓[/] published {escape(result.name)}@{escape(result.version)} {result.digest}"
     )
-
-
-def _governed_workspace(settings: Any) -> Any:
-    """The home's workspace when there is one (RBAC, publish policies and audit apply);
-    None for a bare registry without a stackyard home."""
-    from stackyard.environments.workspace import Workspace
-
-    if settings.database_url.startswith("sqlite") and not (settings.home / "state.db").exists():
-        return None
-    return Workspace.open(settings)
 
 
 @app.command("verify")
@@ -218,7 +206,7 @@ def list_cmd(
 
     reg = _registry(registry, plain_http)
     try:
-        rows = entries(reg)
+        rows = entries(reg, warn=_warn)
     finally:
         reg.close()
     if output is OutputFormat.JSON:
@@ -259,7 +247,7 @@ def show_cmd(
     name, _, version = ref.partition("@")
     reg = _registry(registry, plain_http)
     try:
-        info = details(reg, Keyring(Settings.load().home), name, version or None)
+        info = details(reg, Keyring(Settings.load().home), name, version or None, warn=_warn)
     finally:
         reg.close()
     if output is OutputFormat.JSON:
@@ -320,34 +308,18 @@ def deprecate_cmd(
     output: Output = OutputFormat.TEXT,
 ) -> None:
     """Mark a published version deprecated (a notice attached to the immutable build)."""
-    from stackyard.components.catalog import deprecate
+    from stackyard.environments import publication
     from stackyard.settings import Settings
 
     name, version = _split(ref)
-    if not reason.strip():
-        raise InvalidInputError(
-            "A reason is required", [error("Missing reason", "Say why with --reason.")]
-        )
     settings = Settings.load(registry=registry)
     reg = _registry(registry, plain_http)
-    ws = _governed_workspace(settings)
     try:
-        with (
-            ws.act(
-                Action.COMPONENT_DEPRECATE,
-                target=f"component:{name}@{version}",
-                detail={"reason": reason},
-            )
-            if ws
-            else nullcontext({})
-        ):
-            digest = deprecate(reg, name, version, reason=reason, actor=settings.actor)
+        done = publication.deprecate(settings, name, version, reason=reason, registry=reg)
     finally:
         reg.close()
-        if ws is not None:
-            ws.close()
     if output is OutputFormat.JSON:
-        print_json({"name": name, "version": version, "deprecated": True, "notice": digest})
+        print_json(done.to_json())
         return
     stdout().print(f"[yellow]deprecated[/] {escape(name)}@{escape(version)}: {escape(reason)}")
 

@@ -19,10 +19,10 @@ from stackyard.cli.common import (
     workspace,
 )
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
-from stackyard.errors import InvalidInputError
-from stackyard.policy.rbac import Action
+from stackyard.errors import CancelledError, InvalidInputError
 
 if TYPE_CHECKING:
+    from stackyard.engine.plan import Plan
     from stackyard.environments.deploy import DeployResult
 
 _ENV = typer.Option(..., "--env", "-e", help="The environment.")
@@ -40,6 +40,7 @@ def deploy(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Resolve, plan, confirm, apply and run workloads in an environment."""
+    from stackyard.environments import confirmation
     from stackyard.environments.deploy import deploy_files
     from stackyard.environments.promotion import deploy_release
     from stackyard.environments.workloads import score_paths
@@ -51,10 +52,10 @@ def deploy(
         )
     text = output is OutputFormat.TEXT
 
-    def ask(plan: object) -> bool:
+    def ask(plan: Plan) -> bool:
         if text:
-            render_plan(plan)  # type: ignore[arg-type]
-        return confirm("Apply this plan?", yes=yes)
+            render_plan(plan)
+        return confirm(confirmation.apply_plan(plan).question, yes=yes)
 
     with workspace(lock_timeout=lock_timeout) as ws:
         if release:
@@ -88,7 +89,7 @@ def report(result: DeployResult, output: OutputFormat, *, plan_only: bool = Fals
     dep = result.deployment
     if dep.status == "cancelled":
         out.print("Cancelled: nothing applied.")
-        raise typer.Exit(1)
+        raise typer.Exit(CancelledError.exit_code)
     if dep.status == "awaiting-approval":
         out.print(
             f"[yellow]⏸[/] deployment [bold]{dep.id}[/] to {escape(dep.env)} awaits approval; nothing was applied."
@@ -228,17 +229,12 @@ def logs(
     lines: int | None = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
 ) -> None:
     """Print a workload's captured logs."""
+    from stackyard.environments import views
+
     with workspace() as ws:
-        ws.environment(env)
-        ws.authorize(Action.LOGS_READ, env=env)
-        runtime = ws.runtime(env)
-        if workload not in runtime.names():
-            raise InvalidInputError(
-                f"No workload '{workload}' running in '{env}'",
-                hint=f"Running: {', '.join(runtime.names()) or 'none'}.",
-            )
+        captured = views.logs(ws, env, workload, container=container, follow=follow, lines=lines)
     try:
-        for line in runtime.logs(workload, container=container, follow=follow, lines=lines):
+        for line in captured:
             typer.echo(line.rstrip("\n"))
     except KeyboardInterrupt:
         pass
@@ -252,36 +248,32 @@ def deployments(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """List an environment's deployments, or show one with its events."""
-    from stackyard.environments.deploy import settle_interrupted
+    from stackyard.environments import views
 
-    with workspace() as ws:
-        if ws.records.environment(env) is None:
-            ws.environment(env)  # raises, naming the known environments
-        ws.authorize(Action.VIEW, env=env)
-        settle_interrupted(ws, env)
-        if deployment:
-            dep = ws.records.deployment(deployment)
-            if dep is None or dep.env != env:
-                raise InvalidInputError(
-                    f"No deployment '{deployment}' in '{env}'", hint=f"stackyard deployments {env}"
-                )
-            events = ws.records.events(dep.id)
-            if output is OutputFormat.JSON:
-                print_json({**dep.to_json(with_plan=True), "events": [e.to_json() for e in events]})
-                return
-            out = stdout()
-            out.print(
-                f"[bold]{dep.id}[/]  {dep.kind} {dep.status}  by {escape(dep.actor)}  {when(dep.created_at)}"
-            )
-            out.print(f"  summary {escape(str(dep.summary))}")
-            if dep.error:
-                out.print(f"  [red]error[/] {escape(dep.error)}")
-            for e in events:
-                out.print(
-                    f"  {when(e.at)}  {e.kind:9} {escape(e.address)}  [dim]{escape(e.message)}[/]"
-                )
+    if deployment:
+        with workspace() as ws:
+            shown = views.deployment(ws, env, deployment)
+        if output is OutputFormat.JSON:
+            print_json(shown.to_json())
             return
-        deps = ws.records.deployments(env)
+        dep = shown.deployment
+        out = stdout()
+        out.print(
+            f"[bold]{dep.id}[/]  {dep.kind} {dep.status}  by {escape(dep.actor)}  {when(dep.created_at)}"
+        )
+        out.print(f"  summary {escape(str(dep.summary))}")
+        if dep.error:
+            out.print(f"  [red]error[/] {escape(dep.error)}")
+        lost = dep.summary.get("events_lost") if dep.summary else None
+        if lost:  # an event hook failed (logged when it happened): the list below lacks some
+            out.print(f"  [yellow]events lost[/] {lost}: the events below are incomplete")
+        for e in shown.events:
+            out.print(
+                f"  {when(e.at)}  {e.kind:9} {escape(e.address)}  [dim]{escape(e.message)}[/]"
+            )
+        return
+    with workspace() as ws:
+        deps = views.deployments(ws, env)
     if output is OutputFormat.JSON:
         print_json([d.to_json() for d in deps])
         return
@@ -320,7 +312,7 @@ def remove(
 ) -> None:
     """Take a workload out of an environment (stop it, destroy what only it used), or destroy
     an unused resource."""
-    from stackyard.environments import lifecycle
+    from stackyard.environments import confirmation, lifecycle
 
     if bool(workload) == bool(resource):
         raise InvalidInputError(
@@ -328,10 +320,9 @@ def remove(
             hint="stackyard remove hello --env dev",
         )
     with workspace(lock_timeout=lock_timeout) as ws:
-        ws.environment(env)
-        what = f"workload '{workload}'" if workload else f"resource '{resource}'"
-        if not confirm(f"Remove {what} from '{env}'?", yes=yes):
-            raise typer.Exit(1)
+        asked = confirmation.remove(ws, env, workload=workload, resource=resource)
+        if not confirm(asked.question, yes=yes):
+            raise CancelledError("Cancelled: nothing was changed")
         if resource:
             result = lifecycle.destroy_resource(ws, env, resource, progress=progress(output))
         else:
@@ -340,7 +331,7 @@ def remove(
     if output is OutputFormat.JSON or result.deployment.status != "succeeded":
         report(result, output)
         return
-    stdout().print(f"[green]✓[/] removed {escape(what)} from {escape(env)}")
+    stdout().print(f"[green]✓[/] removed {escape(asked.what)} from {escape(env)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,8 @@ from rich.table import Table
 
 from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.errors import InvalidInputError
+from stackyard.errors import ApplyFailedError, CancelledError, InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
-from stackyard.policy.rbac import Action
 
 app = typer.Typer(help="Create, inspect, extend and destroy environments.", no_args_is_help=True)
 
@@ -85,12 +84,13 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List environments."""
+    from stackyard.environments import views
+
     with workspace() as ws:
-        ws.authorize(Action.VIEW)
-        envs = ws.records.environments()
-        now = ws.store.now()
+        listed = views.environments(ws)
+    envs, now = listed.environments, listed.now
     if output is OutputFormat.JSON:
-        print_json([e.to_json() for e in envs])
+        print_json(listed.to_json())
         return
     table = Table(box=None, header_style="bold")
     for col in ("name", "type", "status", "parent", "owner", "expires"):
@@ -112,22 +112,15 @@ def show(
     name: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT
 ) -> None:
     """Show one environment: type, parent, owner, expiry, children and workloads."""
+    from stackyard.environments import views
+
     with workspace() as ws:
-        env = ws.environment(name)
-        ws.authorize(Action.VIEW, env=name)
-        children = ws.records.children(name)
-        workloads = [w.name for w in ws.records.workloads(name)]
-        instances = ws.records.instances(name)
-        now = ws.store.now()
-    data = {
-        **env.to_json(),
-        "children": children,
-        "workloads": workloads,
-        "resources": sorted(instances),
-    }
+        shown = views.environment(ws, name)
     if output is OutputFormat.JSON:
-        print_json(data)
+        print_json(shown.to_json())
         return
+    env, now = shown.environment, shown.now
+    children, workloads, instances = shown.children, shown.workloads, shown.resources
     out = stdout()
     out.print(f"[bold]{escape(env.name)}[/]  type {escape(env.type)}  ({env.status})")
     out.print(f"  owner     {escape(env.owner or '-')}")
@@ -136,7 +129,7 @@ def show(
     out.print(f"  expires   {_expiry(env.expires_at, now)}")
     out.print(f"  children  {escape(', '.join(children) or '-')}")
     out.print(f"  workloads {escape(', '.join(workloads) or '-')}")
-    out.print(f"  resources {len(instances)}: {escape(', '.join(sorted(instances)) or '-')}")
+    out.print(f"  resources {len(instances)}: {escape(', '.join(instances) or '-')}")
 
 
 @app.command("extend")
@@ -169,20 +162,11 @@ def destroy(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
-    from stackyard.environments import lifecycle
+    from stackyard.environments import confirmation, lifecycle
 
     with workspace(lock_timeout=lock_timeout) as ws:
-        env = ws.environment(name)
-        ws.authorize(Action.VIEW, env=name)
-        children = ws.records.children(name)
-        if children:
-            raise InvalidInputError(
-                f"Environment '{name}' has children: {', '.join(sorted(children))}",
-                hint="Destroy the children first; they use this environment's resources.",
-            )
-        count = len(ws.store.snapshot(name).resources)
-        if not confirm(f"Destroy environment '{env.name}' and its {count} resource(s)?", yes=yes):
-            raise typer.Exit(1)
+        if not confirm(confirmation.destroy(ws, name).question, yes=yes):
+            raise CancelledError("Cancelled: nothing was changed")
         result = lifecycle.destroy(ws, name, progress=progress(output))
     if output is OutputFormat.JSON:
         print_json(result.to_json())
@@ -238,5 +222,5 @@ def reap(output: OutputFormat = OUTPUT) -> None:
     out.print(f"reaped {len(result['reaped'])}: {escape(', '.join(result['reaped']) or '-')}")
     for name, why in result["failed"].items():
         out.print(f"[red]failed[/] {escape(name)}: {escape(why)}")
-    if result["failed"]:
-        raise typer.Exit(1)
+    if result["failed"]:  # a destroy failed: its backend or its policies refused
+        raise typer.Exit(ApplyFailedError.exit_code)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.errors import InvalidInputError
+from stackyard.errors import InvalidInputError, PolicyDeniedError, VerificationFailedError
 
 audit_app = typer.Typer(
     help="The audit log: every mutating action, hash-chained.",
@@ -102,15 +101,10 @@ def decisions(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Read the decision log: every policy evaluation with its results and policy revision."""
-    from stackyard.policy.rbac import Action
+    from stackyard.environments import views
 
     with workspace() as ws:
-        ws.authorize(Action.VIEW, env=env)
-        rows = ws.governance.decisions(env=env, limit=limit, decision_id=decision)
-    if decision and not rows:
-        raise InvalidInputError(
-            f"No decision '{decision}'", hint="'stackyard decisions' lists them, newest first."
-        )
+        rows = views.decisions(ws, env=env, limit=limit, decision_id=decision)
     if output is OutputFormat.JSON:
         print_json(rows)
         return
@@ -158,11 +152,10 @@ def audit(
     """Read the audit log (who, what, target, result, when)."""
     if ctx.invoked_subcommand is not None:
         return
-    from stackyard.policy.rbac import Action
+    from stackyard.environments import views
 
     with workspace() as ws:
-        ws.authorize(Action.AUDIT_READ)
-        events = ws.governance.audit(since=_since(since))
+        events = views.audit(ws, since=_since(since))
     if output is OutputFormat.JSON:
         print_json([e.to_json() for e in events])
         return
@@ -186,13 +179,12 @@ def audit(
 
 @audit_app.command("verify")
 def audit_verify(output: OutputFormat = OUTPUT) -> None:
-    """Check the audit log's keyed hash chain and its signed head; exit 1 when a row was
+    """Check the audit log's keyed hash chain and its signed head; exit 8 when a row was
     edited, removed or inserted, or the newest rows were cut."""
-    from stackyard.policy.rbac import Action
+    from stackyard.environments import views
 
     with workspace() as ws:
-        ws.authorize(Action.AUDIT_READ)
-        result = ws.governance.verify()
+        result = views.audit_verification(ws)
     if output is OutputFormat.JSON:
         print_json(result.to_json())
     elif result.ok:
@@ -202,38 +194,10 @@ def audit_verify(output: OutputFormat = OUTPUT) -> None:
             f"[red]✗[/] audit chain broken at event {result.broken_at}: {escape(result.reason)}"
         )
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(VerificationFailedError.exit_code)
 
 
 # -- access ----------------------------------------------------------------------------------
-
-
-def _subject(user: str | None, team: str | None) -> str:
-    if bool(user) == bool(team):
-        raise InvalidInputError(
-            "Give --user or --team (one of them)",
-            hint="stackyard access grant approver --user ann --env production",
-        )
-    return f"user:{user}" if user else f"team:{team}"
-
-
-def _scope(env: str | None, env_type: str | None) -> str:
-    if env and env_type:
-        raise InvalidInputError(
-            "Give --env or --type, not both", hint="Without either, the grant is organisation-wide."
-        )
-    return f"env:{env}" if env else f"type:{env_type}" if env_type else "org"
-
-
-def _role(text: str) -> Any:
-    from stackyard.policy.rbac import Role
-
-    try:
-        return Role(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"Unknown role '{text}'", hint=f"Roles: {', '.join(r.value for r in Role)}."
-        ) from None
 
 
 @access_app.command("grant")
@@ -248,21 +212,17 @@ def grant(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Grant a role to a user or a team, organisation-wide or at a type or environment."""
-    from stackyard.policy.rbac import Action, Grant
+    from stackyard.environments import grants
 
-    g = Grant(_subject(user, team), _role(role), _scope(env, env_type))
-    with (
-        workspace() as ws,
-        ws.act(Action.ACCESS_MANAGE, target=g.subject, detail={"grant": g.to_json()}) as audit,
-    ):
-        added = ws.governance.grant(g, by=ws.actor)
-        audit.update(result="ok" if added else "unchanged")
+    g = grants.parse(role, user=user, team=team, env=env, env_type=env_type)
+    with workspace() as ws:
+        done = grants.grant(ws, g)
     if output is OutputFormat.JSON:
-        print_json({**g.to_json(), "added": added})
+        print_json(done.to_json())
         return
     stdout().print(
         f"[green]✓[/] {escape(g.subject)} is {g.role.value} at {escape(g.scope)}"
-        + ("" if added else " (already)")
+        + ("" if done.changed else " (already)")
     )
 
 
@@ -276,21 +236,17 @@ def revoke(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Revoke a grant (the last organisation-wide admin cannot be revoked)."""
-    from stackyard.policy.rbac import Action, Grant
+    from stackyard.environments import grants
 
-    g = Grant(_subject(user, team), _role(role), _scope(env, env_type))
-    with (
-        workspace() as ws,
-        ws.act(Action.ACCESS_MANAGE, target=g.subject, detail={"revoke": g.to_json()}) as audit,
-    ):
-        removed = ws.governance.revoke(g)
-        audit.update(result="ok" if removed else "unchanged")
+    g = grants.parse(role, user=user, team=team, env=env, env_type=env_type)
+    with workspace() as ws:
+        done = grants.revoke(ws, g)
     if output is OutputFormat.JSON:
-        print_json({**g.to_json(), "removed": removed})
+        print_json(done.to_json())
         return
     stdout().print(
         f"[green]✓[/] revoked {g.role.value} at {escape(g.scope)} from {escape(g.subject)}"
-        if removed
+        if done.changed
         else "No such grant."
     )
 
@@ -298,44 +254,39 @@ def revoke(
 @access_app.command("list")
 def list_grants(output: OutputFormat = OUTPUT) -> None:
     """List every grant."""
-    from stackyard.policy.rbac import Action
+    from stackyard.environments import grants
 
     with workspace() as ws:
-        ws.authorize(Action.VIEW)
-        grants = ws.governance.grants()
-        me: dict[str, Any] = {"actor": ws.actor, "teams": ws.teams()}
+        listed = grants.grants(ws)
     if output is OutputFormat.JSON:
-        print_json({"you": me, "grants": [g.to_json() for g in grants]})
+        print_json(listed.to_json())
         return
     out = stdout()
     out.print(
-        f"you are {escape(me['actor'])}"
-        + (f" (teams: {escape(', '.join(me['teams']))})" if me["teams"] else "")
+        f"you are {escape(listed.actor)}"
+        + (f" (teams: {escape(', '.join(listed.teams))})" if listed.teams else "")
     )
-    for g in grants:
+    for g in listed.grants:
         out.print(f"  {escape(g.subject):30} {g.role.value:18} {escape(g.scope)}")
 
 
 @access_app.command("table")
 def table(output: OutputFormat = OUTPUT) -> None:
     """Show which role may do which action."""
-    from stackyard.policy.rbac import SCOPED, TABLE, Role
+    from stackyard.environments.grants import role_table
 
-    rows: dict[str, dict[str, Any]] = {
-        a.value: {"roles": sorted(r.value for r in roles), "scoped": a in SCOPED}
-        for a, roles in TABLE.items()
-    }
+    roles = role_table()
     if output is OutputFormat.JSON:
-        print_json(rows)
+        print_json(roles.to_json())
         return
     t = Table(box=None, header_style="bold")
     t.add_column("action")
-    for r in Role:
-        t.add_column(r.value)
-    for action, row in rows.items():
+    for r in roles.roles:
+        t.add_column(r)
+    for action, row in roles.actions.items():
         t.add_row(
             action + ("" if row["scoped"] else " (org)"),
-            *("✓" if r.value in row["roles"] else "" for r in Role),
+            *("✓" if r in row["roles"] else "" for r in roles.roles),
         )
     stdout().print(t)
 
@@ -352,61 +303,20 @@ def cost(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Monthly cost from each component's declared cost (decimal, to the cent)."""
-    from stackyard.policy.cost import amount, split
-    from stackyard.policy.rbac import Action
+    from stackyard.environments.cost import check_breakdown, report
 
-    if by not in ("resource", "workload", "environment"):
-        raise InvalidInputError(
-            f"Invalid --by '{by}'", hint="Use resource, workload or environment."
-        )
-    rows: list[dict[str, Any]] = []
+    check_breakdown(by)
     with workspace() as ws:
-        envs = [ws.environment(env)] if env else [e for e in ws.records.environments() if e.live]
-        if team:
-            envs = [e for e in envs if e.owner == team]
-        for e in envs:
-            ws.authorize(Action.VIEW, env=e.name)
-            instances = ws.records.instances(e.name)
-            users: dict[str, list[str]] = {}
-            for w in ws.records.workloads(e.name):
-                for uid in w.uids:
-                    users.setdefault(uid, []).append(w.name)
-            for uid, rec in sorted(instances.items()):
-                monthly = Decimal(rec.monthly_cost or "0")
-                owners = sorted(users.get(uid, [])) or ["(core)" if rec.core else "(shared)"]
-                for who, part in zip(owners, split(monthly, len(owners)), strict=True):
-                    rows.append(
-                        {
-                            "env": e.name,
-                            "team": e.owner,
-                            "uid": uid,
-                            "component": rec.component,
-                            "workload": who,
-                            "monthly": part,
-                            "currency": rec.currency or "USD",
-                        }
-                    )
-    key = {"resource": "uid", "workload": "workload", "environment": "env"}[by]
-    totals: dict[tuple[str, str], Decimal] = {}
-    for r in rows:
-        k = (r["env"], r[key]) if by != "environment" else (r["env"], r["env"])
-        totals[k] = totals.get(k, Decimal(0)) + r["monthly"]
-    grand = sum((r["monthly"] for r in rows), Decimal(0))
-    currency = sorted({r["currency"] for r in rows})[0] if rows else "USD"
-    data: dict[str, Any] = {
-        "currency": currency,
-        "total": amount(grand),
-        "by": by,
-        "items": [{"env": k[0], by: k[1], "monthly": amount(v)} for k, v in sorted(totals.items())],
-    }
+        data = report(ws, env=env, team=team, by=by)
+    currency = data.currency
     if output is OutputFormat.JSON:
-        print_json(data)
+        print_json(data.to_json())
         return
     t = Table(box=None, header_style="bold")
     for col in ("environment", by if by != "environment" else "", "monthly"):
         if col:
             t.add_column(col)
-    for item in data["items"]:
+    for item in data.items:
         cells = (
             [escape(item["env"])]
             + ([escape(str(item[by]))] if by != "environment" else [])
@@ -415,7 +325,7 @@ def cost(
         t.add_row(*cells)
     out = stdout()
     out.print(t)
-    out.print(f"[bold]total[/] {data['total']} {currency} per month")
+    out.print(f"[bold]total[/] {data.total} {currency} per month")
 
 
 # -- policy ----------------------------------------------------------------------------------
@@ -450,8 +360,10 @@ def policy_test(
                 + (f"  [dim]{escape(r.error)}[/]" if r.error else "")
             )
         out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    if failed or not results:
-        raise typer.Exit(1)
+    if not results:
+        raise typer.Exit(InvalidInputError.exit_code)  # nothing to run is a mistake
+    if failed:
+        raise typer.Exit(VerificationFailedError.exit_code)
 
 
 @policy_app.command("eval")
@@ -476,34 +388,18 @@ def policy_eval(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show the decision for an input, and which policy and rule produced each result."""
-    from stackyard.model.platform import STAGES
+    from stackyard.environments import views
     from stackyard.model.source import load_yaml
-    from stackyard.policy.decision import PolicySet
-    from stackyard.policy.rbac import Action
 
-    if stage not in STAGES:
-        raise InvalidInputError(f"Unknown stage '{stage}'", hint=f"Stages: {', '.join(STAGES)}.")
+    views.check_stage(stage)
     document = load_yaml(input_file, what="policy input")
     if not isinstance(document, dict):
         raise InvalidInputError(f"{input_file} must hold a mapping (the input document)")
-    environment = document.get("environment") or {}
-    env_name = env or environment.get("name")
-    env_type = environment.get("type")
     if directory is not None:
-        from stackyard.environments.platform import load_dir, platform_from
-
-        policies = PolicySet(list(platform_from(load_dir(directory)).policies.values()))
-        actor = "local"
+        decision = views.evaluate_dir(directory, stage, document, env=env)
     else:
         with workspace() as ws:
-            ws.authorize(Action.VIEW)
-            policies = ws.policies
-            actor = ws.actor
-            if env_name and not env_type and ws.records.environment(env_name):
-                env_type = ws.environment(env_name).type
-    decision = policies.evaluate(
-        stage, {**document, "stage": stage}, env=env_name, env_type=env_type, actor=actor
-    )
+            decision = views.evaluate(ws, stage, document, env=env)
     data = decision.to_json()
     if output is OutputFormat.JSON:
         print_json(data)
@@ -518,35 +414,22 @@ def policy_eval(
                 f"  {r.kind:8} {escape(r.message)}  [dim]{escape(r.policy)}/{escape(r.rule)} ({r.layer})[/]"
             )
     if decision.outcome == "deny":
-        raise typer.Exit(5)
+        raise typer.Exit(PolicyDeniedError.exit_code)
 
 
 @policy_app.command("list")
 def policy_list(output: OutputFormat = OUTPUT) -> None:
     """List the applied policies: layer, target, stages and modules."""
-    from stackyard.policy.rbac import Action
+    from stackyard.environments import views
 
     with workspace() as ws:
-        ws.authorize(Action.VIEW)
-        policies = list(ws.platform().policies.values())
-        revision = ws.policies.revision
-    rows: list[dict[str, Any]] = [
-        {
-            "name": p.name,
-            "layer": p.layer,
-            "target": p.target or None,
-            "stages": list(p.stages),
-            "modules": sorted(p.sources),
-            "description": p.description,
-        }
-        for p in policies
-    ]
+        applied = views.policies(ws)
     if output is OutputFormat.JSON:
-        print_json({"revision": revision, "policies": rows})
+        print_json(applied.to_json())
         return
     out = stdout()
-    out.print(f"revision {revision}")
-    for r in rows:
+    out.print(f"revision {applied.revision}")
+    for r in applied.policies:
         out.print(
             f"  {escape(r['name']):32} {r['layer']:17} {escape(r['target'] or '*'):12} {','.join(r['stages'])}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -46,8 +47,6 @@ app.add_typer(providers.app, name="providers")
 app.add_typer(state.app, name="state")
 app.add_typer(keys.app, name="keys")
 
-_debug = {"on": False}
-
 
 def _version(value: bool) -> None:
     if value:
@@ -63,7 +62,8 @@ def main(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for internal errors."),
 ) -> None:
     """Self-service infrastructure: components, environments and Score workloads."""
-    _debug["on"] = debug
+    # --debug is read from the arguments by the boundary (``invoke``), which runs after the
+    # callback has returned: nothing to keep here.
 
 
 @app.command("init")
@@ -90,29 +90,49 @@ def init(
 
 
 def run() -> None:
-    """Entry point: run the app and turn errors into one clear line, a hint and an exit code.
+    """Entry point of the ``stackyard`` command."""
+    sys.exit(invoke(sys.argv[1:]))
 
-    Exit codes: 0 success, 1 internal error, 2 invalid input, 3 stale plan, 4 lock held or
-    lost, 5 denied by policy, 6 not permitted (RBAC).
+
+def invoke(args: Sequence[str]) -> int:
+    """Run the CLI on ``args`` and return its exit status: the one error boundary.
+
+    A ``StackyardError`` becomes one clear line, a hint (or its diagnostics) and the class's
+    ``exit_code``; anything else is an internal error, exit 1, with a traceback only under
+    ``--debug``. ``docs/errors.md`` lists every exit status.
     """
+    argv = list(args)
+    debug = "--debug" in argv
     try:
-        app(prog_name="stackyard")  # standalone: usage errors exit 2 with click's message
+        app(args=argv, prog_name="stackyard")  # standalone: usage errors exit 2 with click's text
+    except SystemExit as exc:  # how typer ends every run, successful or not
+        return _status(exc.code)
     except StackyardError as exc:
-        _report(exc)
-        sys.exit(exc.exit_code)
+        if debug:
+            traceback.print_exc()
+        _report(exc, json_output=_wants_json(argv))
+        return exc.exit_code
     except Exception as exc:  # the last boundary: never a traceback unless --debug
-        if _debug["on"] or "--debug" in sys.argv:
+        if debug:
             traceback.print_exc()
         stderr().print(f"[red]error:[/] internal error: {type(exc).__name__}: {escape(str(exc))}")
         stderr().print("  Run again with --debug for the traceback, and report it.")
-        sys.exit(1)
+        return 1
+    return 0
 
 
-def _report(exc: StackyardError) -> None:
-    if "--debug" in sys.argv:
-        traceback.print_exc()
+def _status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    stderr().print(f"[red]error:[/] {escape(str(code))}")
+    return 1
+
+
+def _report(exc: StackyardError, *, json_output: bool) -> None:
     if isinstance(exc, PolicyDeniedError):
-        if _wants_json():
+        if json_output:
             print_json(
                 {
                     "denied": True,
@@ -126,12 +146,12 @@ def _report(exc: StackyardError) -> None:
         render_diagnostics(exc.diagnostics)
         return
     if isinstance(exc, InvalidInputError) and exc.diagnostics:
-        if _wants_json():
+        if json_output:
             print_json({"valid": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
         else:
             render_diagnostics(exc.diagnostics)
         return
-    if _wants_json():
+    if json_output:
         print_json(
             {"error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}}
         )
@@ -142,8 +162,7 @@ def _report(exc: StackyardError) -> None:
         con.print(f"  [dim]hint:[/] {escape(exc.hint)}")
 
 
-def _wants_json() -> bool:
-    argv = sys.argv
+def _wants_json(argv: Sequence[str]) -> bool:
     for i, arg in enumerate(argv):
         if arg == "--output=json" or (
             arg in ("--output", "-o") and i + 1 < len(argv) and argv[i + 1] == "json"

@@ -38,7 +38,8 @@ def apply(
 
     with workspace() as ws:
         result = plat.apply_dir(
-            ws,
+            ws.platform,
+            ws.access,
             directory,
             confirm=lambda q: confirm(q, yes=yes),
             show=None if output is OutputFormat.JSON else _show,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,7 +21,9 @@ from stackyard.cli.common import (
 )
 from stackyard.cli.deploy import report
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.policy.rbac import Action
+
+if TYPE_CHECKING:
+    from stackyard.engine.plan import Plan
 
 app = typer.Typer(help="Immutable, content-addressed releases.", no_args_is_help=True)
 
@@ -64,11 +66,10 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List releases, newest first."""
-    from stackyard.environments import promotion
+    from stackyard.environments import views
 
     with workspace() as ws:
-        ws.authorize(Action.VIEW)
-        rels = [promotion.Release(*r) for r in ws.records.releases()]
+        rels = views.releases(ws)
     if output is OutputFormat.JSON:
         print_json([r.to_json() for r in rels])
         return
@@ -88,15 +89,14 @@ def show(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show a release and where it was deployed."""
-    from stackyard.environments import promotion
+    from stackyard.environments import views
 
     with workspace() as ws:
-        ws.authorize(Action.VIEW)
-        rel = promotion.get_release(ws, release)
-        deps = ws.records.deployments(None, release_id=rel.id, limit=100)
+        shown = views.release(ws, release)
     if output is OutputFormat.JSON:
-        print_json({**rel.to_json(), "deployments": [d.to_json() for d in deps]})
+        print_json(shown.to_json())
         return
+    rel, deps = shown.release, shown.deployments
     out = stdout()
     out.print(f"[bold]{rel.short}[/]  {rel.id}  by {escape(rel.created_by)} {when(rel.created_at)}")
     for uid, pin in sorted(rel.lock.items()):
@@ -114,12 +114,12 @@ def promote(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Deploy a release's pinned builds to the next stage (after it succeeded in the previous one)."""
-    from stackyard.environments import promotion
+    from stackyard.environments import confirmation, promotion
 
-    def ask(plan: object) -> bool:
+    def ask(plan: Plan) -> bool:
         if output is OutputFormat.TEXT:
-            render_plan(plan)  # type: ignore[arg-type]
-        return confirm(f"Promote to '{to}'?", yes=yes)
+            render_plan(plan)
+        return confirm(confirmation.promote(plan, to).question, yes=yes)
 
     with workspace(lock_timeout=lock_timeout) as ws:
         result = promotion.promote(

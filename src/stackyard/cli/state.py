@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stackyard.cli.common import workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.errors import InvalidInputError
+from stackyard.errors import CancelledError, InvalidInputError
 from stackyard.settings import Settings
-from stackyard.state import open_store
 
 app = typer.Typer(help="Inspect and repair environment state.", no_args_is_help=True)
 
@@ -20,41 +19,27 @@ _ENV = typer.Argument(..., help="The environment.")
 _OUTPUT = typer.Option(OutputFormat.TEXT, "--output", "-o", help="Output format.")
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
 @app.command("lock")
 def lock(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
     """Show who holds the environment's lock."""
-    with open_store(Settings.load()) as store:
-        info = store.lock_info(env)
-        now = store.now()  # leases run out by the store's clock
+    from stackyard.environments import state
+
+    with workspace() as ws:
+        held = state.lock(ws, env)
+    data = held.to_json()
     if output is OutputFormat.JSON:
-        print_json(
-            None
-            if info is None
-            else {
-                "env": info.env,
-                "lock_id": info.lock_id,
-                "holder": info.holder,
-                "token": info.token,
-                "acquired_at": _when(info.acquired_at),
-                "expires_at": _when(info.expires_at),
-                "expired": info.expires_at <= now,
-            }
-        )
+        print_json(data)
         return
     con = stdout()
-    if info is None:
+    if data is None:
         con.print(f"Environment '{escape(env)}' is not locked.")
         return
-    expired = " [yellow](expired)[/]" if info.expires_at <= now else ""
-    con.print(f"Environment '{escape(env)}' is locked by {escape(info.holder)}{expired}")
-    con.print(f"  lock id:   {info.lock_id}")
-    con.print(f"  token:     {info.token}")
-    con.print(f"  acquired:  {_when(info.acquired_at)}")
-    con.print(f"  expires:   {_when(info.expires_at)}")
+    expired = " [yellow](expired)[/]" if held.expired else ""
+    con.print(f"Environment '{escape(env)}' is locked by {escape(data['holder'])}{expired}")
+    con.print(f"  lock id:   {data['lock_id']}")
+    con.print(f"  token:     {data['token']}")
+    con.print(f"  acquired:  {data['acquired_at']}")
+    con.print(f"  expires:   {data['expires_at']}")
 
 
 @app.command("force-unlock")
@@ -64,46 +49,36 @@ def force_unlock(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Break an environment's lock. Only do this when its holder is gone."""
+    from stackyard.environments import confirmation, state
+
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInputError(
                 f"Refusing to force-unlock environment '{env}' without confirmation",
                 hint="Pass --yes to confirm when not running in a terminal.",
             )
-        if not typer.confirm(
-            f"Break the lock {lock_id} on environment '{env}'? A running operation that "
-            "holds it will fail on its next write.",
-            default=False,
-        ):
-            raise typer.Exit(1)
-    from stackyard.environments.workspace import Workspace
-    from stackyard.policy.rbac import Action
-
+        if not typer.confirm(confirmation.force_unlock(env, lock_id).question, default=False):
+            raise CancelledError("Cancelled: nothing was changed")
     settings = Settings.load()
     if settings.database_url.startswith("sqlite") and not (settings.home / "state.db").exists():
         raise InvalidInputError(f"No stackyard home at {settings.home}", hint="Nothing to unlock.")
-    with (
-        Workspace.open(settings) as ws,
-        ws.act(Action.STATE_UNLOCK, env=env, detail={"lock_id": lock_id}),
-    ):
-        ws.store.force_unlock(env, lock_id)
+    with workspace() as ws:
+        state.force_unlock(ws, env, lock_id)
     stdout().print(f"Unlocked environment '{escape(env)}'.")
 
 
 @app.command("list")
 def list_resources(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
     """List the environment's recorded resources (never their secrets)."""
-    with open_store(Settings.load()) as store:
-        snap = store.snapshot(env)
-    rows = [
-        {"address": r.address, "kind": r.kind, "physical_name": r.physical_name}
-        for r in sorted(snap.resources.values(), key=lambda r: r.address)
-    ]
+    from stackyard.environments import state
+
+    with workspace() as ws:
+        recorded = state.resources(ws, env)
     if output is OutputFormat.JSON:
-        print_json({"env": env, "serial": snap.serial, "lineage": snap.lineage, "resources": rows})
+        print_json(recorded.to_json())
         return
-    table = Table("address", "kind", "physical name", title=f"{env} (serial {snap.serial})")
-    for row in rows:
+    table = Table("address", "kind", "physical name", title=f"{env} (serial {recorded.serial})")
+    for row in recorded.resources:
         table.add_row(escape(row["address"]), escape(row["kind"]), escape(row["physical_name"]))
     stdout().print(table)
 
@@ -111,21 +86,13 @@ def list_resources(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
 @app.command("intents")
 def list_intents(env: str = _ENV, output: OutputFormat = _OUTPUT) -> None:
     """List the environment's pending intents (calls that may not have finished)."""
-    with open_store(Settings.load()) as store:
-        pending = store.intents(env)
-    rows = [
-        {
-            "id": i.id,
-            "op": i.op,
-            "address": i.address,
-            "kind": i.kind,
-            "physical_name": i.physical_name,
-            "created_at": i.created_at,
-        }
-        for i in pending
-    ]
+    from stackyard.environments import state
+
+    with workspace() as ws:
+        pending = state.intents(ws, env)
+    rows = pending.intents
     if output is OutputFormat.JSON:
-        print_json({"env": env, "intents": rows})
+        print_json(pending.to_json())
         return
     if not rows:
         stdout().print(f"No pending intents in environment '{escape(env)}'.")

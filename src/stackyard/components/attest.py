@@ -5,12 +5,12 @@ stages, with which tool and when. ``sign`` wraps it in a DSSE envelope signed wi
 over the DSSE pre-authentication encoding (PAE); ``verify`` checks an envelope against a set
 of trusted public keys *before* it reads the statement, then checks the subject and stages.
 
-The error tree (all under ``StackyardError``)::
+The error tree (under ``VerificationFailedError``, exit 8; drawn whole in ``errors.py``)::
 
     AttestationError            malformed envelope or statement, or a stage that failed
     ├── SignatureError          not signed, or no signature is valid for a trusted key
     ├── UntrustedKeyError       signed only by keys that are not trusted (.key_ids)
-    ├── MissingAttestationError the build has no attestation at all
+    ├── MissingAttestationError the build has no attestation at all (exit 9)
     └── SubjectMismatchError    it attests another build (.field, .expected, .actual)
 """
 
@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import stackyard
-from stackyard.errors import StackyardError
+from stackyard.canonical import canonical_bytes
+from stackyard.errors import VerificationFailedError
 
 __all__ = [
     "ARTIFACT_TYPE",
@@ -75,7 +76,7 @@ _VERIFY_HINT = (
 )
 
 
-class AttestationError(StackyardError):
+class AttestationError(VerificationFailedError):
     """An attestation is malformed, or it records a pipeline stage that did not pass."""
 
     def __init__(self, message: str, *, component: str = "", hint: str | None = None) -> None:
@@ -104,6 +105,8 @@ class UntrustedKeyError(AttestationError):
 
 class MissingAttestationError(AttestationError):
     """The build has no attestation (no referrer of the attestation artifact type)."""
+
+    exit_code = 9
 
     def __init__(self, component: str, *, digest: str = "") -> None:
         at = f" (manifest {digest})" if digest else ""
@@ -195,9 +198,7 @@ class Statement:
 
     def to_json(self) -> bytes:
         """Canonical JSON: sorted keys, no insignificant whitespace, UTF-8."""
-        return json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
+        return canonical_bytes(self.to_dict())
 
     @classmethod
     def from_json(cls, data: bytes) -> Statement:
@@ -256,7 +257,7 @@ def sign(statement: Statement, key: SigningKey) -> bytes:
         "payload": base64.b64encode(body).decode("ascii"),
         "signatures": [{"keyid": key_id(key), "sig": base64.b64encode(signature).decode("ascii")}],
     }
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return canonical_bytes(envelope)  # ASCII only (base64, key ids): no escape to differ
 
 
 def verify(

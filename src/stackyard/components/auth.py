@@ -9,6 +9,7 @@ never part of an error message.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Generator
 from urllib.parse import urlsplit
@@ -34,7 +35,10 @@ class RegistryAuth(httpx.Auth):
     that no longer suffices (expired, or pull-only for a push) is answered with a new dance.
     """
 
-    requires_response_body = True
+    # The registry's answers are read by the caller, within a bound (``remote``): httpx
+    # reading every body here would take a hostile answer whole before any bound applied.
+    # Only the token answer is read here (httpx reads it whole after the flow anyway).
+    requires_response_body = False
 
     def __init__(self, username: str | None, password: str | None, token: str | None) -> None:
         self._basic = httpx.BasicAuth(username, password or "") if username is not None else None
@@ -64,7 +68,7 @@ class RegistryAuth(httpx.Auth):
             if self._basic is not None:
                 token_request = next(self._basic.auth_flow(token_request))
             token_response = yield token_request
-            token = _token_of(token_response)
+            token = _token_of(token_response, token_response.read())
             if token is None:
                 realm = urlsplit(params["realm"]).netloc
                 raise RegistryAuthError(
@@ -90,11 +94,11 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def _token_of(response: httpx.Response) -> str | None:
+def _token_of(response: httpx.Response, body: bytes) -> str | None:
     if response.status_code != 200:
         return None
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
+    with contextlib.suppress(ValueError, AttributeError, RecursionError):
+        doc = json.loads(body)
+        token = doc.get("token") or doc.get("access_token")
         return token if isinstance(token, str) and token else None
     return None

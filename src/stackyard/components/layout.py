@@ -27,6 +27,7 @@ from stackyard.components.oci import (
     EMPTY_CONFIG,
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
+    MAX_LAYER_BYTES,
     ImmutableTagError,
     NotFoundError,
     Pushed,
@@ -37,6 +38,7 @@ from stackyard.components.oci import (
     component_manifest,
     descriptor,
     digest_of,
+    layer_title,
     parse_manifest,
     referrer_descriptor,
     tag_for,
@@ -132,10 +134,14 @@ class LayoutRegistry:
         return digest, parse_manifest(data, digest, component=name)
 
     def blob(self, name: str, digest: str) -> bytes:
-        """The blob ``digest``, verified; ``DigestMismatchError`` when it was tampered with."""
+        """The blob ``digest``, verified; ``DigestMismatchError`` when it was tampered with.
+
+        A file larger than any blob of a build (``MAX_LAYER_BYTES``) is refused unread.
+        """
         path = self._blob_path(digest)
         try:
-            data = path.read_bytes()
+            with path.open("rb") as fh:
+                data = fh.read(MAX_LAYER_BYTES + 1)
         except FileNotFoundError:
             raise NotFoundError(
                 f"Blob {digest} of {name} is missing from the registry at {self.root}",
@@ -143,6 +149,14 @@ class LayoutRegistry:
                 registry=self.location,
                 hint="The layout is incomplete. Publish the component again.",
             ) from None
+        if len(data) > MAX_LAYER_BYTES:
+            raise RegistryError(
+                f"Blob {digest} of {name} in {self.root} is larger than {MAX_LAYER_BYTES} "
+                "bytes; refused unread",
+                component=name,
+                registry=self.location,
+                hint="Nothing a component build holds is that large. Check what the tag points at.",
+            )
         return verify(data, digest, component=name, registry=self.location)
 
     def referrers(
@@ -176,7 +190,9 @@ class LayoutRegistry:
         """
         check_name(name)
         tag_for(version)
-        manifest = component_manifest(config=config, layer=layer, annotations=annotations)
+        manifest = component_manifest(
+            config=config, layer=layer, annotations=annotations, title=layer_title(name, version)
+        )
         digest = digest_of(manifest)
         ref = f"{name}:{version}"
         self._refuse_overwrite(ref, digest)

@@ -6,6 +6,11 @@ and its one layer is the archive. An attestation is a second manifest whose ``su
 at the build (an OCI referrer). Both backends (``layout``, ``remote``) build manifests here,
 so a build pushed to either has the same bytes and the same digest.
 
+A registry holds other things too (images, SBOMs, signatures), and a tag is only a name:
+``check_build`` refuses a manifest that is not a component build, and ``check_config``
+one whose component manifest names another component or version than its tag. Every size a
+manifest claims is bounded before anything is fetched (``MAX_*_BYTES``).
+
 The error tree (all under ``StackyardError``)::
 
     RegistryError               a registry operation failed (.component, .registry)
@@ -13,18 +18,21 @@ The error tree (all under ``StackyardError``)::
     ├── NotFoundError           no such component, version, manifest or blob
     ├── ImmutableTagError       the version is already published (versions are immutable)
     ├── DigestMismatchError     content does not hash to its digest (.digest, .actual)
+    ├── NotAComponentError      the artifact is not a stackyard component build (.reference)
+    ├── TagMismatchError        the tag names another build than the one inside (.tag, .actual)
     ├── RegistryAuthError       the registry refused our credentials (never shown)
     └── RegistryUnavailableError the registry cannot be reached or answered badly
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from stackyard.canonical import canonical_bytes
+from stackyard.canonical import sha256_digest as digest_of  # the OCI name for it
 from stackyard.errors import StackyardError
 
 __all__ = [
@@ -33,6 +41,7 @@ __all__ = [
     "ANNOTATION_OWNER",
     "ANNOTATION_REF_NAME",
     "ANNOTATION_SOURCE",
+    "ANNOTATION_TITLE",
     "ANNOTATION_VERSION",
     "ARTIFACT_TYPE",
     "CONFIG_MEDIA_TYPE",
@@ -41,15 +50,22 @@ __all__ = [
     "INDEX_MEDIA_TYPE",
     "LAYER_MEDIA_TYPE",
     "MANIFEST_MEDIA_TYPE",
+    "MAX_CONFIG_BYTES",
+    "MAX_LAYER_BYTES",
+    "MAX_MANIFEST_BYTES",
     "DigestMismatchError",
     "ImmutableTagError",
     "InvalidReferenceError",
+    "NotAComponentError",
     "NotFoundError",
     "Pushed",
     "RegistryAuthError",
     "RegistryError",
     "RegistryUnavailableError",
+    "TagMismatchError",
     "artifact_manifest",
+    "check_build",
+    "check_config",
     "check_digest",
     "check_name",
     "component_manifest",
@@ -57,6 +73,7 @@ __all__ = [
     "digest_of",
     "encode",
     "is_referrers_tag",
+    "layer_title",
     "parse_manifest",
     "referrer_descriptor",
     "referrers_tag",
@@ -78,8 +95,17 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_VERSION = "org.opencontainers.image.version"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 ANNOTATION_SOURCE = "org.opencontainers.image.source"
+ANNOTATION_TITLE = "org.opencontainers.image.title"
 ANNOTATION_OWNER = "dev.stackyard.owner"
 ANNOTATION_LIFECYCLE = "dev.stackyard.lifecycle"
+
+#: A manifest is a few hundred bytes; 4 MiB is the limit registries themselves apply.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: The component manifest as JSON (``component.yaml`` is at most 1 MiB as a packaged file).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: The compressed archive: its files are at most 10 MiB uncompressed (``package``), and
+#: gzip never grows data by more than a fraction of a percent.
+MAX_LAYER_BYTES = 16 * 1024 * 1024
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -89,6 +115,8 @@ _REFERRERS_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
 
 class RegistryError(StackyardError):
     """A registry operation failed. ``component`` and ``registry`` name the subject."""
+
+    exit_code = 7
 
     def __init__(
         self, message: str, *, component: str = "", registry: str = "", hint: str | None = None
@@ -107,13 +135,20 @@ class InvalidReferenceError(RegistryError):
 class NotFoundError(RegistryError):
     """The component, version, manifest or blob does not exist in the registry."""
 
+    exit_code = 2
+
 
 class ImmutableTagError(RegistryError):
     """The version is already published; a published version never changes."""
 
+    exit_code = 2
+
 
 class DigestMismatchError(RegistryError):
-    """Content does not hash to the digest it was fetched by; it was refused."""
+    """Content does not hash to the digest it was fetched by; it was refused (a failed
+    verification, like a bad signature)."""
+
+    exit_code = 8
 
     def __init__(
         self, digest: str, actual: str, *, component: str = "", registry: str = ""
@@ -132,6 +167,51 @@ class DigestMismatchError(RegistryError):
         self.actual = actual
 
 
+class NotAComponentError(RegistryError):
+    """The artifact at a reference is not a stackyard component build (another tool's
+    artifact, a container image, an index, a foreign config): it is never read further."""
+
+    exit_code = 2
+
+    def __init__(
+        self, reference: str, what: str, *, component: str = "", registry: str = ""
+    ) -> None:
+        super().__init__(
+            f"{reference} is not a stackyard component: it is {what}",
+            component=component,
+            registry=registry,
+            hint=(
+                "Another tool pushed this tag under the component's name. Remove or move that "
+                "tag in the registry, and publish components with 'stackyard component publish'."
+            ),
+        )
+        self.reference = reference
+
+
+class TagMismatchError(RegistryError):
+    """A tag points at the build of another version (or component) than the tag says."""
+
+    exit_code = 2
+
+    def __init__(
+        self, reference: str, actual: str, *, component: str = "", registry: str = ""
+    ) -> None:
+        super().__init__(
+            f"{reference} holds the build of {actual}: the tag does not agree with the "
+            "version inside the build",
+            component=component,
+            registry=registry,
+            hint=(
+                "Someone re-tagged a build by hand. Use the version the build says it is, and "
+                "remove the wrong tag from the registry; publish new versions with "
+                "'stackyard component publish'."
+            ),
+        )
+        self.reference = reference
+        self.tag = reference.rpartition("@")[2]
+        self.actual = actual
+
+
 class RegistryAuthError(RegistryError):
     """The registry refused the credentials (they are never part of the message)."""
 
@@ -146,11 +226,6 @@ class Pushed:
 
     digest: str
     manifest: bytes
-
-
-def digest_of(data: bytes) -> str:
-    """The OCI digest (``sha256:<hex>``) of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def check_digest(digest: str) -> str:
@@ -214,7 +289,7 @@ def is_referrers_tag(tag: str) -> bool:
 
 def encode(document: dict[str, Any]) -> bytes:
     """Canonical JSON bytes (sorted keys, no whitespace) so equal builds get equal digests."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_bytes(document)
 
 
 def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
@@ -222,14 +297,23 @@ def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": digest_of(data), "size": len(data), **extra}
 
 
-def component_manifest(*, config: bytes, layer: bytes, annotations: dict[str, str]) -> bytes:
-    """The image manifest of a component build (config: component manifest; layer: archive)."""
+def layer_title(name: str, version: str) -> str:
+    """The file name of a build's archive (``org.opencontainers.image.title`` of its layer:
+    what ``oras pull`` saves it as)."""
+    return f"{name}-{version}.tar.gz"
+
+
+def component_manifest(
+    *, config: bytes, layer: bytes, annotations: dict[str, str], title: str
+) -> bytes:
+    """The image manifest of a component build (config: component manifest; layer: archive,
+    titled ``title``)."""
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": ARTIFACT_TYPE,
         "config": descriptor(CONFIG_MEDIA_TYPE, config),
-        "layers": [descriptor(LAYER_MEDIA_TYPE, layer)],
+        "layers": [descriptor(LAYER_MEDIA_TYPE, layer, annotations={ANNOTATION_TITLE: title})],
     }
     if annotations:
         manifest["annotations"] = dict(annotations)
@@ -270,8 +354,121 @@ def parse_manifest(data: bytes, digest: str, *, component: str = "") -> dict[str
     """Decode verified manifest bytes into a JSON object."""
     try:
         document = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting past any real manifest
         raise RegistryError(f"Manifest {digest} is not JSON", component=component) from exc
     if not isinstance(document, dict):
         raise RegistryError(f"Manifest {digest} is not a JSON object", component=component)
     return document
+
+
+def check_build(
+    document: dict[str, Any], *, reference: str, component: str = "", registry: str = ""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config and layer descriptors of a component build's manifest, checked.
+
+    ``NotAComponentError`` (saying what the artifact is instead) unless the manifest is an
+    image manifest of ``ARTIFACT_TYPE`` whose config is ``CONFIG_MEDIA_TYPE`` and whose one
+    layer is ``LAYER_MEDIA_TYPE``, each with a sha256 digest and a size within bounds. Does
+    no I/O: it runs before any blob is fetched.
+    """
+    what = _foreign(document)
+    if what:
+        raise NotAComponentError(reference, what, component=component, registry=registry)
+    config, (layer,) = document["config"], document["layers"]
+    for desc, limit, role in (
+        (config, MAX_CONFIG_BYTES, "config"),
+        (layer, MAX_LAYER_BYTES, "layer"),
+    ):
+        size, digest = desc.get("size"), desc.get("digest")
+        if not isinstance(digest, str) or not _DIGEST.match(digest):
+            raise NotAComponentError(
+                reference,
+                f"a build whose {role} has no sha256 digest",
+                component=component,
+                registry=registry,
+            )
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= limit:
+            raise NotAComponentError(
+                reference,
+                f"a build whose {role} claims {size!r} bytes (at most {limit} are read)",
+                component=component,
+                registry=registry,
+            )
+    return config, layer
+
+
+def check_config(
+    document: object,
+    *,
+    name: str,
+    version: str | None,
+    reference: str,
+    registry: str = "",
+) -> dict[str, Any]:
+    """The component manifest (config blob, parsed) of ``reference``, checked against its tag.
+
+    ``NotAComponentError`` unless it is an object with ``metadata.name`` and
+    ``metadata.version``; ``TagMismatchError`` unless they are ``name`` and ``version`` (the
+    version a tag stands for; None when the build was asked for by digest).
+    """
+    meta = document.get("metadata") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(meta, dict):
+        raise NotAComponentError(
+            reference,
+            "a build whose config holds no component manifest",
+            component=name,
+            registry=registry,
+        )
+    inside = (meta.get("name"), meta.get("version"))
+    if not all(isinstance(x, str) and x for x in inside):
+        raise NotAComponentError(
+            reference,
+            "a build whose component manifest has no metadata.name and metadata.version",
+            component=name,
+            registry=registry,
+        )
+    if inside[0] != name or (version is not None and inside[1] != version):
+        raise TagMismatchError(
+            reference, f"{inside[0]}@{inside[1]}", component=name, registry=registry
+        )
+    return document
+
+
+def _foreign(document: dict[str, Any]) -> str:
+    """What a manifest is when it is not a component build ("" when it is one)."""
+    media_type = document.get("mediaType")
+    if media_type == INDEX_MEDIA_TYPE or "manifests" in document:
+        return "an image index (a multi-platform image or a list of artifacts)"
+    if media_type not in (None, MANIFEST_MEDIA_TYPE):
+        return f"a manifest of media type {media_type!r}"
+    config = document.get("config")
+    layers = document.get("layers")
+    artifact = document.get("artifactType")
+    config_type = config.get("mediaType") if isinstance(config, dict) else None
+    if artifact != ARTIFACT_TYPE:
+        if artifact:
+            return f"an artifact of type {artifact!r}"
+        if isinstance(config_type, str) and config_type != EMPTY_MEDIA_TYPE:
+            if config_type in _IMAGE_CONFIGS:
+                return "a container image"
+            return f"an artifact whose config is {config_type!r}"
+        return "an artifact that is not a component build"
+    if config_type != CONFIG_MEDIA_TYPE:
+        return f"an artifact typed as a build, whose config is {config_type!r}, not a component manifest"
+    if not isinstance(layers, list) or len(layers) != 1:
+        count = len(layers) if isinstance(layers, list) else 0
+        return f"an artifact typed as a build, with {count} layers (a build has exactly one)"
+    layer_type = layers[0].get("mediaType") if isinstance(layers[0], dict) else None
+    if layer_type != LAYER_MEDIA_TYPE:
+        return (
+            f"an artifact typed as a build, whose layer is {layer_type!r}, not a component archive"
+        )
+    return ""
+
+
+_IMAGE_CONFIGS = frozenset(
+    {
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    }
+)

@@ -11,9 +11,7 @@ The format and limits are described in ``docs/components-packaging.md``.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import json
 import os
 import shutil
 import stat
@@ -24,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from stackyard.canonical import canonical_bytes, sha256_digest
 from stackyard.diagnostics import Diagnostic, Severity, error, has_errors
 from stackyard.errors import InvalidInputError
 from stackyard.model.component import MANIFEST_FILE, ComponentManifest, validate_component
@@ -80,11 +79,6 @@ class Build:
         return LAYER_MEDIA_TYPE
 
 
-def sha256_digest(data: bytes) -> str:
-    """``sha256:<hex>`` of ``data``, the OCI digest form."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def build(path: Path) -> Build:
     """Validate the component folder ``path`` and pack it into a reproducible archive.
 
@@ -134,7 +128,7 @@ def build(path: Path) -> Build:
     manifest_json = b""
     if manifest is not None:
         try:
-            manifest_json = canonical_json(manifest.raw)
+            manifest_json = canonical_bytes(manifest.raw, allow_nan=False)
         except (TypeError, ValueError) as exc:
             diags.append(
                 error(
@@ -165,13 +159,6 @@ def build(path: Path) -> Build:
     )
 
 
-def canonical_json(document: object) -> bytes:
-    """The canonical JSON bytes of a document: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def pack(contents: dict[str, bytes]) -> bytes:
     """Pack ``{archive path: bytes}`` into the reproducible tar+gzip layer format."""
     buf = io.BytesIO()
@@ -198,7 +185,10 @@ def write(build: Build, out: Path) -> None:
     After a failure ``out`` is untouched and no temp file is left. Repeating is safe.
     """
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(build.archive)
@@ -206,9 +196,23 @@ def write(build: Build, out: Path) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # the path the user gave: a folder, a missing parent
+            raise _unwritable(out, exc) from None
         raise
+
+
+def _unwritable(out: Path, exc: OSError) -> InvalidInputError:
+    why = exc.strerror or str(exc)
+    return InvalidInputError(
+        f"Cannot write the archive to '{out}': {why}",
+        [
+            error(
+                "Cannot write file", f"'{out}': {why}. Give --out a file path in a writable folder."
+            )
+        ],
+    )
 
 
 def unpack(
@@ -230,9 +234,8 @@ def unpack(
     Returns the extracted file paths, sorted. Raises ``InvalidInputError`` on any refusal.
     """
     dest = Path(dest)
-    data = _decompress(archive, max_bytes + max_files * _OVERHEAD_PER_MEMBER + _OVERHEAD_FIXED)
-    contents, dirs = _read_members(
-        data, max_bytes=max_bytes, max_files=max_files, max_file_bytes=max_file_bytes
+    contents, dirs = _read_archive(
+        archive, max_bytes=max_bytes, max_files=max_files, max_file_bytes=max_file_bytes
     )
     check_destination(dest)
     try:
@@ -259,6 +262,27 @@ def unpack(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return sorted(contents)
+
+
+def read_archive(archive: bytes) -> dict[str, bytes]:
+    """The files of a component archive, ``{path: bytes}``, checked as ``unpack`` checks them
+    (bounded inflation, safe names, size and count limits) and never written anywhere.
+
+    The one way stackyard reads an archive: ``unpack`` and ``component show`` (the README)
+    both go through it. Raises ``InvalidInputError`` on any refusal.
+    """
+    return _read_archive(
+        archive, max_bytes=MAX_TOTAL_BYTES, max_files=MAX_FILES, max_file_bytes=MAX_FILE_BYTES
+    )[0]
+
+
+def _read_archive(
+    archive: bytes, *, max_bytes: int, max_files: int, max_file_bytes: int
+) -> tuple[dict[str, bytes], set[str]]:
+    data = _decompress(archive, max_bytes + max_files * _OVERHEAD_PER_MEMBER + _OVERHEAD_FIXED)
+    return _read_members(
+        data, max_bytes=max_bytes, max_files=max_files, max_file_bytes=max_file_bytes
+    )
 
 
 # --- building ---------------------------------------------------------------------------

@@ -4,18 +4,26 @@ Each stage runs only when every stage before it passed; a failing stage stops th
 and raises ``InvalidInputError`` with all of that stage's diagnostics. The attestation (a DSSE
 envelope signed with the home's Ed25519 key) records every stage's result and is pushed as an
 OCI referrer of the build.
+
+A build's ``org.opencontainers.image.source`` is the URL of the git remote of the component's
+folder (credentials removed), or absent: never a local path, which would tell the reader of a
+registry nothing but the publisher's file system.
 """
 
 from __future__ import annotations
 
-import json
+import re
+import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from stackyard.components import attest
+from stackyard.components.catalog import usable
 from stackyard.components.keys import Keyring
 from stackyard.components.package import build
 from stackyard.components.registry import Registry
@@ -24,7 +32,7 @@ from stackyard.diagnostics import Diagnostic, error, has_errors
 from stackyard.engine.kinds import Kinds
 from stackyard.errors import InvalidInputError
 from stackyard.model.component import ComponentManifest, validate_component
-from stackyard.resolve.versions import Published, Version, check_new_version, required_inputs
+from stackyard.model.versions import Published, Version, check_new_version, required_inputs
 
 STAGES = ("validate", "versions", "checks", "tests", "push", "attest")
 
@@ -60,12 +68,15 @@ def publish(
     registry: Registry,
     keyring: Keyring,
     kinds: Kinds,
-    source: str = "",
+    source: str | None = None,
     run_component_tests: bool = True,
     progress: Progress | None = None,
     govern: Govern | None = None,
 ) -> PublishResult:
     """Run the pipeline on the component folder ``path`` and publish it to ``registry``.
+
+    ``source`` is where the component's source lives, as a URL; None looks up the git remote
+    of ``path`` (``source_url``). Anything that is not an http(s), ssh or git URL is left out.
 
     ``govern`` is the ``publish`` policy stage: given the manifest and the stage results so
     far, it returns diagnostics (errors stop the publish; warnings are shown).
@@ -123,7 +134,9 @@ def publish(
         version=manifest.version,
         config=built.manifest_json,
         layer=built.archive,
-        annotations=build_annotations(manifest, source),
+        annotations=build_annotations(
+            manifest, source_url(path) if source is None else as_source_url(source)
+        ),
     )
     passed("push", f"pushed {pushed.digest}")
 
@@ -149,12 +162,12 @@ def publish(
     return PublishResult(manifest.name, manifest.version, pushed.digest, ref, stages)
 
 
-def build_annotations(manifest: ComponentManifest, source: str) -> dict[str, str]:
-    """The OCI annotations of a build."""
+def build_annotations(manifest: ComponentManifest, source: str | None) -> dict[str, str]:
+    """The OCI annotations of a build (``source``, a URL, only when there is one)."""
     return {
         "org.opencontainers.image.version": manifest.version,
         "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "org.opencontainers.image.source": source,
+        **({"org.opencontainers.image.source": source} if source else {}),
         "org.opencontainers.image.title": manifest.name,
         "org.opencontainers.image.description": manifest.description,
         "dev.stackyard.owner": manifest.owner,
@@ -179,25 +192,64 @@ def version_rules(manifest: ComponentManifest, registry: Registry) -> list[Diagn
 
 
 def published_versions(name: str, registry: Registry) -> list[Published]:
-    """What the version rules need about each published version (read from config blobs)."""
-    out: list[Published] = []
-    for tag in registry.tags(name):
-        try:
-            version = Version.parse(tag)
-        except ValueError:
-            continue  # not a version tag (e.g. a referrers fallback tag)
-        _, manifest = registry.manifest(name, tag)
-        config = json.loads(registry.blob(name, manifest["config"]["digest"]))
-        spec = config.get("spec", {})
-        out.append(
-            Published(
-                version,
-                str(spec.get("provides", {}).get("type", "")),
-                required_inputs(spec.get("inputs", {})),
-                frozenset(spec.get("outputs", {})),
-            )
+    """What the version rules need about each published build of ``name`` (read from config
+    blobs; a tag that is not one of our builds, or that names another version, is not one)."""
+    return [
+        Published(
+            Version.parse(b.version),
+            b.component.provides,
+            required_inputs(b.component.inputs),
+            frozenset(b.component.outputs),
         )
-    return out
+        for b in usable(registry, name, warn=lambda _m: None)
+    ]
+
+
+_SOURCE_SCHEMES = ("https", "http", "ssh", "git", "git+ssh")
+#: ``user@host:path``, git's scp-like form of an ssh URL.
+_SCP_LIKE = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^\\]+)$"
+)
+
+
+def as_source_url(text: str) -> str | None:
+    """``text`` as a source URL without credentials, query or fragment; None when it is not
+    an http(s), ssh or git URL (a local path, a ``file:`` URL, a description)."""
+    text = text.strip()
+    parts = urlsplit(text)
+    if parts.scheme in _SOURCE_SCHEMES and parts.hostname:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        if parts.scheme in ("ssh", "git+ssh") and parts.username:
+            netloc = f"{parts.username}@{netloc}"  # a login name; a password never stays
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    match = _SCP_LIKE.match(text)
+    if match and "." in match["host"]:  # a host name, not a drive letter or a word
+        user = f"{match['user']}@" if match["user"] else ""
+        return f"ssh://{user}{match['host']}/{match['path'].lstrip('/')}"
+    return None
+
+
+def source_url(folder: Path) -> str | None:
+    """The URL of the ``origin`` remote of the git repository holding ``folder``, if any.
+
+    Only git's configuration is read (``git config``), so nothing in the repository runs.
+    """
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        done = subprocess.run(
+            [git, "-C", str(folder), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return as_source_url(done.stdout) if done.returncode == 0 else None
 
 
 def publish_checks(manifest: ComponentManifest, path: Path) -> list[Diagnostic]:

@@ -142,14 +142,19 @@ def open_registry(
 ) -> Registry:
     """Open the registry ``ref`` names: None or "" is the local layout at ``home/registry``.
 
-    ``ref`` comes from ``Settings.registry`` (``--registry`` > ``STACKYARD_REGISTRY`` > file).
-    Credentials not given here are read from ``STACKYARD_REGISTRY_USERNAME``,
-    ``STACKYARD_REGISTRY_PASSWORD`` and ``STACKYARD_REGISTRY_TOKEN``. No I/O happens until
-    the first call.
+    ``ref`` comes from ``Settings.registry`` (``--registry`` > ``STACKYARD_REGISTRY`` > file),
+    ``plain_http`` from ``Settings.registry_plain_http`` (or ``--plain-http``). An ``http://``
+    prefix on ``ref`` means plain HTTP too, and an ``https://`` prefix means TLS whatever
+    ``plain_http`` says. Credentials not given here are read from
+    ``STACKYARD_REGISTRY_USERNAME``, ``STACKYARD_REGISTRY_PASSWORD`` and
+    ``STACKYARD_REGISTRY_TOKEN``. No I/O happens until the first call.
     """
     if not ref:
         return LayoutRegistry(home / "registry")
     env = os.environ if environ is None else environ
+    scheme, sep, rest = ref.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        ref, plain_http = rest.rstrip("/"), scheme.lower() == "http"
     host, namespace = parse_reference(ref)
     return RemoteRegistry(
         host,

@@ -9,6 +9,10 @@ as CNCF Distribution 2.8. Authentication is HTTP basic, or bearer tokens obtaine
 
 Verified blobs and manifests are cached by digest under ``$STACKYARD_HOME/cache/blobs``, so a
 warm pull by digest makes no request at all. A cached file is verified again when read.
+
+Every body is read with a bound (``MAX_MANIFEST_BYTES`` for JSON, ``MAX_LAYER_BYTES`` for a
+blob) and never inflated: we ask for ``identity`` and the transport ignores a
+``Content-Encoding`` a registry sends anyway, so such bytes fail their digest instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import functools
 import json
 import re
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,8 @@ from stackyard.components.oci import (
     EMPTY_CONFIG,
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
+    MAX_LAYER_BYTES,
+    MAX_MANIFEST_BYTES,
     DigestMismatchError,
     ImmutableTagError,
     InvalidReferenceError,
@@ -45,6 +52,7 @@ from stackyard.components.oci import (
     digest_of,
     encode,
     is_referrers_tag,
+    layer_title,
     parse_manifest,
     referrer_descriptor,
     referrers_tag,
@@ -53,7 +61,14 @@ from stackyard.components.oci import (
     version_of,
 )
 
-__all__ = ["RemoteRegistry", "parse_reference"]
+__all__ = ["PLAIN_HTTP_HINT", "RemoteRegistry", "parse_reference"]
+
+#: How every command reaches a registry without TLS (the ``component`` commands also take
+#: ``--plain-http``, but deploy, env create and quickstart read settings only).
+PLAIN_HTTP_HINT = (
+    "For a registry without TLS, set STACKYARD_REGISTRY_PLAIN_HTTP=1 (or registry_plain_http "
+    "in config.yaml), or write the registry as http://HOST[:PORT]/NAMESPACE."
+)
 
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"
 _PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -70,8 +85,8 @@ def parse_reference(ref: str) -> tuple[str, str]:
             f"'{ref}' is not a registry reference",
             registry=ref,
             hint=(
-                "Name a remote registry as HOST[:PORT]/NAMESPACE, for example "
-                "registry.example.com/platform; add --plain-http for a registry without TLS."
+                "Name a remote registry as [http://|https://]HOST[:PORT]/NAMESPACE, for example "
+                "registry.example.com/platform. " + PLAIN_HTTP_HINT
             ),
         )
     return match["host"], match["ns"]
@@ -95,14 +110,18 @@ class RemoteRegistry:
         self.host = host
         self.namespace = namespace
         self.cache = cache
+        self.plain_http = plain_http
         self._referrers_api: bool | None = None
         self._client = httpx.Client(
             base_url=f"{'http' if plain_http else 'https'}://{host}",
             auth=RegistryAuth(username, password, token),
             timeout=timeout,
             follow_redirects=True,
-            headers={"User-Agent": f"stackyard/{stackyard.__version__}"},
-            verify=_tls_context(),
+            headers={
+                "User-Agent": f"stackyard/{stackyard.__version__}",
+                "Accept-Encoding": "identity",
+            },
+            transport=_Undecoded(httpx.HTTPTransport(verify=_tls_context())),
         )
 
     def __repr__(self) -> str:
@@ -159,8 +178,10 @@ class RemoteRegistry:
         data = self._cached(check_digest(digest), name)
         if data is not None:
             return data
-        response = self._request("GET", f"/v2/{self._repo(name)}/blobs/{digest}", what=digest)
-        data = verify(response.content, digest, component=name, registry=self.location)
+        response = self._request(
+            "GET", f"/v2/{self._repo(name)}/blobs/{digest}", what=digest, limit=MAX_LAYER_BYTES
+        )
+        data = verify(response.body, digest, component=name, registry=self.location)
         self._store(digest, data)
         return data
 
@@ -181,7 +202,11 @@ class RemoteRegistry:
             )
             if response.status_code == 200 and _media_type(response) == INDEX_MEDIA_TYPE:
                 self._referrers_api = True
-                found = list(response.json().get("manifests") or [])
+                found = [
+                    d
+                    for d in self._json(response, what=digest).get("manifests") or []
+                    if isinstance(d, dict)
+                ]
             else:
                 self._referrers_api = False
         if found is None:
@@ -200,7 +225,9 @@ class RemoteRegistry:
         publish pipeline's version rules. Pushing the same build again is a no-op.
         """
         tag = tag_for(version)
-        manifest = component_manifest(config=config, layer=layer, annotations=annotations)
+        manifest = component_manifest(
+            config=config, layer=layer, annotations=annotations, title=layer_title(name, version)
+        )
         digest = digest_of(manifest)
         head = self._request(
             "HEAD",
@@ -278,7 +305,10 @@ class RemoteRegistry:
             _, index = self._fetch_manifest(name, referrers_tag(digest), shown=digest)
         except NotFoundError:
             return []
-        return [dict(d) for d in index.get("manifests") or []]
+        entries = index.get("manifests")
+        return (
+            [dict(d) for d in entries if isinstance(d, dict)] if isinstance(entries, list) else []
+        )
 
     def _fetch_manifest(self, name: str, ref: str, *, shown: str) -> tuple[str, dict[str, Any]]:
         """GET the manifest at tag or digest ``ref``, verify it and cache it by digest."""
@@ -288,7 +318,7 @@ class RemoteRegistry:
             what=shown,
             headers={"Accept": _ACCEPT},
         )
-        data = response.content
+        data = response.body
         # By digest, our own reference is the claim to check. By tag, the registry's
         # Docker-Content-Digest is the only claim there is (a tag is trust in the registry).
         claimed = ref if ref.startswith("sha256:") else None
@@ -319,7 +349,7 @@ class RemoteRegistry:
             ok=(201,),
         )
 
-    def _put_manifest(self, name: str, ref: str, data: bytes, media_type: str) -> httpx.Response:
+    def _put_manifest(self, name: str, ref: str, data: bytes, media_type: str) -> _Reply:
         response = self._request(
             "PUT",
             f"/v2/{self._repo(name)}/manifests/{ref}",
@@ -341,9 +371,22 @@ class RemoteRegistry:
         params: dict[str, Any] | None = {"n": _PAGE}
         while url:
             response = self._request("GET", url, what=what, params=params)
-            items.extend(response.json().get(key) or [])
+            page = self._json(response, what=what).get(key) or []
+            items.extend(str(item) for item in page if isinstance(item, str))
             url, params = _next_link(response.headers.get("Link", "")), None
         return items
+
+    def _json(self, response: _Reply, *, what: str) -> dict[str, Any]:
+        """A JSON object answer (tags, catalog, referrers); anything else is not OCI."""
+        with contextlib.suppress(ValueError, RecursionError):
+            document = json.loads(response.body)
+            if isinstance(document, dict):
+                return document
+        raise RegistryUnavailableError(
+            f"The registry at {self.host} answered for {what} with something that is not "
+            "an OCI JSON document",
+            registry=self.location,
+        )
 
     def _cached(self, digest: str, name: str) -> bytes | None:
         path = self._cache_path(digest)
@@ -377,23 +420,35 @@ class RemoteRegistry:
         params: dict[str, Any] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """Send one request; the only place httpx errors become ``RegistryError``s."""
+        limit: int = MAX_MANIFEST_BYTES,
+    ) -> _Reply:
+        """Send one request and read at most ``limit`` bytes of its answer; the only place
+        httpx errors become ``RegistryError``s."""
         try:
-            response = self._client.request(
+            request = self._client.build_request(
                 method, url, params=params, content=content, headers=headers
             )
+            streamed = self._client.send(request, stream=True)
+            try:
+                body = b"" if method == "HEAD" else _read_limited(streamed, limit)
+            finally:
+                streamed.close()
         except RegistryError:
             raise
         except httpx.HTTPError as exc:
             raise RegistryUnavailableError(
-                f"Cannot reach the registry at {self.host}: {type(exc).__name__}",
+                f"Cannot reach the registry at {self.host}: {_why(exc, self.plain_http)}",
                 registry=self.location,
-                hint=(
-                    "Check the registry address and that it is running. Add --plain-http for "
-                    "a registry without TLS."
-                ),
+                hint="Check the registry address and that it is running. " + PLAIN_HTTP_HINT,
             ) from None
+        if body is None:
+            raise RegistryUnavailableError(
+                f"The registry at {self.host} answered {method} for {what} with more than "
+                f"{limit} bytes; refused without reading the rest",
+                registry=self.location,
+                hint="Nothing a component build holds is that large. Check what the tag points at.",
+            )
+        response = _Reply(streamed.status_code, streamed.headers, body)
         if response.status_code in ok:
             return response
         reason = _oci_errors(response)
@@ -421,15 +476,69 @@ def _next_link(header: str) -> str | None:
     return str(match[1]) if match else None
 
 
-def _media_type(response: httpx.Response) -> str:
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """An answer, its body read within a bound."""
+
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+
+
+class _Undecoded(httpx.BaseTransport):
+    """A transport whose answers are never inflated: a ``Content-Encoding`` is dropped, so
+    httpx hands over the bytes as sent (a registry compressing against our ``identity`` then
+    fails the digest check instead of expanding a bomb in memory)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the wrapped transport; drop the answer's encoding."""
+        response = self._inner.handle_request(request)
+        response.headers.pop("Content-Encoding", None)
+        return response
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        self._inner.close()
+
+
+def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
+    """The body of a streamed answer, or None once it passes ``limit`` bytes (the rest is
+    never read). ``_Undecoded`` dropped any ``Content-Encoding``: nothing is inflated here."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _why(exc: httpx.HTTPError, plain_http: bool) -> str:
+    """Why a registry could not be reached; a TLS handshake with a plain-HTTP server says so."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError) and not plain_http:
+            return (
+                f"the TLS handshake failed ({cause.reason or type(cause).__name__}); it may be "
+                "a registry without TLS"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
+def _media_type(response: _Reply) -> str:
     content_type: str = response.headers.get("Content-Type", "")
     return content_type.split(";")[0].strip()
 
 
-def _oci_errors(response: httpx.Response) -> str:
+def _oci_errors(response: _Reply) -> str:
     """The registry's own error codes, e.g. ': MANIFEST_UNKNOWN (manifest unknown)'."""
-    with contextlib.suppress(ValueError, AttributeError, TypeError):
-        errors = response.json().get("errors") or []
+    with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
+        errors = json.loads(response.body).get("errors") or []
         parts = [f"{e.get('code', '')} ({e.get('message', '')})" for e in errors[:3]]
         if parts:
             return ": " + "; ".join(parts)

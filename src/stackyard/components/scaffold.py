@@ -44,11 +44,17 @@ def scaffold(name: str, type_: str, dest: Path, *, owner: str) -> list[str]:
         {"name": name, "version": "0.1.0", "owner": owner, "lifecycle": "experimental"}
     )
     doc["metadata"].setdefault("description", f"A component that provides '{type_}'.")
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "tests").mkdir(exist_ok=True)
-    (dest / "component.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    (dest / "README.md").write_text(readme.replace("{name}", name), encoding="utf-8")
-    (dest / "tests" / "basic.yaml").write_text(test, encoding="utf-8")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "tests").mkdir(exist_ok=True)
+        (dest / "component.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        (dest / "README.md").write_text(readme.replace("{name}", name), encoding="utf-8")
+        (dest / "tests" / "basic.yaml").write_text(test, encoding="utf-8")
+    except OSError as exc:  # a folder the user named that cannot be written: their input
+        raise InvalidInputError(
+            f"Cannot write the component to '{dest}': {exc.strerror or exc}",
+            [error("Cannot write folder", f"'{dest}': {exc.strerror or exc}. Pick another --to.")],
+        ) from None
     return ["component.yaml", "README.md", "tests/basic.yaml"]
 
 

@@ -36,7 +36,7 @@ from stackyard.model.placeholders import lookup, substitute
 from stackyard.model.source import load_yaml
 from stackyard.model.values import reveal
 from stackyard.model.workload import Workload, parse_workload
-from stackyard.resolve.graph import Instance, expand
+from stackyard.resolve.graph import Instance, expand, instance_context
 
 TEST_GLOB = "*.yaml"
 
@@ -162,12 +162,14 @@ def _instances(
             uid=uid,
             component=comp,
             inputs=apply_inputs(comp, params),
-            context={
-                "env": env,
-                "env_type": "ephemeral",
-                "workload": workload.name,
-                "uid": str(uid),
-            },
+            # The throw-away environment belongs to the team that owns the component.
+            context=instance_context(
+                env=env,
+                env_type="ephemeral",
+                workload=workload.name,
+                uid=uid,
+                owner=manifest.owner,
+            ),
             requires=requires,
         )
 

@@ -33,6 +33,7 @@ from stackyard.errors import (
     ProviderError,
     ProviderPermanentError,
 )
+from stackyard.model.status import CHANGE, ChangeOutcome
 from stackyard.model.values import Unknown, is_known, reveal
 from stackyard.providers.api import (
     Applied,
@@ -112,6 +113,7 @@ class Applier:
         self._serial = plan.serial
         self._mutex = threading.Lock()
         self._limits: dict[str, threading.Semaphore] = {}
+        self._outcomes: dict[str, ChangeOutcome] = {}
 
     def run(self) -> ApplyResult:
         """Apply every change; returns what happened (never raises for provider failures)."""
@@ -129,10 +131,10 @@ class Applier:
             lambda a: self._run_one(changes[a]),
             parallelism=self.parallelism,
             should_stop=lambda: self.lock.lost,
-            on_skip=lambda a, cause: self.events.emit(
-                "skipped",
+            on_skip=lambda a, cause: self._outcome(
+                ChangeOutcome.SKIPPED,
                 a,
-                action=changes[a].action.value,
+                action=changes[a].action,
                 message=f"skipped: {cause} did not succeed",
             ),
             limiter=self._limiter(changes),
@@ -183,8 +185,8 @@ class Applier:
         try:
             self._execute(change)
         except BaseException as exc:
-            self.events.emit(
-                "failed", change.address, action=change.action.value, message=_describe(exc)
+            self._outcome(
+                ChangeOutcome.FAILED, change.address, action=change.action, message=_describe(exc)
             )
             raise
 
@@ -193,12 +195,12 @@ class Applier:
             raise LockLostError("lease lost")
         kind = self.kinds.kind(change.kind)
         if change.action is Action.DELETE:
-            self._emit("started", change)
+            self._emit(ChangeOutcome.STARTED, change)
             if change.retain:
                 self._serial = self.store.forget(self.lock.lease, [change.address])
             else:
                 self._delete(kind, change, self._records[change.address])
-            self._emit("finished", change)
+            self._emit(ChangeOutcome.FINISHED, change)
             return
         config = self._resolve(change)
         plain = validate_config(kind, reveal(config))
@@ -210,7 +212,7 @@ class Applier:
             return
         if action is Action.UPDATE and record is None:
             action = Action.CREATE
-        self._emit("started", change, action)
+        self._emit(ChangeOutcome.STARTED, change, action)
         if action is Action.REPLACE and record is not None:
             self._delete(kind, change, record)
             record = None
@@ -241,7 +243,7 @@ class Applier:
                     UpdateRequest(meta, plain, prior, record.full_outputs(), changed)
                 ),
             )
-        self._emit("finished", change, action)
+        self._emit(ChangeOutcome.FINISHED, change, action)
 
     def _resolve(self, change: Change) -> Any:
         if self.graph is None or change.address not in self.graph.nodes:
@@ -356,10 +358,10 @@ class Applier:
                 if not exc.transient or attempt >= self.retries or self.lock.lost:
                     raise
                 attempt += 1
-                self.events.emit(
-                    "retrying",
+                self._outcome(
+                    ChangeOutcome.RETRYING,
                     change.address,
-                    action=change.action.value,
+                    action=change.action,
                     message=f"attempt {attempt + 1}: {exc.message}",
                 )
                 time.sleep(self.retry_delay_s * (2 ** (attempt - 1)))
@@ -371,13 +373,24 @@ class Applier:
                     address=change.address,
                 ) from exc
 
-    def _emit(self, type_: str, change: Change, action: Action | None = None) -> None:
-        self.events.emit(
-            type_,
+    def _emit(self, outcome: ChangeOutcome, change: Change, action: Action | None = None) -> None:
+        action = action or change.action
+        self._outcome(
+            outcome,
             change.address,
-            action=(action or change.action).value,
-            message=f"{(action or change.action).value} {change.kind} {change.physical_name}",
+            action=action,
+            message=f"{action.value} {change.kind} {change.physical_name}",
         )
+
+    def _outcome(
+        self, outcome: ChangeOutcome, address: str, *, action: Action, message: str
+    ) -> None:
+        """Move ``address`` to ``outcome`` as ``status.CHANGE`` allows, and emit it."""
+        with self._mutex:
+            self._outcomes[address] = CHANGE.check(
+                self._outcomes.get(address), outcome, subject=address
+            )
+        self.events.emit(outcome, address, action=action.value, message=message)
 
 
 def _as_planned(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -9,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackyard.model.values import mask
+
+#: Where a failing hook is reported (a child of the ``stackyard`` logger).
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +43,23 @@ Hook = Callable[[Event], None]
 
 
 class Events:
-    """Fan-out of events to hooks. Thread-safe; a failing hook never breaks the engine."""
+    """Fan-out of events to hooks. Thread-safe; a failing hook never breaks the engine.
+
+    A hook that raises is not silent either: the failure is logged (a warning, the traceback
+    at debug level) and counted in ``lost``, so that whoever persists the events (the
+    deployment's event log is such a hook) can record that some are missing.
+    """
 
     def __init__(self, *hooks: Hook) -> None:
         self._hooks = list(hooks)
         self._lock = threading.Lock()
+        self._lost = 0
+
+    @property
+    def lost(self) -> int:
+        """How many times a hook raised instead of taking an event (0: none was lost)."""
+        with self._lock:
+            return self._lost
 
     def add(self, hook: Hook) -> None:
         """Register another hook."""
@@ -66,5 +82,15 @@ class Events:
         for hook in hooks:
             try:
                 hook(event)
-            except Exception:  # noqa: S112 - a renderer's bug must not stop an apply
-                continue
+            except Exception as exc:  # a renderer's bug must not stop an apply
+                with self._lock:
+                    self._lost += 1
+                where = f" of {event.address}" if event.address else ""
+                logger.warning(
+                    "An event hook failed on the '%s' event%s; the event is lost to it: %s: %s",
+                    event.type,
+                    where,
+                    exc.__class__.__name__,  # ``type`` is the event's type in here
+                    exc,
+                )
+                logger.debug("The event hook's traceback", exc_info=True)

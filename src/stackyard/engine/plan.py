@@ -13,15 +13,15 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stackyard.canonical import canonical_bytes
 from stackyard.diagnostics import Diagnostic, error, has_errors
-from stackyard.errors import ProviderError
+from stackyard.errors import PlaceholderError, ProviderError
 from stackyard.model.values import Secret, Unknown, contains, is_known, mask, reveal
 from stackyard.providers.api import (
     Kind,
@@ -202,20 +202,15 @@ def graph_digest(graph: Graph | None) -> str:
     if graph is None:
         return ""
     h = hashlib.sha256()
+
+    def add(value: Any) -> None:
+        # spaced and ASCII: the form the first plans were digested in (see stackyard.canonical)
+        h.update(canonical_bytes(value, ascii_only=True, default=str, spaced=True))
+
     for address, node in graph.nodes.items():
-        h.update(
-            json.dumps(
-                [address, node.kind, node.template, node.each, node.depends_on, node.physical_name],
-                sort_keys=True,
-                default=str,
-            ).encode()
-        )
+        add([address, node.kind, node.template, node.each, node.depends_on, node.physical_name])
     for uid, inst in sorted(graph.instances.items(), key=lambda kv: str(kv[0])):
-        h.update(
-            json.dumps(
-                [str(uid), inst.inputs, inst.context, inst.external], sort_keys=True, default=str
-            ).encode()
-        )
+        add([str(uid), inst.inputs, inst.context, inst.external])
     return h.hexdigest()
 
 
@@ -269,10 +264,8 @@ def plan(
                 continue
             try:
                 desired = graph.resolve_config(address, outputs_of)
-            except Exception as exc:  # a placeholder error: report it against the address
-                diags.append(
-                    error("Invalid reference", getattr(exc, "message", str(exc)), subject=address)
-                )
+            except PlaceholderError as exc:  # the user's mistake; anything else is a bug
+                diags.append(error("Invalid reference", exc.message, subject=address))
                 predicted[address] = Unknown(address)
                 continue
             change = _diff(node.address, kind, desired, record, observed, diags)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from stackyard.environments.deploy import DeployResult, converge, target_of
+from stackyard.environments.deploy import DeployResult, converge
+from stackyard.environments.target import target_of
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.model.environment import Deployment
@@ -33,20 +34,20 @@ def _pending(ws: Workspace, deployment_id: str) -> Deployment:
 
 
 def _check_approver(ws: Workspace, dep: Deployment, verdict: str) -> None:
-    ws.authorize(Action.APPROVE, env=dep.env, audit=True)
-    if dep.actor != ws.actor:
+    ws.access.authorize(Action.APPROVE, env=dep.env, audit=True)
+    if dep.actor != ws.access.actor:
         return
     found = ws.governance.decisions(decision_id=dep.decision_id) if dep.decision_id else []
     if found and found[0].get("allow_self_approval"):
         return
-    ws.audit(
+    ws.access.audit(
         Action.APPROVE.value,
         f"deployment:{dep.id}",
         "denied",
         {"reason": "self-approval", "verdict": verdict},
     )
     raise PermissionDeniedError(
-        f"{ws.actor} started deployment {dep.id} and may not {'approve' if verdict == 'approved' else 'reject'} it",
+        f"{ws.access.actor} started deployment {dep.id} and may not {'approve' if verdict == 'approved' else 'reject'} it",
         action=Action.APPROVE.value,
         hint="Another approver must decide; a policy may allow self-approval with 'allow_self_approval := true'.",
     )
@@ -59,7 +60,7 @@ def pending(ws: Workspace, env: str | None = None) -> list[dict[str, Any]]:
         dep = ws.records.deployment(dep_id)
         if dep is None:
             continue
-        ws.authorize(Action.VIEW, env=dep.env)
+        ws.access.authorize(Action.VIEW, env=dep.env)
         found = ws.governance.decisions(decision_id=dep.decision_id) if dep.decision_id else []
         reasons = [r for r in (found[0]["results"] if found else []) if r["kind"] == "approval"]
         out.append(
@@ -84,8 +85,8 @@ def approve(
             f"Deployment {dep.id} was decided meanwhile",
             hint=f"stackyard deployments {dep.env} {dep.id}",
         )
-    ws.governance.add_approval(dep.id, actor=ws.actor, verdict="approved", comment=comment)
-    ws.audit(
+    ws.governance.add_approval(dep.id, actor=ws.access.actor, verdict="approved", comment=comment)
+    ws.access.audit(
         Action.APPROVE.value, f"deployment:{dep.id}", "ok", {"comment": comment, "env": dep.env}
     )
     request = dict(dep.request or {})
@@ -94,7 +95,7 @@ def approve(
 
         return resume_destroy(ws, dep, progress=progress)
     env = ws.environment(dep.env)
-    target = target_of(ws, env, request)
+    target = target_of(ws.records, env, request)
     result: DeployResult = converge(ws, target, kind=dep.kind, resume=dep, progress=progress)
     return result
 
@@ -108,8 +109,8 @@ def reject(ws: Workspace, deployment_id: str, *, comment: str = "") -> Deploymen
             f"Deployment {dep.id} was decided meanwhile",
             hint=f"stackyard deployments {dep.env} {dep.id}",
         )
-    ws.governance.add_approval(dep.id, actor=ws.actor, verdict="rejected", comment=comment)
-    ws.audit(
+    ws.governance.add_approval(dep.id, actor=ws.access.actor, verdict="rejected", comment=comment)
+    ws.access.audit(
         Action.APPROVE.value,
         f"deployment:{dep.id}",
         "rejected",

@@ -1,5 +1,7 @@
-"""The governed road: what a plan, an environment change, a destroy or a promotion looks like
-to the policies (DESIGN §6's document), and the one gate every applied plan passes."""
+"""The governed road: the applied policies asked at each stage (``Governor``), what a plan, an
+environment change, a destroy, a promotion or a publish looks like to them (DESIGN §6's
+document), and the one verdict every decision gets (``verdict``): a deny stops, an approval
+parks what can wait and refuses what cannot. ``gate`` is that verdict for a plan."""
 
 from __future__ import annotations
 
@@ -8,28 +10,99 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from stackyard.errors import PolicyDeniedError
 from stackyard.model.environment import Deployment, Environment, InstanceRecord
 from stackyard.policy import inputs
 from stackyard.policy.cost import plan_cost
+from stackyard.policy.decision import Decision, PolicySet, diagnostics, raise_if_denied
 
 if TYPE_CHECKING:
     from stackyard.components.attest import StageResult
     from stackyard.components.pipeline import Govern
     from stackyard.diagnostics import Diagnostic
     from stackyard.engine.plan import Plan
+    from stackyard.environments.access import Access
+    from stackyard.environments.catalog import Catalog
+    from stackyard.environments.platform import Platform
     from stackyard.environments.resolver import Resolution
-    from stackyard.environments.workspace import Workspace
     from stackyard.model.component import ComponentManifest
     from stackyard.model.workload import Workload
-    from stackyard.policy.decision import Decision
+    from stackyard.policy.sandbox import Limits
+    from stackyard.resolve.lock import Pin
+    from stackyard.state.governance import Governance
+    from stackyard.state.records import Records
 
 Progress = Callable[[str], None]
 PARKED = "awaiting-approval"
 
 
-def environment_input(ws: Workspace, env: Environment) -> dict[str, Any]:
+class Governor:
+    """The policies of the applied platform configuration, asked on behalf of ``access``'s
+    actor; every decision is written to the decision log. Building a decision's document
+    reads the ``catalog`` (facts of builds) and the ``records`` (secrets to scrub, deployments
+    to save as denied or parked)."""
+
+    def __init__(
+        self,
+        *,
+        platform: Callable[[], Platform],
+        access: Access,
+        catalog: Catalog,
+        governance: Governance,
+        records: Records,
+        clock: Callable[[], float],
+        limits: Limits,
+    ) -> None:
+        self.platform = platform
+        self.access = access
+        self.catalog = catalog
+        self.records = records
+        self._governance = governance
+        self._clock = clock
+        self._limits = limits
+        self._compiled: tuple[Platform, PolicySet] | None = None
+
+    @property
+    def policies(self) -> PolicySet:
+        """The applied policies (compiled lazily, per selection; again after a platform apply
+        changed the configuration)."""
+        platform = self.platform()
+        if self._compiled is None or self._compiled[0] is not platform:
+            compiled = PolicySet(list(platform.policies.values()), limits=self._limits)
+            self._compiled = (platform, compiled)
+        return self._compiled[1]
+
+    def decide(
+        self,
+        stage: str,
+        document: Mapping[str, Any],
+        *,
+        env: str | None,
+        env_type: str | None,
+        subject: str = "",
+    ) -> Decision:
+        """Evaluate the policies at ``stage`` and write the decision to the decision log.
+
+        The document gains ``now``: the state store's clock (RFC 3339, UTC), which policies
+        use instead of ``time.now_ns()`` (the client's clock, which a skewed machine gets
+        wrong).
+        """
+        if "now" not in document:
+            document = {**document, "now": inputs.timestamp(self._clock())}
+        decision = self.policies.evaluate(
+            stage, document, env=env, env_type=env_type, actor=self.access.actor, subject=subject
+        )
+        self._governance.record_decision(decision)
+        return decision
+
+    def actor_input(self, env: str | None = None, env_type: str | None = None) -> dict[str, Any]:
+        """The ``actor`` part: who acts, their teams, and their roles on the target."""
+        return self.access.actor_doc(self.access.target(env, env_type))
+
+
+def environment_input(gov: Governor, env: Environment) -> dict[str, Any]:
     """The ``environment`` part."""
-    etype = ws.platform().types.get(env.type)
+    etype = gov.platform().types.get(env.type)
     return inputs.environment_doc(
         name=env.name,
         type=env.type,
@@ -41,42 +114,21 @@ def environment_input(ws: Workspace, env: Environment) -> dict[str, Any]:
     )
 
 
-def component_facts(ws: Workspace, name: str, version: str, digest: str) -> dict[str, Any]:
-    """Lifecycle, deprecation and attestation of a published build (cached per workspace)."""
-    from stackyard.components import catalog
-    from stackyard.components.attest import AttestationError
-    from stackyard.components.keys import Keyring
-    from stackyard.errors import StackyardError
-
-    key = (name, version)
-    hit = ws.component_facts.get(key)
-    if hit is not None:
-        return hit
-    manifest, _ = ws.manifest(name, version)
-    try:
-        notice = catalog.deprecation(ws.registry, name, version)
-    except StackyardError:
-        notice = None
-    try:
-        catalog.verify(ws.registry, Keyring(ws.settings.home), name, version)
-        verified, reason = True, "signature verified by a trusted key"
-    except AttestationError as exc:
-        verified, reason = False, exc.message
-    except StackyardError as exc:
-        verified, reason = False, exc.message
-    facts = {
-        "component": name,
-        "version": version,
-        "digest": digest,
-        "lifecycle": manifest.lifecycle,
-        "deprecated": notice is not None,
-        "deprecation": (notice or {}).get("reason"),
-        "owner": manifest.owner,
-        "verified": verified,
-        "attestation": reason,
-    }
-    ws.component_facts[key] = facts  # a racing thread computes the same facts: harmless
-    return facts
+def release_facts(
+    catalog: Catalog, pins: Mapping[str, Pin]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``release.lock`` and ``attestations`` parts for pinned builds, by uid."""
+    lock, attestations = {}, {}
+    for uid, pin in sorted(pins.items()):
+        facts = catalog.facts(pin.component, pin.version, pin.digest)
+        lock[uid] = {
+            k: facts[k]
+            for k in ("component", "version", "digest", "lifecycle", "deprecated", "owner")
+        }
+        attestations[uid] = {
+            k: facts[k] for k in ("component", "version", "digest", "verified", "attestation")
+        }
+    return lock, attestations
 
 
 def secret_params(res: Resolution) -> list[str]:
@@ -92,13 +144,13 @@ def secret_params(res: Resolution) -> list[str]:
     return out
 
 
-def costs(ws: Workspace, res: Resolution, env: str) -> dict[str, Any]:
+def costs(records: Records, res: Resolution, env: str) -> dict[str, Any]:
     """``cost``: the plan's monthly total after apply, its delta and the cost per instance."""
     desired = {}
     for uid, inst in res.instances.items():
         c = inst.component.cost
         desired[str(uid)] = (c.monthly, c.currency) if c else (Decimal(0), "USD")
-    current = {uid: _recorded(rec) for uid, rec in ws.records.instances(env).items()}
+    current = {uid: _recorded(rec) for uid, rec in records.instances(env).items()}
     return plan_cost(desired, current)
 
 
@@ -107,7 +159,7 @@ def _recorded(rec: InstanceRecord) -> tuple[Decimal, str]:
 
 
 def plan_input(
-    ws: Workspace,
+    gov: Governor,
     env: Environment,
     *,
     stage: str,
@@ -119,19 +171,7 @@ def plan_input(
     extra_secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The input of a ``plan`` (or ``destroy``) decision."""
-    target = ws.target(env.name, env.type)
-    lock = {}
-    attestations = {}
-    if res is not None:
-        for uid, pin in sorted(res.lock.items()):
-            facts = component_facts(ws, pin.component, pin.version, pin.digest)
-            lock[uid] = {
-                k: facts[k]
-                for k in ("component", "version", "digest", "lifecycle", "deprecated", "owner")
-            }
-            attestations[uid] = {
-                k: facts[k] for k in ("component", "version", "digest", "verified", "attestation")
-            }
+    lock, attestations = release_facts(gov.catalog, res.lock) if res is not None else ({}, {})
     changes = [
         {k: c[k] for k in ("address", "kind", "action", "before", "after")}
         for c in planned.to_json()["changes"]
@@ -141,11 +181,15 @@ def plan_input(
         {"address": s.address, "kind": s.kind, "action": "delete", "before": None, "after": None}
         for s in planned.strays
     ]
-    secrets = [*ws.known_secrets(env.name), *(secret_params(res) if res else []), *extra_secrets]
+    secrets = [
+        *gov.access.known_secrets(env.name),
+        *(secret_params(res) if res else []),
+        *extra_secrets,
+    ]
     return inputs.document(
         stage,
-        actor=ws.actor_doc(target),
-        environment=environment_input(ws, env),
+        actor=gov.actor_input(env.name, env.type),
+        environment=environment_input(gov, env),
         workload={name: dict(w.raw) for name, w in sorted(workloads.items())},
         release={"id": release_id, "lock": lock},
         plan={"changes": changes, "summary": planned.summary()},
@@ -155,38 +199,60 @@ def plan_input(
     )
 
 
-def decide_environment(ws: Workspace, env: Environment, *, subject: str) -> Any:
+def verdict(
+    decision: Decision,
+    what: str,
+    *,
+    waits: bool,
+    earlier: Decision | None = None,
+    denied: Callable[[], None] | None = None,
+) -> bool:
+    """The one verdict on a decision, whatever the stage; True when it must wait for approval.
+
+    A deny calls ``denied`` (to record the refusal where the caller keeps it) and raises
+    ``PolicyDeniedError`` ("<what> denied by policy"). An approval result, in ``decision`` or
+    in ``earlier`` (a decision taken before this one, as promote's before its plan), returns
+    True when the action can be parked (``waits``), and raises ``PolicyDeniedError`` when it
+    cannot (an environment change happens now or not at all).
+    """
+    if decision.outcome == "deny":
+        if denied is not None:
+            denied()
+        raise_if_denied(decision, what)
+    wants = decision.outcome == "approval" or (
+        earlier is not None and earlier.outcome == "approval"
+    )
+    if wants and not waits:
+        raise PolicyDeniedError(
+            f"{what} needs an approval, which environment changes do not take",
+            diagnostics(decision, "approval"),
+            decision_id=decision.id,
+            hint="Ask a platform engineer to make the change, or change the policy.",
+        )
+    return wants
+
+
+def decide_environment(gov: Governor, env: Environment, *, subject: str) -> Decision:
     """The ``environment`` stage: creating, changing or extending ``env`` (as it would be).
 
     Deny refuses; an approval result refuses too (environment changes are not parked), with
     the policy's message.
     """
-    from stackyard.errors import PolicyDeniedError
-    from stackyard.policy.decision import diagnostics, raise_if_denied
-
     doc = inputs.document(
         "environment",
-        actor=ws.actor_doc(ws.target(env.name, env.type)),
-        environment=environment_input(ws, env),
-        secrets=ws.known_secrets(env.name) if ws.records.environment(env.name) else (),
+        actor=gov.actor_input(env.name, env.type),
+        environment=environment_input(gov, env),
+        secrets=gov.access.known_secrets(env.name) if gov.records.environment(env.name) else (),
     )
-    decision = ws.decide("environment", doc, env=env.name, env_type=env.type, subject=subject)
-    raise_if_denied(decision, f"{subject.capitalize()}")
-    if decision.outcome == "approval":
-        raise PolicyDeniedError(
-            f"{subject.capitalize()} needs an approval, which environment changes do not take",
-            diagnostics(decision, "approval"),
-            decision_id=decision.id,
-            hint="Ask a platform engineer to make the change, or change the policy.",
-        )
+    decision = gov.decide("environment", doc, env=env.name, env_type=env.type, subject=subject)
+    verdict(decision, subject.capitalize(), waits=False)
     return decision
 
 
-def publish_governor(ws: Workspace) -> Govern:
+def publish_governor(gov: Governor) -> Govern:
     """The ``publish`` stage for the component pipeline: a deny, or an approval (which a
     publish cannot wait for), stops it; warnings are passed on."""
     from stackyard.diagnostics import error
-    from stackyard.policy.decision import diagnostics
 
     def govern(manifest: ComponentManifest, stages: list[StageResult]) -> list[Diagnostic]:
         cost = manifest.cost
@@ -204,11 +270,12 @@ def publish_governor(ws: Workspace) -> Govern:
         }
         doc = inputs.document(
             "publish",
-            actor=ws.actor_doc(ws.target()),
+            actor=gov.actor_input(),
             component=component,
             attestations={s.name: {"passed": s.ok, "detail": s.detail} for s in stages},
         )
-        decision = ws.decide("publish", doc, env=None, env_type=None, subject=manifest.ref)
+        decision = gov.decide("publish", doc, env=None, env_type=None, subject=manifest.ref)
+        # A publish reports every result at once (the pipeline's diagnostics), never raises.
         waits = [
             error(d.summary, f"{d.detail} A publish cannot wait for an approval.")
             for d in diagnostics(decision, "approval")
@@ -248,7 +315,7 @@ def same_changes(planned: Plan, approved: Mapping[str, Any] | None) -> bool:
 
 
 def gate(
-    ws: Workspace,
+    gov: Governor,
     env: Environment,
     dep: Deployment,
     planned: Plan,
@@ -269,17 +336,15 @@ def gate(
     and approve alike: every plan that is applied, first or re-planned, passes it once.
 
     It asks the ``stage`` policies (``plan`` or ``destroy``) about ``planned`` and writes the
-    decision to the decision log. A deny saves ``dep`` as ``denied`` and raises
-    ``PolicyDeniedError`` ("<what> denied by policy"). An approval result (or one in
-    ``earlier``, a decision taken before planning, as promote's) parks ``dep`` as
-    ``awaiting-approval`` with ``request`` (what ``approve`` needs to plan again), unless
-    ``approved`` (the plan an approver approved) makes the same changes. ``enforce=False``
-    (a plan-only run) decides and records without stopping anything.
+    decision to the decision log, then gives it the one verdict (``verdict``): a deny saves
+    ``dep`` as ``denied`` and raises ``PolicyDeniedError`` ("<what> denied by policy"). An
+    approval result (or one in ``earlier``) parks ``dep`` as ``awaiting-approval`` with
+    ``request`` (what ``approve`` needs to plan again), unless ``approved`` (the plan an
+    approver approved) makes the same changes. ``enforce=False`` (a plan-only run) decides and
+    records without stopping anything.
     """
-    from stackyard.policy.decision import diagnostics, raise_if_denied
-
     doc = plan_input(
-        ws,
+        gov,
         env,
         stage=stage,
         planned=planned,
@@ -288,20 +353,19 @@ def gate(
         release_id=dep.release_id,
         cost=cost,
     )
-    decision = ws.decide(stage, doc, env=env.name, env_type=env.type, subject=dep.id)
+    decision = gov.decide(stage, doc, env=env.name, env_type=env.type, subject=dep.id)
     diags = (*diagnostics(decision, "warn"), *diagnostics(decision, "approval"))
     shown = dict(summary) if summary is not None else planned.summary()
     dep = replace(dep, decision_id=decision.id)
     if not enforce:
         return Gated(decision, dep, False, diags)
-    if decision.outcome == "deny":
-        ws.records.put_deployment(
+
+    def denied() -> None:
+        gov.records.put_deployment(
             dep.finished("denied", summary=shown, plan=planned.to_json(), error="denied by policy")
         )
-        raise_if_denied(decision, what)
-    wants = decision.outcome == "approval" or (
-        earlier is not None and earlier.outcome == "approval"
-    )
+
+    wants = verdict(decision, what, waits=True, earlier=earlier, denied=denied)
     if not wants or same_changes(planned, approved):
         return Gated(decision, dep, False, diags)
     tell = say or (lambda _m: None)
@@ -310,6 +374,6 @@ def gate(
     dep = replace(
         dep, status=PARKED, summary=shown, plan=planned.to_json(), request=dict(request or {})
     )
-    ws.records.put_deployment(dep)
+    gov.records.put_deployment(dep)
     tell(f"{what} awaits approval: stackyard approve {dep.id}")
     return Gated(decision, dep, True, diags)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from stackyard.engine.observe import observe_all
-from stackyard.environments.deploy import core_requests, resolver_for, workload_requests
+from stackyard.environments.resolver import Sources, core_requests, resolve_workloads
+from stackyard.environments.target import chain as lineage
 from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
@@ -23,13 +24,10 @@ def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, An
     """For every resource request (and requirement): each candidate binding, why it matched or
     not, the winner and the build it picks."""
     env = ws.environment(env_name)
-    ws.authorize(Action.VIEW, env=env_name)
+    ws.access.authorize(Action.VIEW, env=env_name)
     workloads = [parse_spec(load_score(p), file=str(p)) for p in paths]
-    resolver = resolver_for(ws, env)
-    requests = core_requests(ws, env)
-    for w in workloads:
-        requests.extend(workload_requests(w))
-    res = resolver.resolve(requests)
+    sources = Sources(ws.platform(), ws.records, ws.catalog, ws.store.installation_id())
+    requests, res = resolve_workloads(env, workloads, sources)
     rows = []
     by_uid = {r.uid: r for r in requests}
     for uid, m in res.matches.items():
@@ -66,7 +64,7 @@ def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, An
 def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, Any]:
     """Resources with observed health, workloads with readiness and endpoints, last deployments."""
     env = ws.environment(env_name)
-    ws.authorize(Action.VIEW, env=env_name)
+    ws.access.authorize(Action.VIEW, env=env_name)
     snap = ws.store.snapshot(env_name)
     observed: dict[str, Any] = {}
     if observe and snap.resources:
@@ -129,16 +127,20 @@ def outputs(
 ) -> dict[str, Any]:
     """Outputs per resource (by workload resource name, or by uid), secrets masked unless revealed."""
     env = ws.environment(env_name)
-    ws.authorize(Action.OUTPUTS_REVEAL if reveal else Action.VIEW, env=env_name, audit=reveal)
+    ws.access.authorize(
+        Action.OUTPUTS_REVEAL if reveal else Action.VIEW, env=env_name, audit=reveal
+    )
     if reveal:
-        ws.audit(Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload})
+        ws.access.audit(
+            Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload}
+        )
     instances = ws.records.instances(env_name)
-    chain = ws.chain(env)
+    chain = lineage(ws.records, env)
     # A core server's superuser credentials (``admin_url``, its password) run code as the
     # server's account (COPY ... FROM PROGRAM) and reach every tenant: only platform roles
     # see them, whoever may reveal the rest. A consumer gets its own resource's credentials.
-    admin = reveal and ws.allowed(Action.OUTPUTS_REVEAL_ADMIN, ws.target(env_name))
-    core = {str(r.uid) for e in chain for r in core_requests(ws, e)}
+    admin = reveal and ws.access.allowed(Action.OUTPUTS_REVEAL_ADMIN, ws.access.target(env_name))
+    core = {str(r.uid) for e in chain for r in core_requests(ws.platform(), e)}
 
     def shown(uid: str, rec_outputs: dict[str, Any], secret_keys: Sequence[str]) -> dict[str, Any]:
         def hidden(key: str) -> bool:

@@ -16,9 +16,12 @@ from stackyard.engine.engine import Engine
 from stackyard.engine.events import Event, Events
 from stackyard.engine.plan import Plan
 from stackyard.environments import governed
-from stackyard.environments.deploy import DeployResult, Target, converge, live_workloads
+from stackyard.environments.deploy import DeployResult, converge
+from stackyard.environments.runner import env_dir
+from stackyard.environments.target import Target, chain, live_workloads
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import (
+    ApplyFailedError,
     InvalidInputError,
     LockHeldError,
     PolicyDeniedError,
@@ -27,6 +30,7 @@ from stackyard.errors import (
 )
 from stackyard.model.environment import Deployment, Environment
 from stackyard.model.platform import NAME, format_duration
+from stackyard.model.status import AuditResult, ChangeOutcome, DeploymentStatus, EnvironmentStatus
 from stackyard.policy.rbac import Action
 from stackyard.state.locks import holder_identity
 
@@ -63,18 +67,18 @@ def create(
     platform = ws.platform()
     existing = ws.records.environment(name)
     decl = platform.environments.get(name)
-    if existing is not None and existing.status in ("creating", "ready", "failed", "destroying"):
+    if existing is not None and existing.status.is_live:
         asked = {"type": type_name, "parent": parent, "owner": owner}
         differs = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
-        if not differs and existing.status == "failed":
-            with ws.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
+        if not differs and existing.status is EnvironmentStatus.FAILED:
+            with ws.access.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
                 audit.update(retry=True)
                 return _retry(ws, existing, progress)
-        if not differs and existing.status == "creating":
-            with ws.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
+        if not differs and existing.status is EnvironmentStatus.CREATING:
+            with ws.access.act(Action.ENV_CREATE, env=name, target=f"env:{name}") as audit:
                 audit.update(resume=True)
                 return _resume(ws, existing, progress)
-        if differs or existing.status != "ready":
+        if differs or existing.status is not EnvironmentStatus.READY:
             raise InvalidInputError(
                 f"Environment '{name}' already exists ({existing.status})",
                 hint=f"Destroy it first, or use another name. It differs in: {', '.join(differs)}."
@@ -87,7 +91,7 @@ def create(
         parent = decl.parent
     if parent is not None:
         parent_env = ws.environment(parent)
-        if parent_env.status != "ready":
+        if parent_env.status is not EnvironmentStatus.READY:
             raise InvalidInputError(
                 f"Parent environment '{parent}' is {parent_env.status}",
                 hint=f"Create it first: stackyard env create {parent}.",
@@ -116,7 +120,7 @@ def create(
     env = Environment(
         name=name,
         type=etype.name,
-        status="creating",
+        status=EnvironmentStatus.CREATING,
         parent=parent,
         owner=owner,
         declared=decl is not None,
@@ -130,8 +134,10 @@ def create(
         labels=dict(decl.labels) if decl else {},
         bindings=decl.bindings if decl else (),
     )
-    with ws.act(Action.ENV_CREATE, env=name, env_type=etype.name, target=f"env:{name}") as audit:
-        governed.decide_environment(ws, env, subject=f"create environment {name}")
+    with ws.access.act(
+        Action.ENV_CREATE, env=name, env_type=etype.name, target=f"env:{name}"
+    ) as audit:
+        governed.decide_environment(ws.governor, env, subject=f"create environment {name}")
         created = _insert_and_deploy(ws, env, parent, etype.name, progress)
         audit.update(type=etype.name, parent=parent, owner=owner, expires_at=env.expires_at)
         return created
@@ -157,7 +163,9 @@ def _retry(
     """Create again an environment whose core deploy failed (it resumes where it stopped)."""
     say = progress or (lambda _m: None)
     say(f"retrying the core of '{env.name}', which failed before")
-    if not ws.records.set_status(env.name, "creating", expect=["failed"]):
+    if not ws.records.set_status(
+        env.name, EnvironmentStatus.CREATING, expect=[EnvironmentStatus.FAILED]
+    ):
         raise InvalidInputError(
             f"Environment '{env.name}' changed meanwhile", hint="Run the command again."
         )
@@ -183,16 +191,16 @@ def _deploy_core(
     except LockHeldError:
         raise  # another command is creating it right now: it stays theirs, and 'creating'
     except BaseException:
-        ws.records.set_status(name, "failed", expect=["creating"])
+        ws.records.set_status(name, EnvironmentStatus.FAILED, expect=[EnvironmentStatus.CREATING])
         raise
-    ws.records.set_status(name, "ready", expect=["creating"])
+    ws.records.set_status(name, EnvironmentStatus.READY, expect=[EnvironmentStatus.CREATING])
     return ws.environment(name), result, True
 
 
 def extend(ws: Workspace, name: str, *, ttl_s: int) -> Environment:
     """Set the expiry to now + ``ttl_s``, capped by the type's maximum (refused beyond it)."""
     env = ws.environment(name)
-    with ws.act(Action.ENV_EXTEND, env=name, detail={"ttl_s": ttl_s}):
+    with ws.access.act(Action.ENV_EXTEND, env=name, detail={"ttl_s": ttl_s}):
         return _extend(ws, env, ttl_s)
 
 
@@ -211,9 +219,11 @@ def _extend(ws: Workspace, env: Environment, ttl_s: int) -> Environment:
         )
     expires = ws.store.now() + ttl_s
     governed.decide_environment(
-        ws, replace(env, expires_at=expires), subject=f"extend environment {name}"
+        ws.governor, replace(env, expires_at=expires), subject=f"extend environment {name}"
     )
-    if not ws.records.set_status(name, "ready", expect=["ready"], expires_at=expires):
+    if not ws.records.set_status(
+        name, EnvironmentStatus.READY, expect=[EnvironmentStatus.READY], expires_at=expires
+    ):
         raise InvalidInputError(
             f"Environment '{name}' is {env.status}",
             hint="Only a ready environment can be extended.",
@@ -237,7 +247,7 @@ class DestroyResult:
             "stopped_workloads": self.stopped,
             "destroyed_resources": self.destroyed,
             "deployment": self.deployment.id if self.deployment else None,
-            "status": self.deployment.status if self.deployment else "succeeded",
+            "status": self.deployment.status if self.deployment else DeploymentStatus.SUCCEEDED,
         }
 
 
@@ -250,20 +260,10 @@ def destroy(
     has already moved the environment to ``destroying``.
     """
     say = progress or (lambda _m: None)
-    env = ws.environment(name)
-    children = ws.records.children(name)
-    if children:
-        raise InvalidInputError(
-            f"Environment '{name}' has children: {', '.join(sorted(children))}",
-            hint="Destroy the children first; they use this environment's resources.",
-        )
-    if env.status == "declared":
-        raise InvalidInputError(
-            f"Environment '{name}' is only declared", hint="There is nothing to destroy."
-        )
+    env = destroyable(ws, name)
     if claimed:  # the reaper authorized env.reap once, and audits each environment itself
         return _destroy(ws, env, claimed=True, say=say)
-    with ws.act(Action.ENV_DESTROY, env=name) as audit:
+    with ws.access.act(Action.ENV_DESTROY, env=name) as audit:
         out = _destroy(ws, env, claimed=False, say=say)
         audit.update(
             resources=out.destroyed, **(out.deployment.audit_detail() if out.deployment else {})
@@ -271,8 +271,31 @@ def destroy(
         return out
 
 
+def destroyable(ws: Workspace, name: str) -> Environment:
+    """``name``, or ``InvalidInputError`` when it cannot be destroyed: it has live children
+    (they use its resources), or it is only declared (there is nothing to destroy)."""
+    env = ws.environment(name)
+    refuse_children(ws, name)
+    if env.status is EnvironmentStatus.DECLARED:
+        raise InvalidInputError(
+            f"Environment '{name}' is only declared", hint="There is nothing to destroy."
+        )
+    return env
+
+
+def refuse_children(ws: Workspace, name: str) -> None:
+    """The has-children rule: a child uses its parent's resources, so an environment with
+    live children is never destroyed."""
+    children = ws.records.children(name)
+    if children:
+        raise InvalidInputError(
+            f"Environment '{name}' has children: {', '.join(sorted(children))}",
+            hint="Destroy the children first; they use this environment's resources.",
+        )
+
+
 def _destroy(ws: Workspace, env: Environment, *, claimed: bool, say: Progress) -> DestroyResult:
-    dep = Deployment.start(env=env.name, kind="destroy", actor=ws.actor)
+    dep = Deployment.start(env=env.name, kind="destroy", actor=ws.access.actor)
     return _governed_destroy(ws, env, dep, approved=None, claimed=claimed, say=say)
 
 
@@ -282,23 +305,20 @@ def resume_destroy(
     """Carry out an approved environment destroy: re-plan, re-evaluate, apply if unchanged."""
     say = progress or (lambda _m: None)
     env = ws.environment(dep.env)
-    if ws.records.children(env.name):
-        raise InvalidInputError(
-            f"Environment '{env.name}' has children now", hint="Destroy the children first."
-        )
+    refuse_children(ws, env.name)  # a child may have been created while it awaited approval
     return _governed_destroy(ws, env, dep, approved=dep.plan, claimed=False, say=say)
 
 
 def _destroy_engine(ws: Workspace, say: Progress) -> Engine:
     def show(e: Event) -> None:
-        if e.type in ("finished", "failed"):
+        if e.type in (ChangeOutcome.FINISHED, ChangeOutcome.FAILED):
             say(f"{e.type:9} {e.action:8} {e.address}")
 
     return Engine(
         store=ws.store,
         kinds=ws.kinds,
         events=Events(show),
-        holder=holder_identity(ws.actor),
+        holder=holder_identity(ws.access.actor),
         lock_wait_s=ws.lock_wait_s,
     )
 
@@ -330,8 +350,8 @@ def _governed_destroy(
         return DestroyResult(env.name, deployment=dep)
     if not claimed and not ws.records.set_status(
         env.name,
-        "destroying",
-        expect=["ready", "failed", "creating", "destroying"],
+        EnvironmentStatus.DESTROYING,
+        expect=[s for s in EnvironmentStatus if s.is_live],
         claimed_at=ws.store.now(),
     ):
         raise InvalidInputError(
@@ -351,7 +371,9 @@ def _governed_destroy(
                 raise
         say(f"the state of '{env.name}' changed since the decision: planning the destroy again")
         planned = engine.plan(env.name, None)
-        before = "ready" if claimed else env.status  # a reaper claimed a ready environment
+        before = (
+            EnvironmentStatus.READY if claimed else env.status
+        )  # a reaper claimed a ready environment
         dep, parked = _gate_destroy(
             ws, env, dep, planned, approved=approved, claimed=True, say=say, status=before
         )
@@ -369,13 +391,13 @@ def _gate_destroy(
     approved: Mapping[str, Any] | None,
     claimed: bool,
     say: Progress,
-    status: str = "ready",
+    status: EnvironmentStatus = EnvironmentStatus.READY,
 ) -> tuple[Deployment, bool]:
     """The gate for one destroy plan; gives the environment back (``status``) when it claimed
     it (``claimed``) and the gate stops the destroy."""
     try:
         gated = governed.gate(
-            ws,
+            ws.governor,
             env,
             dep,
             planned,
@@ -387,10 +409,14 @@ def _gate_destroy(
         )
     except PolicyDeniedError:
         if claimed:
-            ws.records.set_status(env.name, status, expect=["destroying"], claimed_at=None)
+            ws.records.set_status(
+                env.name, status, expect=[EnvironmentStatus.DESTROYING], claimed_at=None
+            )
         raise
     if gated.parked and claimed:
-        ws.records.set_status(env.name, status, expect=["destroying"], claimed_at=None)
+        ws.records.set_status(
+            env.name, status, expect=[EnvironmentStatus.DESTROYING], claimed_at=None
+        )
     return replace(gated.deployment, summary=planned.summary(), plan=planned.to_json()), (
         gated.parked
     )
@@ -401,8 +427,8 @@ def _deletes(planned: Plan) -> int:
 
 
 def _fail_destroy(ws: Workspace, name: str, dep: Deployment, error: str) -> None:
-    ws.records.put_deployment(dep.finished("failed", error=error))
-    ws.records.set_status(name, "failed", expect=["destroying"])
+    ws.records.put_deployment(dep.finished(DeploymentStatus.FAILED, error=error))
+    ws.records.set_status(name, EnvironmentStatus.FAILED, expect=[EnvironmentStatus.DESTROYING])
 
 
 def _destroy_hint(ws: Workspace, env: Environment) -> str:
@@ -411,7 +437,7 @@ def _destroy_hint(ws: Workspace, env: Environment) -> str:
     from stackyard.environments.inspect import status
 
     down = []
-    for owner in ws.chain(env):
+    for owner in chain(ws.records, env):
         try:
             found = status(ws, owner.name)["resources"]
         except StackyardError:
@@ -450,9 +476,10 @@ def _apply_destroy(
             out.stopped = sorted({*out.stopped, *again})
             result = engine.apply(planned, None)
         if not result.ok:
-            failed = "; ".join(f"{a}: {w}" for a, w in sorted(result.failed.items()))
-            raise StackyardError(
-                f"Destroy of '{name}' failed: {failed}",
+            raise ApplyFailedError(
+                f"Destroy of '{name}' failed",
+                env=name,
+                failed=result.failed,
                 hint=_destroy_hint(ws, env),
             )
     except StalePlanError:
@@ -461,15 +488,19 @@ def _apply_destroy(
         _fail_destroy(ws, name, dep, getattr(exc, "message", type(exc).__name__))
         raise
     ws.records.forget_environment(name)
-    shutil.rmtree(ws.env_dir(name), ignore_errors=True)
-    dep = dep.finished("succeeded", summary=planned.summary(), plan=planned.to_json())
+    shutil.rmtree(env_dir(ws.settings.home, name), ignore_errors=True)
+    dep = dep.finished(
+        DeploymentStatus.SUCCEEDED, summary=planned.summary(), plan=planned.to_json()
+    )
     ws.records.put_deployment(dep)
     out.deployment = dep
     env_now = ws.records.environment(name)
     if env_now is not None and env_now.declared:
-        ws.records.set_status(name, "declared", created_at=None, expires_at=None, claimed_at=None)
+        ws.records.set_status(
+            name, EnvironmentStatus.DECLARED, created_at=None, expires_at=None, claimed_at=None
+        )
     else:
-        ws.records.set_status(name, "destroyed", expires_at=None, claimed_at=None)
+        ws.records.set_status(name, EnvironmentStatus.DESTROYED, expires_at=None, claimed_at=None)
     return out
 
 
@@ -478,8 +509,8 @@ def remove_workload(
 ) -> DeployResult:
     """Take one workload out of ``name``: stop it and destroy what only it used."""
     env = ws.environment(name)
-    with ws.act(Action.DEPLOY, env=name, detail={"remove": workload}) as audit:
-        live = live_workloads(ws, name)
+    with ws.access.act(Action.DEPLOY, env=name, detail={"remove": workload}) as audit:
+        live = live_workloads(ws.records, name)
         if workload not in live:
             raise InvalidInputError(
                 f"No workload '{workload}' in '{name}'",
@@ -500,7 +531,7 @@ def destroy_resource(
     left by a failed removal, say). Refused, naming them, while live workloads still use it,
     and for core infrastructure (destroyed with the environment)."""
     env = ws.environment(name)
-    with ws.act(Action.DEPLOY, env=name, detail={"destroy_resource": uid}) as audit:
+    with ws.access.act(Action.DEPLOY, env=name, detail={"destroy_resource": uid}) as audit:
         users = sorted(w.name for w in ws.records.workloads(name) if uid in w.uids)
         inst = ws.records.instances(name).get(uid)
         if inst is None:
@@ -520,7 +551,10 @@ def destroy_resource(
             )
         # The desired state is the live workloads' resources: converging to it drops the orphan.
         result = converge(
-            ws, Target(env, live_workloads(ws, name), set()), kind="remove", progress=progress
+            ws,
+            Target(env, live_workloads(ws.records, name), set()),
+            kind="remove",
+            progress=progress,
         )
         audit.update(result.deployment.audit_detail())
         return result
@@ -531,14 +565,19 @@ def reap(
 ) -> dict[str, Any]:
     """Destroy every expired environment this call manages to claim; safe to run concurrently."""
     say = progress or (lambda _m: None)
-    ws.authorize(Action.ENV_REAP, audit=True)
+    ws.access.authorize(Action.ENV_REAP, audit=True)
     now = ws.store.now() if now is None else now
     claimed = ws.records.claim_expired(now, stale_after=STALE_CLAIM_S)
     done, failed, skipped = [], {}, []
     for name in claimed:
         if ws.records.children(name):
             skipped.append(name)
-            ws.records.set_status(name, "ready", expect=["destroying"], claimed_at=None)
+            ws.records.set_status(
+                name,
+                EnvironmentStatus.READY,
+                expect=[EnvironmentStatus.DESTROYING],
+                claimed_at=None,
+            )
             say(f"skipped '{name}': it has live children")
             continue
         say(f"reaping '{name}' (expired)")
@@ -546,27 +585,30 @@ def reap(
             result = destroy(ws, name, claimed=True, progress=say)
         except StackyardError as exc:
             failed[name] = exc.message
-            ws.audit(
+            ws.access.audit(
                 Action.ENV_REAP.value,
                 f"env:{name}",
-                "denied" if type(exc).__name__ == "PolicyDeniedError" else "failed",
+                AuditResult.DENIED if isinstance(exc, PolicyDeniedError) else AuditResult.FAILED,
                 {"error": exc.message},
             )
             continue
-        if result.deployment is not None and result.deployment.status == "awaiting-approval":
+        if (
+            result.deployment is not None
+            and result.deployment.status is DeploymentStatus.AWAITING_APPROVAL
+        ):
             skipped.append(name)
-            ws.audit(
+            ws.access.audit(
                 Action.ENV_REAP.value,
                 f"env:{name}",
-                "awaiting-approval",
+                AuditResult.AWAITING_APPROVAL,
                 {"deployment": result.deployment.id},
             )
             continue
         done.append(name)
-        ws.audit(
+        ws.access.audit(
             Action.ENV_REAP.value,
             f"env:{name}",
-            "ok",
+            AuditResult.OK,
             {"resources": result.destroyed, "expired": True},
         )
     return {"reaped": done, "failed": failed, "skipped": skipped}

@@ -1,15 +1,14 @@
 """The platform configuration: load a folder of documents, diff it against what is applied,
-apply it, and read the applied configuration back (``Platform``)."""
+apply it, and read the applied configuration back (``Platform``, through ``Applied``)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stackyard import canonical
 from stackyard.diagnostics import Diagnostic, error
 from stackyard.errors import InvalidInputError
 from stackyard.model.environment import Environment
@@ -26,7 +25,8 @@ from stackyard.model.platform import (
 from stackyard.model.source import MAX_FILE_BYTES, files_under, parse_yaml, read_text
 
 if TYPE_CHECKING:
-    from stackyard.environments.workspace import Workspace
+    from stackyard.environments.access import Access
+    from stackyard.state.records import Records
 
 MAX_DOCUMENTS = 500
 
@@ -63,6 +63,27 @@ class Platform:
         return sorted(t.name for t in self.teams.values() if user in t.members)
 
 
+class Applied:
+    """The platform configuration applied in a home, as one workspace sees it: read from the
+    records on first use, and read again after ``apply_dir`` changed it. Calling it returns
+    the current ``Platform``."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self._current: Platform | None = None
+
+    def __call__(self) -> Platform:
+        """The applied configuration (read once; again after ``forget``)."""
+        if self._current is None:
+            self._current = stored_platform(self.records.documents())
+        return self._current
+
+    def forget(self) -> None:
+        """Drop the configuration read (after an apply): the next call reads it again, and
+        whatever was compiled from it (the policies) is compiled again."""
+        self._current = None
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One document-level change of a platform apply."""
@@ -84,8 +105,7 @@ class Change:
 
 def digest(spec: Mapping[str, Any]) -> str:
     """A stable digest of a document spec."""
-    raw = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    return canonical.digest(spec, ascii_only=True, default=str)
 
 
 def load_dir(directory: Path) -> list[Document]:
@@ -377,7 +397,8 @@ def declared_environment(decl: EnvironmentDecl, existing: Environment | None) ->
 
 
 def apply_dir(
-    ws: Workspace,
+    platform: Applied,
+    access: Access,
     directory: Path,
     *,
     confirm: Callable[[str], bool],
@@ -386,13 +407,15 @@ def apply_dir(
     """Load ``directory``, show the diff, confirm, and apply it in one transaction.
 
     Removing a document that a live environment depends on (its type or its declaration) is
-    refused. Declared environments are recorded (status ``declared`` until created).
+    refused. Declared environments are recorded (status ``declared`` until created). The
+    ``platform`` read so far is forgotten after an apply; ``access`` authorizes and audits it.
     """
     from stackyard.policy.rbac import Action
 
-    ws.authorize(Action.PLATFORM_APPLY, audit=True)
+    access.authorize(Action.PLATFORM_APPLY, audit=True)
+    records = platform.records
     docs = load_dir(directory)
-    current = ws.records.documents()
+    current = records.documents()
     changes = diff(current, docs)
     real = [c for c in changes if c.action != "unchanged"]
     counts = {
@@ -410,7 +433,7 @@ def apply_dir(
     if not real:
         return result
     wanted = platform_from(docs)
-    live = [e for e in ws.records.environments() if e.status != "declared"]
+    live = [e for e in records.environments() if e.status != "declared"]
     problems = []
     for e in live:
         if e.type not in wanted.types:
@@ -425,28 +448,28 @@ def apply_dir(
     if not confirm(f"Apply {len(real)} platform change(s)?"):
         return result
     envs = [
-        declared_environment(decl, ws.records.environment(decl.name))
+        declared_environment(decl, records.environment(decl.name))
         for decl in wanted.environments.values()
     ]
     removed = [(c.kind, c.name) for c in real if c.action == "delete"]
-    ws.records.write_documents(
+    records.write_documents(
         [
             (d.kind, d.name, d.spec, digest(d.spec), d.file)
             for d in docs
             if any(c.kind == d.kind and c.name == d.name for c in real)
         ],
         removed,
-        actor=ws.settings.actor,
+        actor=access.actor,
         environments_from=envs,
     )
     for kind, name in removed:
         if kind == "Environment":
-            existing = ws.records.environment(name)
+            existing = records.environment(name)
             if existing is not None and existing.status == "declared":
-                ws.records.set_status(name, "destroyed", declared=False)
+                records.set_status(name, "destroyed", declared=False)
             elif existing is not None:
-                ws.records.set_status(name, existing.status, declared=False)
+                records.set_status(name, existing.status, declared=False)
     result["applied"] = True
-    ws.platform_changed()
-    ws.audit(Action.PLATFORM_APPLY.value, "org", "ok", {"changes": [c.to_json() for c in real]})
+    platform.forget()
+    access.audit(Action.PLATFORM_APPLY.value, "org", "ok", {"changes": [c.to_json() for c in real]})
     return result

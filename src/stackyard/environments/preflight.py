@@ -1,116 +1,33 @@
-"""Checks made before the first provider call: every node's known config against its kind.
-
-``deploy.prepare`` resolves (params against each component's inputs schema) and expands the
-graph; what is left is each resource's config as its kind will see it. Values only known
-after apply (a generated password, an upstream's name) cannot be checked yet; everything
-else can, so a bad Redis ``commands`` rule or an out-of-range ``connection_limit`` is a
-diagnostic (exit 2) before anything is created, not a failed apply half-way through. Kinds
-that can check a fully known config against their backend (``Checkable``: a PostgreSQL
-extension the server does not have) are asked too; that is a read, never a write.
-``workload validate --env`` runs the same checks (``deploy_diagnostics``).
-"""
+"""Preflight: what a deploy would report before its first provider call, without deploying
+(``workload validate --env``): the same resolve and expand steps, nothing planned or applied."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pydantic
-
 from stackyard.diagnostics import Diagnostic, error
-from stackyard.engine.kinds import Kinds
-from stackyard.errors import InvalidInputError, ProviderError, StackyardError
-from stackyard.model.values import Unknown, is_known, reveal
-from stackyard.providers.api import Checkable
-from stackyard.resolve.graph import Graph
+from stackyard.environments.expansion import expand_resolution
+from stackyard.environments.resolver import Sources, resolve_target
+from stackyard.environments.target import Target, live_workloads
+from stackyard.environments.workloads import load_score, parse_spec
+from stackyard.errors import InvalidInputError
+from stackyard.policy.rbac import Action
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from stackyard.environments.workspace import Workspace
-
-INVALID = "Invalid resource config"
-
-
-def config_diagnostics(graph: Graph, kinds: Kinds) -> list[Diagnostic]:
-    """Every node's config, as far as it is known before apply, checked with its kind's model.
-
-    Fields whose value is only known after apply are left out, and so are the errors about
-    them (and model-level errors, which may depend on them). Messages name fields, never
-    values: any value may be a secret. No provider is called.
-    """
-    out: list[Diagnostic] = []
-    for address, node in graph.nodes.items():
-        try:
-            kind = kinds.kind(node.kind)
-            config = graph.resolve_config(address, Unknown)
-        except (ProviderError, StackyardError):
-            continue  # unknown kinds and bad references are reported by expand
-        if not isinstance(config, Mapping):
-            continue
-        known = {str(k): reveal(v) for k, v in config.items() if is_known(v)}
-        unknown = {str(k) for k in config} - set(known)
-        try:
-            kind.config_model.model_validate(known)
-            problems: list[Diagnostic] = []
-        except pydantic.ValidationError as exc:
-            problems = _invalid(exc, unknown, address, node.kind, node.component)
-        out.extend(problems)
-        if not problems and isinstance(kind, Checkable):
-            out.extend(_checked(kind, known, address, node.kind, node.component))
-    return out
-
-
-def _invalid(
-    exc: pydantic.ValidationError, unknown: set[str], address: str, kind: str, component: str
-) -> list[Diagnostic]:
-    """The model's errors about known fields (errors about unknown ones wait for apply)."""
-    out: list[Diagnostic] = []
-    for problem in exc.errors():
-        field = ".".join(str(p) for p in problem["loc"])
-        top = str(problem["loc"][0]) if problem["loc"] else ""
-        if (not top and unknown) or top in unknown:
-            continue
-        out.append(
-            error(
-                INVALID,
-                f"'{address}' ({kind}, from {component}): {field or '(config)'}: {problem['msg']}.",
-                subject=address,
-            )
-        )
-    return out
-
-
-def _checked(
-    kind: Checkable, config: Mapping[str, Any], address: str, kind_name: str, component: str
-) -> list[Diagnostic]:
-    """A kind's read-only backend checks (``Checkable``), as diagnostics. A backend that cannot
-    be asked is no diagnostic here: the plan observes it and reports it."""
-    try:
-        problems = kind.check(config)
-    except (ProviderError, StackyardError):
-        return []
-    return [
-        error(
-            "Not available on the backend",
-            f"'{address}' ({kind_name}, from {component}): {problem}.",
-            subject=address,
-        )
-        for problem in problems
-    ]
 
 
 def deploy_diagnostics(ws: Workspace, env_name: str, paths: Sequence[Path]) -> list[Diagnostic]:
     """What a deploy of ``paths`` to ``env_name`` would report before its first provider call.
 
     The same steps as a deploy: load the Score files, resolve and expand them with the
-    environment's live workloads, and check every config (``config_diagnostics``). Nothing
-    is planned, applied or recorded.
+    environment's live workloads, and check every config (``expansion.config_diagnostics``).
+    Nothing is planned, applied or recorded.
     """
-    from stackyard.environments.deploy import Target, live_workloads, prepare
-    from stackyard.environments.workloads import load_score, parse_spec
-    from stackyard.policy.rbac import Action
-
-    ws.authorize(Action.VIEW, env=env_name)
+    ws.access.authorize(Action.VIEW, env=env_name)
     env = ws.environment(env_name)
     diags: list[Diagnostic] = []
     mine: dict[str, Any] = {}
@@ -131,12 +48,24 @@ def deploy_diagnostics(ws: Workspace, env_name: str, paths: Sequence[Path]) -> l
         mine[wl.name] = wl
     if diags:
         return diags
-    workloads = live_workloads(ws, env_name)
+    workloads = live_workloads(ws.records, env_name)
     workloads.update(mine)
+    sources = Sources(ws.platform(), ws.records, ws.catalog, ws.store.installation_id())
     try:
-        _, graph, found = prepare(ws, Target(env, workloads, set(mine)))
-    except InvalidInputError as exc:
+        res, found = resolve_target(
+            Target(env, workloads, set(mine)),
+            sources,
+            core_allowed=lambda: ws.access.allowed(
+                Action.OUTPUTS_REVEAL_ADMIN, ws.access.target(env_name)
+            ),
+        )
+        _, more = expand_resolution(
+            res,
+            env=env_name,
+            kinds=ws.kinds,
+            installation=sources.installation,
+            max_resources=ws.settings.max_resources,
+        )
+    except InvalidInputError as exc:  # an unknown environment type, say
         return list(exc.diagnostics)
-    seen = {(d.summary, d.detail) for d in found}
-    extra = [d for d in config_diagnostics(graph, ws.kinds) if (d.summary, d.detail) not in seen]
-    return [*found, *extra]
+    return [*found, *more]

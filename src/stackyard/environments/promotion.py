@@ -8,23 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stackyard.environments.deploy import (
-    Confirm,
-    DeployResult,
-    Progress,
-    Target,
-    converge,
-    core_requests,
-    live_workloads,
-    resolver_for,
-    workload_requests,
-)
+from stackyard.environments import governed
+from stackyard.environments.deploy import Confirm, DeployResult, Progress, converge
+from stackyard.environments.resolver import Sources, resolve_workloads
+from stackyard.environments.target import Target, live_workloads
 from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.model.environment import Environment
 from stackyard.model.workload import Workload
-from stackyard.policy.decision import Decision, raise_if_denied
+from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import Action
 from stackyard.resolve.lock import Pin
 
@@ -121,7 +114,7 @@ def create_release(
             )
         env = first.stages[0]
     target = ws.environment(env)
-    with ws.act(Action.RELEASE_CREATE, env=env, detail={"workloads": names}) as audit:
+    with ws.access.act(Action.RELEASE_CREATE, env=env, detail={"workloads": names}) as audit:
         rel, created = _store_release(ws, target, specs, workloads, images)
         audit.update(release=rel.id, created=created)
         return rel, created
@@ -135,11 +128,8 @@ def _store_release(
     images: Mapping[str, str],
 ) -> tuple[Release, bool]:
     env = target.name
-    resolver = resolver_for(ws, target)
-    requests = core_requests(ws, target)
-    for w in workloads:
-        requests.extend(workload_requests(w))
-    res = resolver.resolve(requests)
+    sources = Sources(ws.platform(), ws.records, ws.catalog, ws.store.installation_id())
+    _, res = resolve_workloads(target, workloads, sources)
     if res.diagnostics:
         raise InvalidInputError(f"Cannot resolve the release in '{env}'", res.diagnostics)
     lock = {
@@ -190,7 +180,7 @@ def deploy_release(
     rel = get_release(ws, ident)
     env = ws.environment(env_name)
     action = Action.PROMOTE if kind == "promote" else Action.DEPLOY
-    with ws.act(action, env=env_name, detail={"release": rel.id}) as audit:
+    with ws.access.act(action, env=env_name, detail={"release": rel.id}) as audit:
         result = _deploy_release(
             ws,
             rel,
@@ -221,7 +211,7 @@ def _deploy_release(
         raise InvalidInputError(
             f"Environment '{env_name}' is {env.status}", hint="Deploy to a ready environment."
         )
-    workloads = live_workloads(ws, env_name)
+    workloads = live_workloads(ws.records, env_name)
     mine = {}
     for spec in rel.document.get("workloads", []):
         wl = parse_spec(spec, file=str(spec["metadata"]["name"]))
@@ -281,16 +271,20 @@ def promote(
             ),
         )
     env = ws.environment(to_env)
-    ws.authorize(Action.PROMOTE, env=to_env, audit=True)
-    decision = _decide_promotion(ws, rel, env, previous)
-    if decision.outcome == "deny":
-        ws.audit(
+    ws.access.authorize(Action.PROMOTE, env=to_env, audit=True)
+    decision = _decide_promotion(ws.governor, rel, env, previous)
+    # An approval it asks for is carried to the plan's gate (``earlier``), which parks.
+    governed.verdict(
+        decision,
+        f"Promotion of {rel.short} to '{to_env}'",
+        waits=True,
+        denied=lambda: ws.access.audit(
             Action.PROMOTE.value,
             f"env:{to_env}",
             "denied",
             {"release": rel.id, "decision": decision.id},
-        )
-    raise_if_denied(decision, f"Promotion of {rel.short} to '{to_env}'")
+        ),
+    )
     return deploy_release(
         ws,
         rel.id,
@@ -303,25 +297,17 @@ def promote(
     )
 
 
-def _decide_promotion(ws: Workspace, rel: Release, env: Environment, previous: str) -> Decision:
+def _decide_promotion(
+    gov: governed.Governor, rel: Release, env: Environment, previous: str
+) -> Decision:
     """The ``promote`` stage: the release, its pinned builds' facts, and the target."""
-    from stackyard.environments import governed
     from stackyard.policy import inputs
 
-    lock, attestations = {}, {}
-    for uid, pin in sorted(rel.lock.items()):
-        facts = governed.component_facts(ws, pin.component, pin.version, pin.digest)
-        lock[uid] = {
-            k: facts[k]
-            for k in ("component", "version", "digest", "lifecycle", "deprecated", "owner")
-        }
-        attestations[uid] = {
-            k: facts[k] for k in ("component", "version", "digest", "verified", "attestation")
-        }
+    lock, attestations = governed.release_facts(gov.catalog, rel.lock)
     doc = inputs.document(
         "promote",
-        actor=ws.actor_doc(ws.target(env.name, env.type)),
-        environment=governed.environment_input(ws, env),
+        actor=gov.actor_input(env.name, env.type),
+        environment=governed.environment_input(gov, env),
         workload={str(w["metadata"]["name"]): w for w in rel.document.get("workloads", [])},
         release={
             "id": rel.id,
@@ -330,6 +316,6 @@ def _decide_promotion(ws: Workspace, rel: Release, env: Environment, previous: s
             "lock": lock,
         },
         attestations=attestations,
-        secrets=ws.known_secrets(env.name),
+        secrets=gov.access.known_secrets(env.name),
     )
-    return ws.decide("promote", doc, env=env.name, env_type=env.type, subject=rel.id)
+    return gov.decide("promote", doc, env=env.name, env_type=env.type, subject=rel.id)

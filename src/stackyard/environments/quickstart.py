@@ -54,7 +54,7 @@ def quickstart(
     init = init_home(settings, progress=say)
     with Workspace.open(settings) as ws:
         say(f"2/5 apply the platform configuration {root / 'platform'}")
-        plat = apply_dir(ws, root / "platform", confirm=lambda _q: True)
+        plat = apply_dir(ws.platform, ws.access, root / "platform", confirm=lambda _q: True)
         say(f"3/5 create '{PARENT}' with its core servers")
         parent, _, parent_created = lifecycle.create(ws, PARENT, progress=say)
         say(f"4/5 create the ephemeral environment '{CHILD}' from '{PARENT}'")

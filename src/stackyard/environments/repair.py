@@ -11,12 +11,8 @@ policies, one lease); run it from cron for unattended healing.
 
 from __future__ import annotations
 
-from stackyard.environments.deploy import (
-    DeployResult,
-    Progress,
-    Target,
-    converge,
-)
+from stackyard.environments.deploy import DeployResult, Progress, converge
+from stackyard.environments.target import Target
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
@@ -33,7 +29,7 @@ def repair(
     what the servers now hold (objects a restart lost) and makes it again.
     """
     env = ws.environment(env_name)
-    with ws.act(Action.DEPLOY, env=env_name, detail={"repair": True}) as audit:
+    with ws.access.act(Action.DEPLOY, env=env_name, detail={"repair": True}) as audit:
         if env.status != "ready":
             raise InvalidInputError(
                 f"Environment '{env_name}' is {env.status}",

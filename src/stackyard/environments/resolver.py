@@ -6,6 +6,10 @@ params are checked against the component's inputs schema, and every ``requires``
 resolved recursively: to a core or shared instance of this environment, to an instance of an
 ancestor (used read-only, as ``external`` outputs), or to a new shared instance. Problems are
 collected as diagnostics; nothing is applied here.
+
+``resolve_target`` is the resolve step of a converge: the environment's core and every live
+workload, each instance already deployed pinned to its build, and the changed workloads
+checked against what resolved (runtime features, placeholders, core infrastructure).
 """
 
 from __future__ import annotations
@@ -13,16 +17,32 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stackyard.diagnostics import Diagnostic, error
+from stackyard.components.catalog import (
+    SKIPPED,
+    none_usable_detail,
+    require_attestation,
+    skipped_detail,
+)
+from stackyard.diagnostics import Diagnostic, Severity, error, warning
+from stackyard.environments.target import Target, chain, pins_of
+from stackyard.environments.workloads import placeholder_diagnostics
 from stackyard.errors import InvalidInputError, StackyardError
 from stackyard.model.component import ComponentManifest, apply_inputs, binding_only_inputs
 from stackyard.model.ids import ResourceUid
+from stackyard.model.versions import Range, Version
 from stackyard.resolve.bindings import Level, Match, match
-from stackyard.resolve.graph import Instance
+from stackyard.resolve.graph import Instance, instance_context
 from stackyard.resolve.lock import Pin
-from stackyard.resolve.versions import Range, Version
+from stackyard.runtime.capabilities import runtime_diagnostics
+
+if TYPE_CHECKING:
+    from stackyard.environments.catalog import Catalog
+    from stackyard.environments.platform import Platform
+    from stackyard.model.environment import Environment
+    from stackyard.model.workload import Workload
+    from stackyard.state.records import Records
 
 #: (name) -> published versions; (name, version) -> (manifest, digest)
 Versions = Callable[[str], Sequence[str]]
@@ -40,6 +60,8 @@ class Request:
     core: bool = False
     #: A component's own requirement: its params are the component author's, not a workload's.
     requirement: bool = False
+    file: str = ""  # the Score file of a workload's request, which diagnostics name
+    path: str = ""  # the request's dotted path in that file (``resources.db``)
 
 
 @dataclass
@@ -78,8 +100,13 @@ class Resolver:
         ancestors: Sequence[Ancestor] = (),
         pins: Mapping[str, Pin] | None = None,
         strict: frozenset[str] = frozenset(),
+        owner: str = "",
+        region: str = "",
+        installation: str = "",
     ) -> None:
         self.env, self.env_type, self.levels = env, env_type, levels
+        # The rest of ${context.*} (model.context): the same for every instance here.
+        self.owner, self.region, self.installation = owner, region, installation
         self.versions, self.fetch = versions, fetch
         self.ancestors = ancestors
         self.pins = dict(pins or {})
@@ -156,8 +183,8 @@ class Resolver:
                     error(
                         "Invalid params",
                         f"{req.location or str(uid)}: {d.detail} (field '{d.path}', checked against the inputs schema of {manifest.ref}).",
-                        file=req.workload,
-                        path=d.path,
+                        file=req.file,
+                        path=f"{req.path}.{d.path}" if req.path else d.path,
                     )
                 )
             return
@@ -191,12 +218,15 @@ class Resolver:
             uid=uid,
             component=manifest,
             inputs=inputs,
-            context={
-                "env": self.env,
-                "env_type": self.env_type,
-                "workload": req.workload,
-                "uid": str(uid),
-            },
+            context=instance_context(
+                env=self.env,
+                env_type=self.env_type,
+                workload=req.workload,
+                uid=uid,
+                owner=self.owner,
+                region=self.region,
+                installation=self.installation,
+            ),
             requires=requires,
             external=external,
             digest=pin.digest,
@@ -242,8 +272,8 @@ class Resolver:
         except StackyardError as exc:
             self._diag("Component unavailable", f"{component}: {exc.message}", req)
             return None
-        best = wanted.best(published)
-        if best is None:
+        in_range = sorted((v for v in published if wanted.matches(v)), reverse=True)
+        if not in_range:
             have = ", ".join(str(v) for v in published) or "none"
             self._diag(
                 "No published version in range",
@@ -251,12 +281,35 @@ class Resolver:
                 req,
             )
             return None
-        try:
-            manifest, digest = self.fetch(component, str(best))
-        except StackyardError as exc:
-            self._diag("Component unavailable", f"{component}@{best}: {exc.message}", req)
-            return None
-        return manifest, Pin(component, str(best), digest)
+        # The highest build in range that is ours, tagged truly and (where the type requires
+        # it) attested; each newer one passed over is a warning (see components.catalog).
+        skipped: list[StackyardError] = []
+        for best in in_range:
+            try:
+                manifest, digest = self.fetch(component, str(best))
+            except SKIPPED as exc:
+                skipped.append(exc)
+                continue
+            except StackyardError as exc:
+                self._diag("Component unavailable", f"{component}@{best}: {exc.message}", req)
+                return None
+            for why in skipped:
+                self.result.diagnostics.append(
+                    warning(
+                        "Newer build skipped",
+                        skipped_detail(f"{component}@{best}", why),
+                        file=req.file,
+                        path=req.path,
+                        subject=str(req.uid),
+                    )
+                )
+            return manifest, Pin(component, str(best), digest)
+        self._diag(
+            "No usable build in range",
+            none_usable_detail(component, rng, self.env_type, skipped),
+            req,
+        )
+        return None
 
     def _unbound(self, req: Request, found: Match) -> None:
         uid = req.uid
@@ -279,5 +332,182 @@ class Resolver:
 
     def _diag(self, summary: str, detail: str, req: Request) -> None:
         self.result.diagnostics.append(
-            error(summary, detail, file=req.workload, subject=str(req.uid))
+            error(summary, detail, file=req.file, path=req.path, subject=str(req.uid))
         )
+
+
+# -- the resolve step of a converge ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What resolving in an environment reads: the applied ``platform`` (bindings, core), the
+    ``records`` (ancestors' instances, the builds already deployed), the ``catalog``
+    (published builds) and the state store's ``installation`` id (it goes into names)."""
+
+    platform: Platform
+    records: Records
+    catalog: Catalog
+    installation: str
+
+
+def levels(platform: Platform, lineage: Sequence[Environment]) -> list[Level]:
+    """Binding levels for an environment chain: each environment nearest first, then the types."""
+    out = [Level(f"environment {e.name}", tuple(e.bindings)) for e in lineage]
+    seen: set[str] = set()
+    for e in lineage:
+        if e.type in seen:
+            continue
+        seen.add(e.type)
+        out.append(Level(f"environment type {e.type}", platform.type(e.type).bindings))
+    return out
+
+
+def resolver_for(
+    env: Environment,
+    sources: Sources,
+    *,
+    pins: Mapping[str, Pin] | None = None,
+    strict: frozenset[str] = frozenset(),
+) -> Resolver:
+    """A resolver for ``env``: its bindings, its ancestors' instances, and pins."""
+    platform, records, catalog = sources.platform, sources.records, sources.catalog
+    lineage = chain(records, env)
+    ancestors = []
+    for anc in lineage[1:]:
+        outs = {uid: rec.outputs for uid, rec in records.instances(anc.name).items()}
+        ancestors.append(Ancestor(anc.name, outs))
+    fetch: Fetch = catalog.manifest
+    if platform.type(env.type).attestation == "required":  # the default; a type may opt out
+        fetch = require_attestation(fetch, registry=catalog.registry, keyring=catalog.keyring)
+    return Resolver(
+        env=env.name,
+        env_type=env.type,
+        levels=levels(platform, lineage),
+        versions=catalog.versions,
+        fetch=fetch,
+        ancestors=ancestors,
+        pins=pins,
+        strict=strict,
+        owner=env.owner or "",
+        installation=sources.installation,
+    )
+
+
+def core_requests(platform: Platform, env: Environment) -> list[Request]:
+    """The core of ``env``: its type's core list when it has no parent (a child uses its parent's)."""
+    if env.parent:
+        return []
+    etype = platform.type(env.type)
+    return [
+        Request(
+            ResourceUid(c.type, c.klass, c.id),
+            dict(c.params),
+            "",
+            f"core of environment type '{etype.name}'",
+            core=True,
+        )
+        for c in etype.core
+    ]
+
+
+def workload_requests(workload: Workload) -> list[Request]:
+    """A workload's resource requests."""
+    return [
+        Request(
+            r.uid,
+            dict(r.params),
+            workload.name,
+            f"{workload.name}: resources.{r.name}",
+            file=workload.file,
+            path=f"resources.{r.name}",
+        )
+        for r in workload.resources.values()
+    ]
+
+
+def resolve_workloads(
+    env: Environment, workloads: Sequence[Workload], sources: Sources
+) -> tuple[list[Request], Resolution]:
+    """``workloads`` resolved afresh in ``env`` (nothing pinned) with the environment's core:
+    the requests made, and what they resolved to (``explain``, ``release create``)."""
+    requests = core_requests(sources.platform, env)
+    for w in workloads:
+        requests.extend(workload_requests(w))
+    return requests, resolver_for(env, sources).resolve(requests)
+
+
+def resolve_target(
+    target: Target, sources: Sources, *, core_allowed: Callable[[], bool]
+) -> tuple[Resolution, list[Diagnostic]]:
+    """Resolve ``target``: its core and every workload, each instance already deployed pinned
+    to its build (unless a changed workload requests it), the release's pins on top.
+
+    Returns the resolution and every problem found (nothing is raised): the resolver's, and
+    the changed workloads' checks against what resolved. ``core_allowed`` says whether the
+    actor may deploy a workload that names core infrastructure (asked only when one does).
+    """
+    env, records = target.env, sources.records
+    changed_uids = {
+        str(r.uid) for name in target.changed for r in target.workloads[name].resources.values()
+    }
+    current = pins_of(records.instances(env.name))
+    pins = {uid: pin for uid, pin in current.items() if uid not in changed_uids}
+    pins.update(target.release_pins)
+    strict = frozenset(target.release_pins) if target.strict_pins else frozenset()
+    resolver = resolver_for(env, sources, pins=pins, strict=strict)
+    requests = core_requests(sources.platform, env)
+    for name in sorted(target.workloads):
+        requests.extend(workload_requests(target.workloads[name]))
+    res = resolver.resolve(requests)
+    diags = list(res.diagnostics)
+    for name in sorted(target.changed):
+        wl = target.workloads[name]
+        diags.extend(runtime_diagnostics(wl))
+        comps = {
+            r.name: res.instances[r.uid].component
+            for r in wl.resources.values()
+            if r.uid in res.instances
+        }
+        diags.extend(placeholder_diagnostics(wl, comps))
+    diags.extend(_core_requests_by_workloads(records, target, res, core_allowed))
+    return res, diags
+
+
+def _core_requests_by_workloads(
+    records: Records, target: Target, res: Resolution, core_allowed: Callable[[], bool]
+) -> list[Diagnostic]:
+    """A workload that names a core instance (its own environment's, or a parent's) would get
+    the server's superuser credentials in its variables, and print them to logs a developer
+    reads: only platform roles (``outputs.reveal-admin``) may deploy such a workload."""
+    env = target.env
+    out: list[Diagnostic] = []
+    allowed: bool | None = None
+    for name in sorted(target.changed):
+        for r in target.workloads[name].resources.values():
+            owner = res.external.get(r.uid)
+            if owner is not None:
+                rec = records.instances(owner).get(str(r.uid))
+                core = rec is not None and rec.core
+            else:
+                core = r.uid in res.core
+            if not core:
+                continue
+            if allowed is None:
+                allowed = core_allowed()
+            if allowed:
+                continue
+            out.append(
+                Diagnostic(
+                    Severity.ERROR,
+                    "Core infrastructure requested by a workload",
+                    f"The workload '{name}' requests '{r.uid}' (resources.{r.name}), which is "
+                    f"core infrastructure of '{owner or env.name}': it would receive the "
+                    "server's superuser credentials. Request a resource the server provides "
+                    "instead (for example type 'postgres' for a database), or ask a platform "
+                    "engineer to deploy it.",
+                    path=f"resources.{r.name}",
+                    subject=str(r.uid),
+                )
+            )
+    return out

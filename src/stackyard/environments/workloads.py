@@ -1,6 +1,6 @@
-"""Workloads on their way to a runtime: load Score files (file sources inlined), check what the
-local runtime can honour, check placeholders against component outputs, and render the
-runtime spec once outputs are known."""
+"""Workloads on their way to a runtime: load Score files (file sources inlined), check
+placeholders against component outputs, and render the runtime spec once outputs are known.
+What the runtime can honour is the runtime's to say (``runtime/capabilities.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stackyard.diagnostics import Diagnostic, error, warning
+from stackyard.diagnostics import Diagnostic, error
 from stackyard.errors import InvalidInputError, PlaceholderError
 from stackyard.model.component import ComponentManifest
 from stackyard.model.placeholders import Reference, find_references, lookup, substitute
@@ -28,7 +28,6 @@ from stackyard.runtime.spec import (
 )
 
 MAX_SOURCE_BYTES = 1024 * 1024
-UNHONOURED = "Not supported by the local runtime"
 
 
 def load_score(path: Path) -> dict[str, Any]:
@@ -105,91 +104,6 @@ def parse_spec(spec: Mapping[str, Any], *, file: str) -> Workload:
     if workload is None:
         raise InvalidInputError(f"{file} is not a valid Score workload", diags)
     return workload
-
-
-def runtime_diagnostics(workload: Workload) -> list[Diagnostic]:
-    """What the local runtime cannot honour (errors) or ignores (warnings)."""
-    out: list[Diagnostic] = []
-    file = workload.file
-    ports = {p.port for p in workload.service.ports.values()} | {
-        p.target_port for p in workload.service.ports.values()
-    }
-    for pname, port in workload.service.ports.items():
-        if port.protocol.upper() != "TCP":
-            out.append(
-                error(
-                    UNHONOURED,
-                    f"Service port '{pname}' uses {port.protocol}; the local runtime serves TCP only.",
-                    file=file,
-                    path=f"service.ports.{pname}.protocol",
-                )
-            )
-    for cname, c in workload.containers.items():
-        base = f"containers.{cname}"
-        if not c.command:
-            out.append(
-                error(
-                    UNHONOURED,
-                    f"Container '{cname}' has no command: the local runtime runs host processes and does not pull image '{c.image}'. Give 'command' (and 'args'): the local runtime is the only runtime today, so an image-only container cannot run yet.",
-                    file=file,
-                    path=f"{base}.command",
-                )
-            )
-        if c.resources is not None:
-            out.append(
-                warning(
-                    "Ignored by the local runtime",
-                    f"Container '{cname}' sets resource requests/limits; local processes run unconstrained.",
-                    file=file,
-                    path=f"{base}.resources",
-                )
-            )
-        for label, probe in (
-            ("readinessProbe", c.readiness_probe),
-            ("livenessProbe", c.liveness_probe),
-        ):
-            if probe is None:
-                continue
-            if probe.exec_command is not None:
-                out.append(
-                    error(
-                        UNHONOURED,
-                        f"Container '{cname}' has an exec {label}; the local runtime honours httpGet probes only.",
-                        file=file,
-                        path=f"{base}.{label}.exec",
-                    )
-                )
-            hp = probe.http_get
-            if hp is not None:
-                if hp.host not in (None, "", "localhost", "127.0.0.1"):
-                    out.append(
-                        error(
-                            UNHONOURED,
-                            f"The {label} of '{cname}' targets host '{hp.host}'; local probes go to 127.0.0.1.",
-                            file=file,
-                            path=f"{base}.{label}.httpGet.host",
-                        )
-                    )
-                if hp.port not in ports:
-                    out.append(
-                        error(
-                            UNHONOURED,
-                            f"The {label} of '{cname}' probes port {hp.port}, which no service port declares; the local runtime assigns host ports per service port.",
-                            file=file,
-                            path=f"{base}.{label}.httpGet.port",
-                        )
-                    )
-        for vname, vol in c.volumes.items():
-            if vol.path:
-                out.append(
-                    error(
-                        UNHONOURED,
-                        f"Volume '{vname}' of '{cname}' mounts a sub-path; the local runtime links whole directories.",
-                        file=file,
-                        path=f"{base}.volumes.{vname}.path",
-                    )
-                )
-    return out
 
 
 def placeholder_diagnostics(

@@ -272,12 +272,18 @@ def _output(name: str, raw: Any) -> OutputTemplate:
 
 
 def _cost(raw: Mapping[str, Any]) -> Cost:
+    # ``check_structure`` refuses a bad cost first; a manifest read from a registry that was
+    # not published by stackyard may still carry one, and it is that publisher's input.
+    monthly: Decimal | None
     try:
-        monthly = Decimal(str(raw["monthly"]))
+        monthly = Decimal(str(raw.get("monthly")))
     except InvalidOperation:
-        raise ValueError(f"cost {raw['monthly']!r} is not a decimal") from None
-    if not monthly.is_finite() or monthly < 0:
-        raise ValueError(f"cost {raw['monthly']!r} is not a finite, non-negative decimal")
+        monthly = None
+    if monthly is None or not monthly.is_finite() or monthly < 0:
+        detail = f"The cost {raw.get('monthly')!r} is not a finite, non-negative decimal."
+        raise InvalidInputError(
+            "Invalid component cost", [error("Invalid cost", detail, path="spec.cost.monthly")]
+        )
     return Cost(monthly=monthly, currency=str(raw.get("currency", "USD")))
 
 

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stackyard.model.platform import Binding
-
-#: Environment lifecycle: declared (in the platform config only) → creating → ready →
-#: destroying → destroyed; ``failed`` when creating its core failed (destroy cleans up).
-STATUSES = ("declared", "creating", "ready", "destroying", "destroyed", "failed")
-LIVE = ("creating", "ready", "failed", "destroying")
+from stackyard.model.status import (
+    DEPLOYMENT,
+    ENVIRONMENT,
+    AuditResult,
+    DeploymentStatus,
+    EnvironmentStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +24,7 @@ class Environment:
 
     name: str
     type: str
-    status: str
+    status: EnvironmentStatus  # its moves: ``status.ENVIRONMENT``
     parent: str | None = None
     owner: str | None = None
     declared: bool = False
@@ -34,10 +36,14 @@ class Environment:
     labels: Mapping[str, str] = field(default_factory=dict)
     bindings: tuple[Binding, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Held as a member even when built from a stored string (unknown: InvalidStatusError).
+        object.__setattr__(self, "status", ENVIRONMENT.parse(self.status, subject=self.name))
+
     @property
     def live(self) -> bool:
         """True once created and until destroyed."""
-        return self.status in LIVE
+        return self.status.is_live
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -85,9 +91,7 @@ class Deployment:
     id: str
     env: str
     kind: str  # deploy | create | destroy | promote | remove
-    # running | succeeded | failed | planned | cancelled | denied | awaiting-approval | rejected
-    # | interrupted (its writer was killed or lost its lease; see Records.interrupt_running)
-    status: str
+    status: DeploymentStatus  # its moves: ``status.DEPLOYMENT``
     actor: str
     created_at: float
     release_id: str | None = None
@@ -98,6 +102,12 @@ class Deployment:
     error: str | None = None
     request: Mapping[str, Any] | None = None  # what to re-plan when approved
     decision_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Held as a member even when built from a stored string (unknown: InvalidStatusError).
+        object.__setattr__(
+            self, "status", DEPLOYMENT.parse(self.status, subject=f"deployment {self.id}")
+        )
 
     @classmethod
     def start(
@@ -114,7 +124,7 @@ class Deployment:
             id=uuid.uuid4().hex[:12],
             env=env,
             kind=kind,
-            status="running",
+            status=DeploymentStatus.RUNNING,
             actor=actor,
             created_at=time.time(),
             release_id=release_id,
@@ -123,12 +133,9 @@ class Deployment:
 
     def audit_detail(self) -> dict[str, str]:
         """How this deployment ends up in an audit event: its id and result."""
-        return {
-            "deployment": self.id,
-            "result": "ok" if self.status == "succeeded" else self.status,
-        }
+        return {"deployment": self.id, "result": AuditResult.of(self.status)}
 
-    def finished(self, status: str, **changes: Any) -> Deployment:
+    def finished(self, status: DeploymentStatus, **changes: Any) -> Deployment:
         """This deployment ended with ``status`` now (plus any other field ``changes``)."""
         return replace(self, status=status, finished_at=time.time(), **changes)
 

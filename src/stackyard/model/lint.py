@@ -4,7 +4,7 @@ The lint needs no environment: it checks a structure-valid ``ComponentManifest``
 itself (its inputs, requires and resources) and against the type contracts. The rules:
 
 - a reference names a known root (``inputs``, ``context``, ``requires``, ``resources``,
-  ``each``) and a known key under it;
+  ``each``) and a known key under it, from the table expansion uses (``model.context``);
 - ``for_each``, ``when`` and ``requires.*.params`` are evaluated before anything is
   applied, so they may not reference ``resources`` (nor ``each``);
 - the resources' references form no cycle;
@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stackyard.cycles import find_cycles
 from stackyard.diagnostics import Diagnostic, DiagnosticBag
 from stackyard.errors import PlaceholderError
 from stackyard.model.component import ComponentManifest
 from stackyard.model.component_schema import StrictValidator, did_you_mean
+from stackyard.model.context import CONTEXT_KEYS, EACH_KEYS, TEMPLATE_ROOTS
 from stackyard.model.contracts import (
     known_types,
     output_properties,
@@ -29,10 +31,6 @@ from stackyard.model.contracts import (
     secret_outputs,
 )
 from stackyard.model.placeholders import Reference, parse, walk
-
-ROOTS = ("inputs", "context", "requires", "resources", "each")
-CONTEXT_KEYS = ("env", "env_type", "workload", "uid", "name", "region", "owner")
-EACH_KEYS = ("key", "value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +94,11 @@ def _references(value: Any, location: str, bag: DiagnosticBag) -> list[Reference
 
 def _check(ref: Reference, m: ComponentManifest, scope: _Scope, bag: DiagnosticBag) -> None:
     where, root, parts = ref.location, ref.root, ref.parts
-    if root not in ROOTS:
+    if root not in TEMPLATE_ROOTS:
         bag.error(
             "Unknown placeholder root",
             f"{ref} uses the root '{root}', which component templates do not have."
-            f"{did_you_mean(root, ROOTS)} The roots are: {', '.join(ROOTS)}.",
+            f"{did_you_mean(root, TEMPLATE_ROOTS)} The roots are: {', '.join(TEMPLATE_ROOTS)}.",
             path=where,
         )
         return
@@ -227,70 +225,6 @@ def _check_cycles(deps: Mapping[str, set[str]], bag: DiagnosticBag) -> None:
             "first. Remove one of these references.",
             path=f"spec.resources.{cycle[0]}",
         )
-
-
-def find_cycles(deps: Mapping[str, set[str]]) -> list[list[str]]:
-    """One cycle per strongly connected component (Tarjan), each starting at its least name.
-
-    Deterministic: nodes and edges are visited in sorted order. A self-reference is a
-    cycle of one.
-    """
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    sccs: list[list[str]] = []
-
-    def connect(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(deps.get(v, ())):
-            if w not in index:
-                connect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            scc: list[str] = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                scc.append(w)
-                if w == v:
-                    break
-            sccs.append(scc)
-
-    for v in sorted(deps):
-        if v not in index:
-            connect(v)
-    cycles = []
-    for scc in sccs:
-        members = set(scc)
-        start = min(scc)
-        if len(scc) > 1 or start in deps.get(start, ()):
-            cycles.append(_cycle_through(start, members, deps))
-    return sorted(cycles)
-
-
-def _cycle_through(start: str, members: set[str], deps: Mapping[str, set[str]]) -> list[str]:
-    """A simple path start -> ... -> start inside one strongly connected component."""
-    path, seen = [start], {start}
-
-    def dfs(v: str) -> bool:
-        for w in sorted(deps.get(v, ())):
-            if w == start:
-                return True
-            if w in members and w not in seen:
-                seen.add(w)
-                path.append(w)
-                if dfs(w):
-                    return True
-                path.pop()
-        return False
-
-    dfs(start)
-    return path
 
 
 def _check_contract(m: ComponentManifest, bag: DiagnosticBag) -> None:

@@ -13,11 +13,11 @@ unknown is unknown, and one that embeds a secret is a secret.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stackyard.canonical import canonical_json
 from stackyard.errors import PlaceholderError
 from stackyard.model.values import Secret, Unknown, contains
 
@@ -209,7 +209,7 @@ def render(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_unrenderable)
+        return canonical_json(value, ascii_only=True, default=_unrenderable)
     except (TypeError, ValueError) as exc:  # circular structures, mixed key types
         raise PlaceholderError(f"Value cannot be rendered into a string: {exc}") from None
 

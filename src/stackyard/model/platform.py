@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackyard.diagnostics import Diagnostic, error
-from stackyard.resolve.versions import Range
+from stackyard.model.versions import Range
 
 API_VERSION = "stackyard.dev/v1"
 KINDS = ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy")
@@ -24,6 +24,9 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 RUNTIMES = ("local",)
+#: ``required`` (the default): resolution picks only builds a trusted key attested;
+#: ``optional``: any published build, attested or not (an explicit opt-out).
+ATTESTATION = ("required", "optional")
 
 
 def parse_duration(text: str) -> int:
@@ -102,7 +105,8 @@ class CoreResource:
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentType:
-    """A template for environments."""
+    """A template for environments. ``attestation`` is ``required`` unless the type opts out
+    with ``optional`` (see ``ATTESTATION``)."""
 
     name: str
     runtime: str = "local"
@@ -112,6 +116,7 @@ class EnvironmentType:
     ttl_max_s: int | None = None
     ephemeral: bool = False
     description: str = ""
+    attestation: str = "required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +357,11 @@ def parse_document(
 
 
 def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentType:
-    r.only(spec, ("runtime", "bindings", "core", "ttl", "ephemeral", "description"), "spec")
+    r.only(
+        spec,
+        ("runtime", "bindings", "core", "ttl", "ephemeral", "description", "attestation"),
+        "spec",
+    )
     runtime = r.text(spec, "runtime", "spec") or "local"
     if runtime not in RUNTIMES:
         r.bad(
@@ -395,6 +404,14 @@ def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> Environ
     ephemeral = spec.get("ephemeral", False)
     if not isinstance(ephemeral, bool):
         r.bad("spec.ephemeral", "Wrong type", "'ephemeral' must be true or false.")
+    attestation = spec.get("attestation", "required")
+    if attestation not in ATTESTATION:
+        r.bad(
+            "spec.attestation",
+            "Invalid value",
+            f"'attestation' must be one of {', '.join(ATTESTATION)}, not {attestation!r}: "
+            "'required' resolves only builds a trusted key attested, 'optional' any build.",
+        )
     return EnvironmentType(
         name,
         runtime,
@@ -404,6 +421,7 @@ def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> Environ
         limits["maximum"],
         bool(ephemeral),
         str(spec.get("description") or ""),
+        attestation if attestation in ATTESTATION else "required",
     )
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from stackyard.canonical import canonical_json
 
 GENESIS = "sha256:" + "0" * 64
 LEGACY = "sha256:"
@@ -29,7 +30,7 @@ class AuditEvent:
     actor: str
     action: str
     target: str
-    result: str  # ok | failed | denied | refused
+    result: str  # an ``AuditResult`` when written; read back as stored (see Governance.audit)
     detail: Mapping[str, Any]
     prev_hash: str
     hash: str
@@ -63,7 +64,7 @@ def chain_hash(
 ) -> str:
     """The hash of one event given the previous one's: an HMAC-SHA256 under ``key``, or the
     legacy unkeyed SHA-256 (anyone can recompute it; kept to verify old events) without."""
-    body = json.dumps(
+    body = canonical_json(
         {
             "seq": seq,
             "at": repr(float(at)),
@@ -73,8 +74,7 @@ def chain_hash(
             "result": result,
             "detail": detail,
         },
-        sort_keys=True,
-        separators=(",", ":"),
+        ascii_only=True,
         default=str,
     )
     message = f"{prev_hash}|{body}".encode()

@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackyard.canonical import canonical_bytes, canonical_json, sha256_digest
 from stackyard.diagnostics import Diagnostic, error, warning
 from stackyard.model.platform import LAYERS, Policy
+from stackyard.model.status import DecisionOutcome
 from stackyard.policy.rego import Compiled, Module, RegoError
 from stackyard.policy.sandbox import Limits
 
@@ -64,10 +66,12 @@ class Decision:
     subject: str = ""
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> DecisionOutcome:
         """``deny`` if anything denies, else ``approval`` if anything asks for one, else ``allow``."""
         kinds = {r.kind for r in self.results}
-        return "deny" if "deny" in kinds else "approval" if "approval" in kinds else "allow"
+        if "deny" in kinds:
+            return DecisionOutcome.DENY
+        return DecisionOutcome.APPROVAL if "approval" in kinds else DecisionOutcome.ALLOW
 
     def of(self, kind: str) -> list[Result]:
         """The results of one kind."""
@@ -93,13 +97,13 @@ class Decision:
 
 def canonical(document: Mapping[str, Any]) -> str:
     """The canonical JSON of an input document (what is hashed and what is evaluated)."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return canonical_json(document, ascii_only=True, default=str)
 
 
 def input_hash(document: Mapping[str, Any] | str) -> str:
     """The digest of a (masked) input document, as the decision log records it."""
     raw = document if isinstance(document, str) else canonical(document)
-    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    return sha256_digest(raw.encode())
 
 
 @dataclass
@@ -118,7 +122,8 @@ class PolicySet:
             [p.name, p.layer, p.target, list(p.stages), sorted(p.sources.items())]
             for p in sorted(self.policies, key=lambda p: p.name)
         ]
-        return "sha256:" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:32]
+        raw = canonical_bytes(body, ascii_only=True, spaced=True)
+        return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
 
     def applicable(self, stage: str, env: str | None, env_type: str | None) -> list[Policy]:
         """Policies taking part at ``stage``, upper layers first."""
@@ -218,7 +223,7 @@ def raise_if_denied(decision: Decision, what: str) -> None:
     """``PolicyDeniedError`` naming every deny, when the decision denies."""
     from stackyard.errors import PolicyDeniedError
 
-    if decision.outcome == "deny":
+    if decision.outcome is DecisionOutcome.DENY:
         raise PolicyDeniedError(
             f"{what} denied by policy",
             diagnostics(decision, "deny"),

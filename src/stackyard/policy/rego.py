@@ -29,7 +29,9 @@ MAX_MODULE_BYTES = 256 * 1024
 
 
 class RegoError(StackyardError):
-    """A Rego module does not compile, or an evaluation failed."""
+    """A Rego module does not compile, or an evaluation failed: the policy's author fixes it."""
+
+    exit_code = 2
 
 
 def package_of(source: str) -> str | None:

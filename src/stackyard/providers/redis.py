@@ -12,8 +12,8 @@ import atexit
 import hashlib
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, suppress
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
@@ -21,7 +21,7 @@ import pydantic
 import redis
 import redis.exceptions
 
-from stackyard.errors import ForeignObjectError, ProviderPermanentError, ProviderTransientError
+from stackyard.errors import ForeignObjectError, ProviderPermanentError
 from stackyard.providers import timeouts
 from stackyard.providers.api import (
     Applied,
@@ -37,6 +37,7 @@ from stackyard.providers.api import (
     UpdateRequest,
     config_field,
 )
+from stackyard.providers.boundary import translate
 
 __all__ = [
     "LABELS_KEY",
@@ -148,36 +149,35 @@ class AclUserConfig(KindConfig):
         return _check_commands(value) if value.strip() else ""
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+def _transient(exc: Exception) -> bool:
+    # Lost connections and timeouts may pass; refused authentication and error replies
+    # (NOPERM, ERR...) will not.
+    return isinstance(
+        exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+    ) and not isinstance(exc, redis.exceptions.AuthenticationError)
 
 
-@contextmanager
-def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> Iterator[None]:
-    """The one boundary where redis-py exceptions become stackyard's.
+def _note(exc: Exception) -> str:
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return f" (the server did not answer in time; limit: {timeouts.OPERATION_ENV})"
+    return ""
+
+
+def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> AbstractContextManager[None]:
+    """The one boundary where redis-py exceptions become stackyard's (``boundary.translate``).
 
     Lost connections, timeouts and a loading server are transient; refused authentication,
     error replies (``NOPERM``, ``ERR``...) and anything else are permanent. Messages are
     redacted of ``secrets``, and the cause is dropped when its text held one.
     """
-    try:
-        yield
-    except redis.exceptions.RedisError as exc:
-        secret_list = list(secrets)
-        raw = str(exc)
-        message = f"Redis: {redact(raw, secret_list)}"
-        if isinstance(exc, redis.exceptions.TimeoutError):
-            message += f" (the server did not answer in time; limit: {timeouts.OPERATION_ENV})"
-        transient = isinstance(
-            exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
-        ) and not isinstance(exc, redis.exceptions.AuthenticationError)
-        error_type = ProviderTransientError if transient else ProviderPermanentError
-        if redact(raw, secret_list) != raw:
-            raise error_type(message, address=address) from None
-        raise error_type(message, address=address) from exc
+    return translate(
+        address,
+        service="Redis",
+        catch=redis.exceptions.RedisError,
+        transient=_transient,
+        note=_note,
+        secrets=secrets,
+    )
 
 
 def _url_secrets(url: str) -> list[str]:

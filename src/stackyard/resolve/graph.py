@@ -18,19 +18,19 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackyard.cycles import find_cycles
 from stackyard.diagnostics import Diagnostic, error
 from stackyard.errors import PlaceholderError
 from stackyard.model.component import ComponentManifest
+from stackyard.model.context import STATIC_ROOTS, TEMPLATE_ROOTS, Context, each_scope
 from stackyard.model.ids import ResourceUid
 from stackyard.model.placeholders import Reference, find_references, lookup, substitute, walk
 from stackyard.model.values import Secret, Unknown
 from stackyard.providers.api import NamingRule
 from stackyard.resolve import conditions
-from stackyard.resolve.naming import physical_name
+from stackyard.resolve.naming import instance_name, physical_name
 
 FOR_EACH_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-TEMPLATE_ROOTS = ("inputs", "context", "requires", "resources", "each")
-STATIC_ROOTS = ("inputs", "context", "each")
 
 # outputs_of(address) -> the outputs known for that node now, or Unknown (known after apply).
 OutputsOf = Callable[[str], "Mapping[str, Any] | Unknown"]
@@ -52,6 +52,32 @@ class Instance:
     requires: Mapping[str, ResourceUid] = field(default_factory=dict)
     external: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     digest: str = ""
+
+
+def instance_context(
+    *,
+    env: str,
+    env_type: str,
+    workload: str,
+    uid: ResourceUid,
+    owner: str = "",
+    region: str = "",
+    installation: str = "",
+) -> dict[str, str]:
+    """An instance's ``context``: every key of ``model.context.Context``, ``name`` derived.
+
+    ``installation`` (the state store's ``installation_id``) goes into ``name`` as it goes
+    into physical names, so two installations sharing a server never pick the same name.
+    """
+    return Context(
+        env=env,
+        env_type=env_type,
+        workload=workload,
+        uid=str(uid),
+        name=instance_name(env, str(uid), installation=installation),
+        region=region,
+        owner=owner,
+    ).as_mapping()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,9 +273,7 @@ def _entries(
     try:
         value = substitute(
             for_each,
-            lambda ref: lookup(
-                _static_scope(inst, None), ref, roots=("inputs", "context", "requires")
-            ),
+            lambda ref: lookup(_static_scope(inst, None), ref, roots=STATIC_ROOTS),
             location=f"{where}.for_each",
         )
     except PlaceholderError as exc:
@@ -303,7 +327,7 @@ def _entries(
             )
             continue
         seen.add(key)
-        out.append((key, {"key": key, "value": val}))
+        out.append((key, each_scope(key, val)))
     return out
 
 
@@ -459,70 +483,3 @@ def topological_order(deps: Mapping[str, Sequence[str]]) -> list[str]:
             if indegree[b] == 0:
                 heapq.heappush(ready, b)
     return order
-
-
-def find_cycles(deps: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Every elementary cycle's strongly connected component, as a path (Tarjan, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    sccs: list[list[str]] = []
-    counter = 0
-    for root in sorted(deps):
-        if root in index:
-            continue
-        work: list[tuple[str, Iterator[str]]] = [
-            (root, iter(sorted(d for d in deps[root] if d in deps)))
-        ]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, it = work[-1]
-            advanced = False
-            for nxt in it:
-                if nxt not in index:
-                    index[nxt] = low[nxt] = counter
-                    counter += 1
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, iter(sorted(d for d in deps[nxt] if d in deps))))
-                    advanced = True
-                    break
-                if nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                comp: list[str] = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == node:
-                        break
-                if len(comp) > 1 or node in deps[node]:
-                    sccs.append(_cycle_path(sorted(comp), deps))
-    return sccs
-
-
-def _cycle_path(members: list[str], deps: Mapping[str, Sequence[str]]) -> list[str]:
-    """A readable loop through a strongly connected component, starting at its first member."""
-    inside = set(members)
-    path = [members[0]]
-    seen = {members[0]}
-    cur = members[0]
-    while True:
-        nxt = next((d for d in sorted(deps[cur]) if d in inside), None)
-        if nxt is None or nxt in seen:
-            break
-        path.append(nxt)
-        seen.add(nxt)
-        cur = nxt
-    return path

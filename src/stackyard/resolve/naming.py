@@ -1,4 +1,4 @@
-"""Deterministic physical names: (environment, uid, resource name) → a safe, unique backend name."""
+"""Deterministic names: of a provider resource (physical) and of a component instance (its base)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import unicodedata
 from stackyard.providers.api import NamingRule
 
 HASH_LENGTH = 8
+#: The rule ``instance_name`` follows: one every built-in kind accepts as an object name.
+INSTANCE_NAMING = NamingRule(max_length=63, allowed="a-z0-9", separator="-")
 
 
 def identity_hash(*parts: str, length: int = HASH_LENGTH) -> str:
@@ -44,9 +46,27 @@ def physical_name(
     the same name. The result fits ``rule.max_length``.
     """
     parts = (installation, env, uid, resource) if installation else (env, uid, resource)
-    digest = identity_hash(*parts)
     uid_id = uid.split("#", 1)[-1]
-    readable = sanitise(f"{env} {uid_id} {resource}", rule)
+    return _compose(f"{env} {uid_id} {resource}", identity_hash(*parts), rule)
+
+
+def instance_name(env: str, uid: str, *, installation: str = "") -> str:
+    """The deterministic name base of one component instance: ``${context.name}``.
+
+    Built like ``physical_name`` from the instance's identity alone (``<env>-<uid id>-<hash>``),
+    so it is the same on every deploy of the instance, differs between environments,
+    instances and installations, and fits the strictest built-in rule (``INSTANCE_NAMING``:
+    63 lower-case letters, digits and '-', which PostgreSQL and Redis both accept). A
+    component names the objects it creates with it (a role and its database).
+    """
+    parts = ("instance", installation, env, uid) if installation else ("instance", env, uid)
+    uid_id = uid.split("#", 1)[-1]
+    return _compose(f"{env} {uid_id}", identity_hash(*parts), INSTANCE_NAMING)
+
+
+def _compose(text: str, digest: str, rule: NamingRule) -> str:
+    """The sanitised, truncated ``text``, then the separator and ``digest``, within the rule."""
+    readable = sanitise(text, rule)
     room = rule.max_length - len(digest) - len(rule.separator)
     if room < 1:
         return digest[: rule.max_length]

@@ -1,7 +1,7 @@
 """Confining a local workload: the OS account it runs as and the folder it may read.
 
 When stackyard runs as root, the workloads of an environment run as that environment's own
-unprivileged account (``providers.local.accounts``), so they cannot read the home
+unprivileged account (``host.accounts``), so they cannot read the home
 (``secret.key``, ``state.db``), another environment's workloads or a server's data. The home
 stays ``0700``: a workload's filesystem root lives outside it, in
 ``/var/lib/stackyard/workloads/<hash>-<workload>`` (the parent is ``0711``: it can be passed
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stackyard.providers.local import accounts
-from stackyard.providers.local.accounts import env_purpose
-from stackyard.providers.local.binaries import runnable_by_server_user
+from stackyard.host import accounts
+from stackyard.host.accounts import env_purpose, runnable_by_server_user
 
 __all__ = [
     "PYTHON_ROOT",

@@ -4,7 +4,7 @@ A workload lives in ``<root>/<workload>/``::
 
     root/            the workload's filesystem root and its processes' cwd (recreated on start)
     status.json      written by the supervisor; no secrets
-    supervisor.pid   pid and start time of the supervisor (``providers.local.supervise`` format)
+    supervisor.pid   pid and start time of the supervisor (``host.supervise`` format)
     supervisor.log   the supervisor's own errors
     ports.json       {"<port name>": <host port>}, reused by the next start
     logs/<c>.log     stdout and stderr of container <c> (rotated to ``<c>.log.1``)
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from stackyard.errors import StackyardError
+from stackyard.errors import InvalidInputError, InvalidStatusError
 from stackyard.runtime.spec import ContainerSpec, FileSpec, WorkloadSpec, WorkloadStatus
 
 __all__ = [
@@ -47,9 +47,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def check_name(name: str, what: str) -> None:
-    """Raise ``ValueError`` unless ``name`` (of a workload or container) matches ``NAME``."""
+    """Raise ``InvalidInputError`` unless ``name`` (of a workload or container) matches ``NAME``."""
     if not NAME.fullmatch(name):
-        raise ValueError(
+        raise InvalidInputError(
             f"Invalid {what} name {name!r}: the local runtime needs 1-63 letters, digits, "
             "'-', '_' or '.', starting with a letter or digit"
         )
@@ -73,7 +73,7 @@ class WorkloadPaths:
 
     @property
     def pidfile(self) -> Path:
-        """Pid and start time of the supervisor (``providers.local.supervise`` format)."""
+        """Pid and start time of the supervisor (``host.supervise`` format)."""
         return self.dir / "supervisor.pid"
 
     @property
@@ -106,7 +106,7 @@ class RootLayout:
 def _target(spec: WorkloadSpec, c: ContainerSpec, target: str, what: str) -> PurePosixPath:
     parts = [p for p in PurePosixPath(target).parts if not p.startswith("/")]
     if not parts or ".." in parts:
-        raise StackyardError(
+        raise InvalidInputError(
             f"The {what} target '{target}' of container '{c.name}' in workload '{spec.name}' "
             "is not inside the workload's root",
             hint="Use a path without '..' components that names a file or directory.",
@@ -123,7 +123,7 @@ def map_root(spec: WorkloadSpec) -> RootLayout:
     def claim(rel: PurePosixPath, c: ContainerSpec, what: str) -> None:
         clash = next((o for o in owner if o == rel or o in rel.parents or rel in o.parents), None)
         if clash is not None:
-            raise StackyardError(
+            raise InvalidInputError(
                 f"The {what} target '/{rel}' of container '{c.name}' in workload "
                 f"'{spec.name}' overlaps '/{clash}' of container '{owner[clash]}'",
                 hint="On the local runtime all containers of a workload share one "
@@ -143,7 +143,7 @@ def map_root(spec: WorkloadSpec) -> RootLayout:
             rel = _target(spec, c, v.target, "volume")
             source = Path(v.source).absolute()
             if not source.is_dir():
-                raise StackyardError(
+                raise InvalidInputError(
                     f"The source of volume '{v.target}' of container '{c.name}' in workload "
                     f"'{spec.name}' is not a directory: {source}",
                 )
@@ -177,7 +177,9 @@ def _mkparents(root: Path, rel: PurePosixPath) -> Path:
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=0o700)
         if path.is_symlink() or not path.is_dir():
-            raise StackyardError(f"Cannot create '/{rel}' in the workload root: '{part}' is taken")
+            raise InvalidInputError(
+                f"Cannot create '/{rel}' in the workload root: '{part}' is taken"
+            )
     return path / rel.parts[-1]
 
 
@@ -208,7 +210,7 @@ def read_status(paths: WorkloadPaths) -> WorkloadStatus | None:
         return None
     try:
         return WorkloadStatus.from_json(data)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, InvalidStatusError):
         return None
 
 

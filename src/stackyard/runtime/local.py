@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import stackyard
-from stackyard.errors import StackyardError
-from stackyard.providers.local import accounts, supervise
+from stackyard.errors import InvalidInputError, WorkloadFailedError
+from stackyard.host import accounts, supervise
+from stackyard.model.status import WorkloadState
 from stackyard.runtime.isolation import Confinement, describe, files_root, remove_tree
 from stackyard.runtime.layout import (
     NAME,
@@ -85,9 +86,9 @@ class LocalRuntime:
         Same digest and a live supervisor: nothing happens (``changed`` is False). Otherwise
         the old supervisor and its processes are stopped, ``root/`` is recreated with the
         files and volumes, and a new supervisor starts, on the same host ports when they are
-        free. The spec is checked before the old version is stopped: a ``ValueError`` (a probe
-        on an undeclared port, a bad name) or ``StackyardError`` (a target outside the root,
-        a command not found) leaves a running workload as it was. Readiness is ``wait_ready``.
+        free. The spec is checked before the old version is stopped: an ``InvalidInputError``
+        (a probe on an undeclared port, a bad name, a target outside the root, a command not
+        found) leaves a running workload as it was. Readiness is ``wait_ready``.
         """
         check_spec(spec)
         digest = spec.digest()
@@ -118,7 +119,7 @@ class LocalRuntime:
         return self.status(spec.name), True
 
     def wait_ready(self, name: str, *, timeout: float = 30.0) -> WorkloadStatus:
-        """Poll until every container is ready; raise ``StackyardError`` if it will not be.
+        """Poll until every container is ready; raise ``WorkloadFailedError`` if it will not be.
 
         Gives up when the supervisor is gone, when a container exited ``3`` times without
         being ready, or after ``timeout`` seconds. The message quotes the last log lines.
@@ -126,9 +127,9 @@ class LocalRuntime:
         deadline = time.monotonic() + timeout
         while True:
             st = self.status(name)
-            if st.state == "ready":
+            if st.state is WorkloadState.READY:
                 return st
-            if st.state == "stopped":
+            if st.state is WorkloadState.STOPPED:
                 raise self._not_ready(name, st, "it is not running")
             for cname, info in st.containers.items():
                 exits = int(info.get("exits") or 0)
@@ -153,14 +154,14 @@ class LocalRuntime:
         if st is None:
             if not running:
                 return WorkloadStatus.stopped(name)
-            return WorkloadStatus(name, "starting", {}, 0, {}, "", None)
+            return WorkloadStatus(name, WorkloadState.STARTING, {}, 0, {}, "", None)
         if not running:
             containers = {
-                c: {**info, "pid": None, "state": "stopped", "ready": False}
+                c: {**info, "pid": None, "state": WorkloadState.STOPPED, "ready": False}
                 for c, info in st.containers.items()
             }
             return WorkloadStatus(
-                name, "stopped", {}, st.restarts, containers, st.digest, st.started_at
+                name, WorkloadState.STOPPED, {}, st.restarts, containers, st.digest, st.started_at
             )
         return st
 
@@ -217,13 +218,13 @@ class LocalRuntime:
         """
         paths = self._paths(name)
         if not paths.dir.is_dir():
-            raise StackyardError(
+            raise InvalidInputError(
                 f"Workload '{name}' is not running in this environment, so it has no logs",
                 hint="Deploy it first; logs are removed when a workload is stopped.",
             )
         known = container_names(paths)
         if container is not None and container not in known:
-            raise StackyardError(
+            raise InvalidInputError(
                 f"Workload '{name}' has no container '{container}'",
                 hint=f"Its containers are: {', '.join(known) or '(none)'}.",
             )
@@ -242,8 +243,9 @@ class LocalRuntime:
             return None
         account = accounts.ensure(self._purpose, f"stackyard workloads {self._purpose}")
         if account is None:
-            raise StackyardError(
+            raise WorkloadFailedError(
                 "Cannot create the unprivileged account the workloads of this environment run as",
+                workload="",
                 hint="stackyard runs as root and needs 'useradd' to confine workloads; "
                 "install it (package 'passwd'), or run stackyard as an ordinary user.",
             )
@@ -311,13 +313,14 @@ class LocalRuntime:
         finally:
             os.close(log_fd)
         if proc.returncode != 0 or not out.strip().isdigit():
-            raise StackyardError(
+            raise WorkloadFailedError(
                 f"The supervisor of workload '{plan.workload}' did not start: "
                 + (supervise.log_tail(paths.supervisor_log) or f"exit code {proc.returncode}"),
+                workload=plan.workload,
                 hint=f"See {paths.supervisor_log}.",
             )
 
-    def _not_ready(self, name: str, st: WorkloadStatus, reason: str) -> StackyardError:
+    def _not_ready(self, name: str, st: WorkloadStatus, reason: str) -> WorkloadFailedError:
         paths = self._paths(name)
         message = f"Workload '{name}' did not become ready: {reason}."
         tail = list(
@@ -334,8 +337,9 @@ class LocalRuntime:
             for value in self._redact.get(name, ()):
                 quoted = quoted.replace(value, "[redacted]")
             message += " Last log lines:\n" + quoted
-        return StackyardError(
+        return WorkloadFailedError(
             message,
+            workload=name,
             hint="Fix the command or the code it runs; stackyard keeps restarting it meanwhile.",
         )
 
@@ -344,7 +348,7 @@ def _check_volumes(name: str, layout: RootLayout, conf: Confinement) -> None:
     """Refuse a volume whose source the workload's account cannot reach."""
     for rel, source in layout.volumes:
         if not supervise.reachable_by(source, conf.account):
-            raise StackyardError(
+            raise InvalidInputError(
                 f"The source of volume '/{rel}' of workload '{name}' is not reachable by the "
                 f"account the workload runs as ({conf.account.name}): {source}",
                 hint="Workloads run unprivileged under root; put the volume outside private "

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from stackyard.providers.local import supervise
+from stackyard.host import supervise
 from stackyard.runtime.layout import WorkloadPaths, read_status
 
 __all__ = ["LogReader", "container_names", "read_logs"]

@@ -13,9 +13,10 @@ import shutil
 import socket
 from pathlib import Path
 
-from stackyard.errors import StackyardError
-from stackyard.providers.local import supervise
-from stackyard.providers.local.accounts import Account
+from stackyard.errors import InvalidInputError
+from stackyard.host import supervise
+from stackyard.host.accounts import Account
+from stackyard.runtime.capabilities import probe_target, runnable
 from stackyard.runtime.isolation import Confinement, python_for
 from stackyard.runtime.layout import WorkloadPaths, check_name
 from stackyard.runtime.spec import ContainerSpec, HttpProbe, WorkloadSpec
@@ -25,24 +26,25 @@ __all__ = ["allocate_ports", "build_plan", "check_spec"]
 
 
 def check_spec(spec: WorkloadSpec) -> None:
-    """Raise ``ValueError`` for a bad name, a duplicate, or a variable no environment holds."""
+    """Raise ``InvalidInputError`` for a bad name, a duplicate, or a variable no environment
+    holds (what the Score file said that the local runtime cannot do)."""
     check_name(spec.name, "workload")
     if not spec.containers:
-        raise ValueError(f"Workload '{spec.name}' has no containers")
+        raise InvalidInputError(f"Workload '{spec.name}' has no containers")
     seen: set[str] = set()
     for c in spec.containers:
         check_name(c.name, "container")
         if c.name in seen:
-            raise ValueError(f"Workload '{spec.name}' has two containers named '{c.name}'")
+            raise InvalidInputError(f"Workload '{spec.name}' has two containers named '{c.name}'")
         seen.add(c.name)
         for key, value in c.variables.items():
             if not key or "=" in key or "\0" in key or "\0" in value:
-                raise ValueError(
+                raise InvalidInputError(
                     f"Container '{c.name}' of workload '{spec.name}' has variable {key!r} "
                     "with a name or value an environment cannot hold ('=' or NUL)"
                 )
     if len({p.name for p in spec.ports}) != len(spec.ports):
-        raise ValueError(f"Workload '{spec.name}' has two service ports with the same name")
+        raise InvalidInputError(f"Workload '{spec.name}' has two service ports with the same name")
 
 
 def allocate_ports(spec: WorkloadSpec, previous: dict[str, int]) -> dict[str, int]:
@@ -81,8 +83,8 @@ def build_plan(
 ) -> SupervisorPlan:
     """The supervisor's plan for ``spec`` on ``ports``, run as ``confinement``'s account.
 
-    Raises ``ValueError`` for a probe on an undeclared port or with another scheme than HTTP(S),
-    and ``StackyardError`` for a container without a command or whose command is not found.
+    Raises ``InvalidInputError`` for a probe on an undeclared port or with another scheme than
+    HTTP(S), and for a container without a command or whose command is not found.
     """
     processes = []
     account = confinement.account if confinement else None
@@ -144,8 +146,8 @@ def _environment(
 
 
 def _resolve(spec: WorkloadSpec, c: ContainerSpec, env: dict[str, str]) -> str:
-    if not c.argv or not c.argv[0]:
-        raise StackyardError(
+    if not runnable(c.argv):
+        raise InvalidInputError(
             f"Container '{c.name}' of workload '{spec.name}' has no command",
             hint="The local runtime runs host commands, not images: set 'command' in the "
             "Score file (for example ['python', 'app.py']).",
@@ -155,7 +157,7 @@ def _resolve(spec: WorkloadSpec, c: ContainerSpec, env: dict[str, str]) -> str:
         return cmd  # relative ones are relative to the workload root, the process's cwd
     found = shutil.which(cmd, path=env.get("PATH", ""))
     if found is None:
-        raise StackyardError(
+        raise InvalidInputError(
             f"The command '{cmd}' of container '{c.name}' in workload '{spec.name}' "
             "was not found on PATH",
             hint="Install it, or give its full path in the Score file's 'command'.",
@@ -172,16 +174,16 @@ def _probe(
 ) -> ProbePlan | None:
     if probe is None:
         return None
-    port = next((p for p in spec.ports if probe.port in (p.port, p.target_port)), None)
+    port = probe_target(probe.port, spec.ports)
     if port is None:
         declared = ", ".join(f"{p.name} ({p.port}->{p.target_port})" for p in spec.ports)
-        raise ValueError(
+        raise InvalidInputError(
             f"The {what} probe of container '{c.name}' in workload '{spec.name}' uses port "
             f"{probe.port}, which is neither the port nor the targetPort of a service port "
             f"(declared: {declared or 'none'}); the local runtime can only probe those"
         )
     scheme = probe.scheme.upper()
     if scheme not in ("HTTP", "HTTPS"):
-        raise ValueError(f"The {what} probe of container '{c.name}' has scheme {scheme!r}")
+        raise InvalidInputError(f"The {what} probe of container '{c.name}' has scheme {scheme!r}")
     path = probe.path if probe.path.startswith("/") else "/" + probe.path
     return ProbePlan(f"{scheme.lower()}://127.0.0.1:{ports[port.name]}{path}", probe.headers)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from stackyard.canonical import canonical_bytes
+from stackyard.model.status import WORKLOAD, WorkloadState
 
 __all__ = [
     "STATES",
@@ -26,8 +28,8 @@ __all__ = [
     "WorkloadStatus",
 ]
 
-#: The states of a workload and of each of its containers.
-STATES = ("ready", "starting", "unready", "crashed", "stopped")
+#: The states of a workload and of each of its containers (``WorkloadState``'s values).
+STATES = tuple(WorkloadState)
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,7 @@ class WorkloadSpec:
 
     def digest(self) -> str:
         """The sha256 (hex) of a canonical JSON of everything: equal digests, equal workloads."""
-        canonical = json.dumps(_canonical(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(canonical_bytes(_canonical(self), ascii_only=True)).hexdigest()
 
 
 def _canonical(spec: WorkloadSpec) -> dict[str, Any]:
@@ -131,13 +132,13 @@ def _canonical(spec: WorkloadSpec) -> dict[str, Any]:
 class WorkloadStatus:
     """What a runtime observes of a workload. Never holds secrets.
 
-    ``state`` is one of ``STATES``. ``containers`` maps each container to ``pid``, ``state``,
+    ``state`` is a ``WorkloadState``. ``containers`` maps each container to ``pid``, ``state``,
     ``restarts``, ``ready`` (and, from the local runtime, ``exits``, ``exit_code``,
     ``started_at``).
     """
 
     name: str
-    state: str
+    state: WorkloadState
     endpoints: Mapping[str, str]
     restarts: int
     containers: Mapping[str, Mapping[str, Any]]
@@ -147,7 +148,7 @@ class WorkloadStatus:
     @classmethod
     def stopped(cls, name: str) -> WorkloadStatus:
         """The status of a workload that does not run."""
-        return cls(name, "stopped", {}, 0, {}, "", None)
+        return cls(name, WorkloadState.STOPPED, {}, 0, {}, "", None)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the inverse of ``from_json``)."""
@@ -163,10 +164,9 @@ class WorkloadStatus:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkloadStatus:
-        """Read what ``to_json`` wrote; raises ``KeyError``/``TypeError``/``ValueError``."""
-        state = str(data["state"])
-        if state not in STATES:
-            raise ValueError(f"unknown state {state!r}")
+        """Read what ``to_json`` wrote; raises ``KeyError``/``TypeError``/``ValueError``, and
+        ``InvalidStatusError`` for a state that is no ``WorkloadState``."""
+        state = WORKLOAD.parse(data["state"], subject=f"workload '{data.get('name')}'")
         started = data.get("started_at")
         return cls(
             name=str(data["name"]),

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stackyard.model.status import WORKLOAD, WorkloadState
 from stackyard.runtime.spec import WorkloadStatus
 
 __all__ = ["Limits", "ProbePlan", "ProcessPlan", "SupervisorPlan", "main"]
@@ -284,7 +285,7 @@ class Runner:
         self.log = LogFile(sup.workdir / "logs" / f"{plan.name}.log", sup.limits.log_max_bytes)
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_ticks = 0
-        self.state = "starting"
+        self.state = WORKLOAD.check(None, WorkloadState.STARTING)
         self.restarts = 0
         self.exits = 0
         self.exit_code: int | None = None
@@ -297,7 +298,7 @@ class Runner:
             "pid": self.proc.pid if self.proc else None,
             "start": self.start_ticks if self.proc else None,
             "state": self.state,
-            "ready": self.state == "ready",
+            "ready": self.state is WorkloadState.READY,
             "restarts": self.restarts,
             "exits": self.exits,
             "exit_code": self.exit_code,
@@ -314,7 +315,7 @@ class Runner:
             except Exception:
                 traceback.print_exc(file=sys.stderr)
                 self.log.note(f"internal error supervising '{self.plan.name}'; retrying")
-                self._set(state="crashed")
+                self._set(state=WorkloadState.CRASHED)
                 self.sup.stopping.wait(limits.backoff_max)
             if backoff < 0:
                 return
@@ -346,7 +347,7 @@ class Runner:
             self.proc = None
             self.exits += 1
             self.exit_code = code
-            self.state = "crashed"
+            self.move_to(WorkloadState.CRASHED)
             self.sup.write_status()
         if reason != "liveness":
             self.log.note(f"process exited with code {code}; restarting in {backoff:g}s")
@@ -379,7 +380,7 @@ class Runner:
             except OSError as exc:
                 self.exits += 1
                 self.exit_code = 127
-                self.state = "crashed"
+                self.move_to(WorkloadState.CRASHED)
                 self.sup.write_status()
                 self.log.note(f"cannot start {self.plan.argv[0]!r}: {exc.strerror}")
                 return None
@@ -391,14 +392,19 @@ class Runner:
             self.start_ticks = _start_time(proc.pid)
             self.started_at = time.time()
             self.exit_code = None
-            self.state = "starting"
+            self.move_to(WorkloadState.STARTING)
             self.sup.write_status()
             return proc
 
-    def _set(self, *, state: str) -> None:
+    def move_to(self, state: WorkloadState) -> None:
+        """Change state as ``status.WORKLOAD`` allows (a refused move is a bug: ``run``
+        logs it and restarts). Call with ``sup.lock`` held."""
+        self.state = WORKLOAD.check(self.state, state, subject=f"container '{self.plan.name}'")
+
+    def _set(self, *, state: WorkloadState) -> None:
         with self.sup.lock:
             if self.state != state and not self.sup.stopping.is_set():
-                self.state = state
+                self.move_to(state)
                 self.sup.write_status()
 
     def _probe(self, probe: ProbePlan) -> bool:
@@ -431,7 +437,13 @@ class Runner:
                 ok = self._ready(now - began)
                 if proc.poll() is not None:
                     return "exited"
-                self._set(state="ready" if ok else ("unready" if ever_ready else "starting"))
+                self._set(
+                    state=WorkloadState.READY
+                    if ok
+                    else WorkloadState.UNREADY
+                    if ever_ready
+                    else WorkloadState.STARTING
+                )
                 if ok and not ever_ready:
                     ever_ready = True
                     next_live = time.monotonic() + limits.live_period
@@ -458,16 +470,16 @@ class Supervisor:
         self.started_at = time.time()
         self.runners = [Runner(self, p) for p in plan.processes]
 
-    def state(self) -> str:
+    def state(self) -> WorkloadState:
         """The workload's state from its containers'."""
-        states = [r.state for r in self.runners]
-        if all(s == "stopped" for s in states):
-            return "stopped"
-        if "crashed" in states:
-            return "crashed"
-        if all(s == "ready" for s in states):
-            return "ready"
-        return "unready" if "unready" in states else "starting"
+        states = {r.state for r in self.runners}
+        if states <= {WorkloadState.STOPPED}:
+            return WorkloadState.STOPPED
+        if WorkloadState.CRASHED in states:
+            return WorkloadState.CRASHED
+        if states == {WorkloadState.READY}:
+            return WorkloadState.READY
+        return WorkloadState.UNREADY if WorkloadState.UNREADY in states else WorkloadState.STARTING
 
     def write_status(self) -> None:
         """Rewrite ``status.json`` atomically. Call with ``lock`` held."""
@@ -531,7 +543,7 @@ class Supervisor:
         with self.lock:
             for r in self.runners:
                 r.proc = None
-                r.state = "stopped"
+                r.move_to(WorkloadState.STOPPED)
             self.write_status()
 
 

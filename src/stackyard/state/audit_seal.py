@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from stackyard.errors import StateError
+from stackyard.errors import StateError, VerificationFailedError
 from stackyard.policy.audit import Checkpoint
 from stackyard.state.secrets import _load_or_create_key, _read_key
 
@@ -60,7 +60,7 @@ class AuditSeal:
                 hint="Restore it from a backup of the stackyard home; it must not be edited.",
             ) from exc
         if key is None or not secrets.compare_digest(self._mac(point, key), mac):
-            raise StateError(
+            raise VerificationFailedError(
                 f"The audit checkpoint {path} was not signed with this home's audit key",
                 hint="Restore audit.key and audit.head together from a backup of the home.",
             )

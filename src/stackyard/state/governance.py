@@ -11,6 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from stackyard.errors import InvalidInputError, StateError
+from stackyard.model.status import (
+    AUDIT,
+    DECISION,
+    VERDICT,
+    AuditResult,
+    DeploymentStatus,
+    Verdict,
+)
 from stackyard.policy.audit import (
     GENESIS,
     LEGACY,
@@ -130,7 +138,7 @@ class Governance:
                     subject=d.subject,
                     input_hash=d.input_hash,
                     revision=d.revision,
-                    outcome=d.outcome,
+                    outcome=DECISION.parse(d.outcome, subject=f"decision {d.id}"),
                     results={
                         "results": [r.to_json() for r in d.results],
                         "policies": list(d.policies),
@@ -160,7 +168,7 @@ class Governance:
                 "subject": r.subject,
                 "input_hash": r.input_hash,
                 "revision": r.revision,
-                "outcome": r.outcome,
+                "outcome": DECISION.parse(r.outcome, subject=f"decision {r.id}"),
                 "policies": (r.results or {}).get("policies", []),
                 "allow_self_approval": (r.results or {}).get("allow_self_approval", False),
                 "results": (r.results or {}).get("results", []),
@@ -171,7 +179,13 @@ class Governance:
     # -- audit ----------------------------------------------------------------------------
 
     def append(
-        self, *, actor: str, action: str, target: str, result: str, detail: Mapping[str, Any]
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        result: AuditResult,
+        detail: Mapping[str, Any],
     ) -> AuditEvent:
         """Append one event to the chain (serialised, so the chain stays linear), keyed with
         the home's audit key, then move the signed head checkpoint forward to it.
@@ -184,6 +198,7 @@ class Governance:
                 "The audit log cannot be appended to without the stackyard home",
                 hint="Open the store through a workspace (the home holds the audit key).",
             )
+        result = AUDIT.parse(result, subject=f"audit event {action} {target}")
         key = self.seal.key(create=True)
         assert key is not None  # created when absent
         at = time.time()
@@ -206,7 +221,7 @@ class Governance:
                     actor=actor,
                     action="audit.rekey",
                     target="audit",
-                    result="ok",
+                    result=AuditResult.OK,
                     detail={"legacy_events": seq - 1, "scheme": "hmac-sha256"},
                 )
                 seq, prev = seq + 1, rekey.hash
@@ -236,7 +251,12 @@ class Governance:
         return verify(self.audit(), key=key, checkpoint=self.seal.checkpoint(key))
 
     def audit(self, *, since: float | None = None, limit: int | None = None) -> list[AuditEvent]:
-        """Audit events in chain order (optionally from ``since``)."""
+        """Audit events in chain order (optionally from ``since``).
+
+        Each event is returned as stored, ``result`` included (not parsed into
+        ``AuditResult``): the chain is verified over the stored text, so an edited row shows
+        as a broken link instead of stopping the verification.
+        """
         q = sa.select(audit_events).order_by(audit_events.c.seq)
         if since is not None:
             q = q.where(audit_events.c.at >= since)
@@ -260,8 +280,11 @@ class Governance:
 
     # -- approvals ------------------------------------------------------------------------
 
-    def add_approval(self, deployment_id: str, *, actor: str, verdict: str, comment: str) -> None:
+    def add_approval(
+        self, deployment_id: str, *, actor: str, verdict: Verdict, comment: str
+    ) -> None:
         """Record an approval or a rejection."""
+        verdict = VERDICT.parse(verdict, subject=f"deployment {deployment_id}")
         with self.store.writing() as conn:
             n = conn.execute(
                 sa.select(sa.func.count())
@@ -288,7 +311,13 @@ class Governance:
                 .order_by(approvals.c.seq)
             ).all()
         return [
-            {"at": r.at, "actor": r.actor, "verdict": r.verdict, "comment": r.comment} for r in rows
+            {
+                "at": r.at,
+                "actor": r.actor,
+                "verdict": VERDICT.parse(r.verdict, subject=f"deployment {deployment_id}"),
+                "comment": r.comment,
+            }
+            for r in rows
         ]
 
     def pending(self, env: str | None = None) -> Sequence[str]:
@@ -297,7 +326,7 @@ class Governance:
 
         q = (
             sa.select(deployments.c.id)
-            .where(deployments.c.status == "awaiting-approval")
+            .where(deployments.c.status == DeploymentStatus.AWAITING_APPROVAL)
             .order_by(deployments.c.created_at.desc())
         )
         if env:
@@ -316,7 +345,7 @@ def _insert(
     actor: str,
     action: str,
     target: str,
-    result: str,
+    result: AuditResult,
     detail: Mapping[str, Any],
 ) -> AuditEvent:
     """Insert one keyed event after ``prev``."""

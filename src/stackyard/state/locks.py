@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from stackyard.errors import LockHeldError, LockLostError, StateError
+from stackyard.errors import InvalidInputError, LockHeldError, LockLostError
 from stackyard.state.api import Lease, LockInfo
 from stackyard.state.tables import lock_tokens, locks, upsert
 
@@ -147,12 +147,14 @@ def release(conn: Connection, lease: Lease) -> None:
 
 
 def force_unlock(conn: Connection, env: str, lock_id: str) -> None:
-    """Break the lock given its id; ``StateError`` if there is no lock with that id."""
+    """Break the lock given its id; ``InvalidInputError`` if there is no lock with that id."""
     current = lock_info(conn, env, for_update=True)
     if current is None:
-        raise StateError(f"Environment '{env}' is not locked", hint="There is nothing to unlock.")
+        raise InvalidInputError(
+            f"Environment '{env}' is not locked", hint="There is nothing to unlock."
+        )
     if current.lock_id != lock_id:
-        raise StateError(
+        raise InvalidInputError(
             f"Lock id {lock_id} does not match the lock on environment '{env}'",
             hint=f"Run 'stackyard state lock {env}' to see the current lock and its id.",
         )

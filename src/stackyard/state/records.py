@@ -3,7 +3,6 @@ deployments with their events, workloads and component instances (SQLAlchemy Cor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,7 +10,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from stackyard.errors import StateError
+from stackyard import canonical
+from stackyard.errors import VerificationFailedError
 from stackyard.model.environment import (
     Deployment,
     DeploymentEvent,
@@ -20,6 +20,7 @@ from stackyard.model.environment import (
     WorkloadRecord,
 )
 from stackyard.model.platform import Binding
+from stackyard.model.status import DEPLOYMENT, ENVIRONMENT, DeploymentStatus, EnvironmentStatus
 from stackyard.state.api import Lease
 from stackyard.state.locks import check_fence
 from stackyard.state.sql import SqlStateStore
@@ -36,17 +37,21 @@ from stackyard.state.tables import (
 
 __all__ = ["Records", "StoredDocument", "release_digest"]
 
+#: What the reaper may claim (an older claim on a ``destroying`` one is taken over too).
+_CLAIMABLE = [EnvironmentStatus.READY, EnvironmentStatus.FAILED]
+_NOT_LIVE = [s for s in EnvironmentStatus if not s.is_live]
+
 
 def release_digest(document: Mapping[str, Any]) -> str:
     """The content address of a release document (its id): SHA-256 of its canonical JSON."""
-    raw = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    return canonical.digest(document)
 
 
 def _verified(release_id: str, document: Mapping[str, Any]) -> str:
-    """``release_id`` when ``document`` still hashes to it, else ``StateError`` (tampering)."""
+    """``release_id`` when ``document`` still hashes to it, else ``VerificationFailedError``
+    (tampering)."""
     if release_digest(document) != release_id:
-        raise StateError(
+        raise VerificationFailedError(
             f"Release {release_id} was modified in the state database: its content no longer "
             "matches its digest (tamper detected)",
             hint="Do not use this release. Restore the releases table from a backup, or create "
@@ -138,14 +143,15 @@ class Records:
         """Every environment, by name."""
         q = sa.select(environments).order_by(environments.c.name)
         if not include_destroyed:
-            q = q.where(environments.c.status != "destroyed")
+            q = q.where(environments.c.status != EnvironmentStatus.DESTROYED)
         with self.store.reading() as conn:
             return [_env(r) for r in conn.execute(q)]
 
     def put_environment(self, env: Environment) -> None:
-        """Insert or replace an environment row."""
+        """Insert or replace an environment row (a new row may start in any status: this
+        seeds or restores a record; a replaced row's status must be allowed to move)."""
         with self.store.writing() as conn:
-            self._put_env(conn, env, time.time())
+            self._put_env(conn, env, time.time(), seeding=True)
 
     def insert_environment(self, env: Environment) -> bool:
         """Insert a new environment; False when the name is taken by a live or declared one.
@@ -158,20 +164,41 @@ class Records:
                     environments.c.name == env.name
                 )
             ).first()
-            if row is not None and row.status not in ("destroyed", "declared"):
+            if row is not None and ENVIRONMENT.parse(row.status, subject=env.name).is_live:
                 return False
             self._put_env(conn, env, time.time())
             return True
 
     def set_status(
-        self, name: str, status: str, *, expect: Sequence[str] | None = None, **extra: Any
+        self,
+        name: str,
+        status: EnvironmentStatus,
+        *,
+        expect: Sequence[EnvironmentStatus] | None = None,
+        **extra: Any,
     ) -> bool:
-        """Move an environment to ``status`` (only from ``expect`` when given); True if moved."""
-        q = sa.update(environments).where(environments.c.name == name)
-        if expect is not None:
-            q = q.where(environments.c.status.in_(list(expect)))
+        """Move an environment to ``status`` (only from ``expect`` when given); True if moved.
+
+        A move that ``status.ENVIRONMENT`` does not allow raises ``InvalidTransitionError``
+        and writes nothing; a status outside ``expect`` is no error (False: not moved).
+        """
+        new = ENVIRONMENT.parse(status, subject=name)
+        allowed = None if expect is None else {ENVIRONMENT.parse(e) for e in expect}
         with self.store.writing() as conn:
-            res = conn.execute(q.values(status=status, updated_at=time.time(), **extra))
+            row = conn.execute(
+                sa.select(environments.c.status).where(environments.c.name == name)
+            ).first()
+            if row is None:
+                return False
+            old = ENVIRONMENT.parse(row.status, subject=name)
+            if allowed is not None and old not in allowed:
+                return False
+            ENVIRONMENT.check(old, new, subject=f"environment '{name}'")
+            res = conn.execute(
+                sa.update(environments)
+                .where(environments.c.name == name, environments.c.status == old)
+                .values(status=new, updated_at=time.time(), **extra)
+            )
             return bool(res.rowcount)
 
     def claim_expired(self, now: float, *, stale_after: float) -> list[str]:
@@ -180,6 +207,9 @@ class Records:
         A claim older than ``stale_after`` seconds (a reaper that died) may be taken over.
         Each returned name was claimed by this call alone.
         """
+        destroying = EnvironmentStatus.DESTROYING
+        for claimable in (*_CLAIMABLE, destroying):
+            ENVIRONMENT.check(claimable, destroying)
         claimed = []
         with self.store.reading() as conn:
             names = [
@@ -188,7 +218,7 @@ class Records:
                     sa.select(environments.c.name).where(
                         environments.c.expires_at.is_not(None),
                         environments.c.expires_at <= now,
-                        environments.c.status.in_(["ready", "failed", "destroying"]),
+                        environments.c.status.in_([*_CLAIMABLE, destroying]),
                     )
                 )
             ]
@@ -199,9 +229,9 @@ class Records:
                     .where(
                         environments.c.name == name,
                         sa.or_(
-                            environments.c.status.in_(["ready", "failed"]),
+                            environments.c.status.in_(_CLAIMABLE),
                             sa.and_(
-                                environments.c.status == "destroying",
+                                environments.c.status == destroying,
                                 sa.or_(
                                     environments.c.claimed_at.is_(None),
                                     environments.c.claimed_at < now - stale_after,
@@ -209,7 +239,7 @@ class Records:
                             ),
                         ),
                     )
-                    .values(status="destroying", claimed_at=now, updated_at=now)
+                    .values(status=destroying, claimed_at=now, updated_at=now)
                 )
                 if res.rowcount:
                     claimed.append(name)
@@ -223,18 +253,29 @@ class Records:
                 for r in conn.execute(
                     sa.select(environments.c.name).where(
                         environments.c.parent == name,
-                        environments.c.status.not_in(["destroyed", "declared"]),
+                        environments.c.status.not_in(_NOT_LIVE),
                     )
                 )
             ]
 
-    def _put_env(self, conn: sa.Connection, env: Environment, now: float) -> None:
+    def _put_env(
+        self, conn: sa.Connection, env: Environment, now: float, *, seeding: bool = False
+    ) -> None:
+        """Upsert ``env``'s row; its status change (or, unless ``seeding``, its first status)
+        must be allowed by ``status.ENVIRONMENT``."""
+        new = ENVIRONMENT.parse(env.status, subject=env.name)
+        was = conn.execute(
+            sa.select(environments.c.status).where(environments.c.name == env.name)
+        ).scalar_one_or_none()
+        if was is not None or not seeding:
+            old = None if was is None else ENVIRONMENT.parse(was, subject=env.name)
+            ENVIRONMENT.check(old, new, subject=f"environment '{env.name}'")
         row = {
             "name": env.name,
             "type": env.type,
             "parent": env.parent,
             "owner": env.owner,
-            "status": env.status,
+            "status": new,
             "declared": env.declared,
             "created_at": env.created_at,
             "created_by": env.created_by,
@@ -287,13 +328,15 @@ class Records:
     # -- deployments ----------------------------------------------------------------------
 
     def put_deployment(self, dep: Deployment) -> None:
-        """Insert or update a deployment row."""
+        """Insert or update a deployment row; its status (first, or changed) must be allowed
+        by ``status.DEPLOYMENT`` (``InvalidTransitionError`` otherwise, nothing written)."""
+        new = DEPLOYMENT.parse(dep.status, subject=f"deployment {dep.id}")
         row = {
             "id": dep.id,
             "env": dep.env,
             "release_id": dep.release_id,
             "kind": dep.kind,
-            "status": dep.status,
+            "status": new,
             "actor": dep.actor,
             "created_at": dep.created_at,
             "finished_at": dep.finished_at,
@@ -307,6 +350,11 @@ class Records:
             "decision_id": dep.decision_id,
         }
         with self.store.writing() as conn:
+            was = conn.execute(
+                sa.select(deployments.c.status).where(deployments.c.id == dep.id)
+            ).scalar_one_or_none()
+            old = None if was is None else DEPLOYMENT.parse(was, subject=f"deployment {dep.id}")
+            DEPLOYMENT.check(old, new, subject=f"deployment {dep.id}")
             ins = upsert(conn, deployments).values(**row)
             conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=row))
 
@@ -317,8 +365,10 @@ class Records:
         ``running`` one seen by the lock's holder belongs to a writer that is gone (killed by a
         signal, or its lease ran out).
         """
+        running = DeploymentStatus.RUNNING
+        interrupted = DEPLOYMENT.check(running, DeploymentStatus.INTERRUPTED)
         query = sa.select(deployments.c.id).where(
-            deployments.c.env == env, deployments.c.status == "running"
+            deployments.c.env == env, deployments.c.status == running
         )
         if keep:
             query = query.where(deployments.c.id != keep)
@@ -327,22 +377,30 @@ class Records:
             if ids:
                 conn.execute(
                     sa.update(deployments)
-                    .where(deployments.c.id.in_(ids), deployments.c.status == "running")
+                    .where(deployments.c.id.in_(ids), deployments.c.status == running)
                     .values(
-                        status="interrupted",
+                        status=interrupted,
                         finished_at=time.time(),
                         error="interrupted: the writer stopped before finishing",
                     )
                 )
         return ids
 
-    def move_deployment(self, deployment_id: str, *, expect: str, status: str) -> bool:
-        """Atomically move a deployment from ``expect`` to ``status``; False if it was not there."""
+    def move_deployment(
+        self, deployment_id: str, *, expect: DeploymentStatus, status: DeploymentStatus
+    ) -> bool:
+        """Atomically move a deployment from ``expect`` to ``status``; False if it was not there.
+
+        A move that ``status.DEPLOYMENT`` does not allow raises ``InvalidTransitionError``.
+        """
+        subject = f"deployment {deployment_id}"
+        old = DEPLOYMENT.parse(expect, subject=subject)
+        new = DEPLOYMENT.check(old, DEPLOYMENT.parse(status, subject=subject), subject=subject)
         with self.store.writing() as conn:
             res = conn.execute(
                 sa.update(deployments)
-                .where(deployments.c.id == deployment_id, deployments.c.status == expect)
-                .values(status=status)
+                .where(deployments.c.id == deployment_id, deployments.c.status == old)
+                .values(status=new)
             )
             return bool(res.rowcount)
 
@@ -521,7 +579,7 @@ def _env(r: Any) -> Environment:
     return Environment(
         name=r.name,
         type=r.type,
-        status=r.status,
+        status=ENVIRONMENT.parse(r.status, subject=f"environment '{r.name}'"),
         parent=r.parent,
         owner=r.owner,
         declared=bool(r.declared),
@@ -540,7 +598,7 @@ def _deployment(r: Any) -> Deployment:
         id=r.id,
         env=r.env,
         kind=r.kind,
-        status=r.status,
+        status=DEPLOYMENT.parse(r.status, subject=f"deployment {r.id}"),
         actor=r.actor,
         created_at=r.created_at,
         release_id=r.release_id,

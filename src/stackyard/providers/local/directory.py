@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from stackyard.host import accounts
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
@@ -22,7 +23,7 @@ from stackyard.providers.api import (
     UpdateRequest,
     config_field,
 )
-from stackyard.providers.local import accounts, layout
+from stackyard.providers.local import layout
 
 
 class DirectoryConfig(KindConfig):
@@ -150,6 +151,8 @@ def _buckets(home: Path, name: str) -> Path:
 def _hand_over(path: Path, meta: ResourceMeta, raw: Any) -> None:
     """Claim a shared bucket and give it to its environment's workload account (0700); the
     folders above it are root's and only traversable (0711)."""
+    # /var/lib/stackyard itself may not exist yet on a machine that never ran a workload
+    SHARED_BUCKETS.parent.mkdir(parents=True, exist_ok=True)
     for folder in (SHARED_BUCKETS, path.parent):
         folder.mkdir(mode=0o711, exist_ok=True)
         folder.chmod(0o711)

@@ -19,8 +19,10 @@ import psycopg
 from psycopg import sql
 
 from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.host import supervise
+from stackyard.host.supervise import ServerUser
 from stackyard.providers.api import KindConfig, config_field
-from stackyard.providers.local import binaries, supervise
+from stackyard.providers.local import binaries
 from stackyard.providers.local.server import (
     HOST,
     ServerConfig,
@@ -29,7 +31,6 @@ from stackyard.providers.local.server import (
     SupervisedServer,
     missing_binary,
 )
-from stackyard.providers.local.supervise import ServerUser
 
 SUPERUSER = "postgres"
 INITIALISED = ".stackyard-initialised"

@@ -25,8 +25,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.host import supervise
+from stackyard.host.supervise import ServerUser
 from stackyard.providers.api import KindConfig
-from stackyard.providers.local import binaries, supervise
+from stackyard.providers.local import binaries
 from stackyard.providers.local.server import (
     HOST,
     ServerConfig,
@@ -35,7 +37,6 @@ from stackyard.providers.local.server import (
     SupervisedServer,
     missing_binary,
 )
-from stackyard.providers.local.supervise import ServerUser
 
 USERNAME = "default"
 INITIALISED = ".stackyard-initialised"

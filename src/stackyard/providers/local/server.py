@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import string
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from stackyard.errors import ProviderPermanentError, ProviderTransientError
+from stackyard.host import accounts, supervise
+from stackyard.host.supervise import ServerUser
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
@@ -32,8 +32,8 @@ from stackyard.providers.api import (
     UpdateRequest,
     config_field,
 )
-from stackyard.providers.local import accounts, layout, supervise
-from stackyard.providers.local.supervise import ServerUser
+from stackyard.providers.local import layout
+from stackyard.providers.random import generate_password
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 30.0
@@ -136,12 +136,6 @@ class ServerPaths:
         with os.fdopen(fd, "w") as f:
             f.write(value)
         tmp.replace(self.secret)
-
-
-def generate_password(length: int = 32) -> str:
-    """A random password that embeds in a URL unquoted."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 class SupervisedServer(ABC):
@@ -323,7 +317,7 @@ class SupervisedServer(ABC):
                 state = self._move_to(paths, state, user, meta)
             current = paths.read_secret()
             if not current:
-                current = cfg.password or generate_password()
+                current = cfg.password or generate_password(32, symbols=False)
                 paths.write_secret(current)
             data_dir = self._prepare_data_dir(paths, state, user, meta)
             if not self.initialised(data_dir):

@@ -9,16 +9,17 @@ import socket
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any, ClassVar, NoReturn, TypeVar
 
 import psycopg
 import pydantic
 from psycopg import conninfo, sql
 
-from stackyard.errors import ForeignObjectError, ProviderPermanentError, ProviderTransientError
+from stackyard.errors import ForeignObjectError, ProviderPermanentError
 from stackyard.providers import timeouts
 from stackyard.providers.api import Labelled, NamingRule, ResourceMeta
+from stackyard.providers.boundary import translate
 
 #: Physical names: lower-case letters, digits and '-'. No '_', so a physical name can never
 #: start with ``pg_`` (reserved for predefined roles); '-' means SQL written by hand must
@@ -46,14 +47,7 @@ def url_secrets(url: str) -> list[str]:
     return out
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***`` (longest first, so parts go too)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _describe(exc: BaseException) -> str:
+def _describe(exc: Exception) -> str:
     if isinstance(exc, psycopg.Error):
         diag = exc.diag
         primary = diag.message_primary or str(exc).strip()
@@ -62,7 +56,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
-def _is_transient(exc: psycopg.Error) -> bool:
+def _is_transient(exc: Exception) -> bool:
     if isinstance(exc, psycopg.InterfaceError):
         return True
     if not isinstance(exc, psycopg.OperationalError):
@@ -73,27 +67,22 @@ def _is_transient(exc: psycopg.Error) -> bool:
     return not (state.startswith("54") or state in {"58P01", "58P02"})
 
 
-@contextmanager
-def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> Iterator[None]:
-    """The one boundary where psycopg exceptions become stackyard's.
+def provider_errors(address: str, *, secrets: Iterable[str] = ()) -> AbstractContextManager[None]:
+    """The one boundary where psycopg exceptions become stackyard's (``boundary.translate``).
 
     Lost or refused connections and server-side resource and operator conditions
     (``OperationalError``, ``InterfaceError``) are transient; everything else is permanent.
     Messages are redacted of ``secrets``; when the original text held one, the cause is not
     chained either, so a traceback cannot leak it.
     """
-    try:
-        yield
-    except psycopg.Error as exc:
-        secret_list = list(secrets)
-        raw = _describe(exc)
-        message = f"PostgreSQL: {redact(raw, secret_list)}"
-        leaked = any(s and s in str(exc) for s in secret_list) or message != f"PostgreSQL: {raw}"
-        transient = _is_transient(exc)
-        error_type = ProviderTransientError if transient else ProviderPermanentError
-        if leaked:
-            raise error_type(message, address=address) from None
-        raise error_type(message, address=address) from exc
+    return translate(
+        address,
+        service="PostgreSQL",
+        catch=psycopg.Error,
+        transient=_is_transient,
+        describe=_describe,
+        secrets=secrets,
+    )
 
 
 def refuse(address: str, message: str, *, hint: str | None = None) -> NoReturn:

@@ -35,6 +35,7 @@ __all__ = [
     "lookup",
     "reap_orphans",
     "remove",
+    "runnable_by_server_user",
     "useradd",
 ]
 
@@ -174,3 +175,23 @@ def _uids_running() -> set[int]:
                     uids.add(int(line.split()[1]))
                     break
     return uids
+
+
+def runnable_by_server_user(binary: Path) -> bool:
+    """Whether an unprivileged account (a server's, or an environment's workloads') can run
+    ``binary``.
+
+    Under root servers and workloads run as an unprivileged account, which cannot reach a
+    binary inside a private folder (a virtualenv under a 0700 temp dir, say): such a candidate
+    is skipped in favour of the next one. As any other user they run as that user, so
+    ``X_OK`` is enough.
+    """
+    if os.geteuid() != 0:
+        return True
+    try:
+        target = binary.resolve()
+        if not target.stat().st_mode & 0o001:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in target.parents)
+    except OSError:
+        return False

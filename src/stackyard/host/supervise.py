@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackyard.providers.local import accounts
+from stackyard.host import accounts
 
 DEFAULT_SERVER_USER = "stackyard"
 

@@ -1,0 +1,36 @@
+"""A platform without core servers: one environment type whose only binding is a local volume.
+
+For tests that need a created environment and real deploys, but nothing to connect to.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+__all__ = ["lite_platform"]
+
+
+def lite_platform(env: str) -> str:
+    """The platform documents: type ``lite`` (volumes only), team ``team-checkout``, ``env``."""
+    return textwrap.dedent(
+        f"""\
+        apiVersion: stackyard.dev/v1
+        kind: EnvironmentType
+        metadata: {{name: lite}}
+        spec:
+          description: Volumes only, no core servers.
+          runtime: local
+          bindings:
+            - {{type: volume, component: local-volume@^1}}
+        ---
+        apiVersion: stackyard.dev/v1
+        kind: Team
+        metadata: {{name: team-checkout}}
+        spec: {{members: []}}
+        ---
+        apiVersion: stackyard.dev/v1
+        kind: Environment
+        metadata: {{name: {env}}}
+        spec: {{type: lite, owner: team-checkout}}
+        """
+    )
