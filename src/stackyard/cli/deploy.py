@@ -20,6 +20,7 @@ from stackyard.cli.common import (
 )
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
 from stackyard.errors import CancelledError, InvalidInputError
+from stackyard.model.status import DeploymentStatus
 
 if TYPE_CHECKING:
     from stackyard.engine.plan import Plan
@@ -87,10 +88,10 @@ def report(result: DeployResult, output: OutputFormat, *, plan_only: bool = Fals
         out.print("[dim]--plan-only: nothing applied.[/]")
         return
     dep = result.deployment
-    if dep.status == "cancelled":
+    if dep.status is DeploymentStatus.CANCELLED:
         out.print("Cancelled: nothing applied.")
         raise typer.Exit(CancelledError.exit_code)
-    if dep.status == "awaiting-approval":
+    if dep.status is DeploymentStatus.AWAITING_APPROVAL:
         out.print(
             f"[yellow]⏸[/] deployment [bold]{dep.id}[/] to {escape(dep.env)} awaits approval; nothing was applied."
         )
@@ -328,7 +329,7 @@ def remove(
         else:
             assert workload is not None
             result = lifecycle.remove_workload(ws, env, workload, progress=progress(output))
-    if output is OutputFormat.JSON or result.deployment.status != "succeeded":
+    if output is OutputFormat.JSON or result.deployment.status is not DeploymentStatus.SUCCEEDED:
         report(result, output)
         return
     stdout().print(f"[green]✓[/] removed {escape(asked.what)} from {escape(env)}")

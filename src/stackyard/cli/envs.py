@@ -10,6 +10,7 @@ from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, w
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import ApplyFailedError, CancelledError, InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
+from stackyard.model.status import DeploymentStatus
 
 app = typer.Typer(help="Create, inspect, extend and destroy environments.", no_args_is_help=True)
 
@@ -172,7 +173,7 @@ def destroy(
         print_json(result.to_json())
         return
     dep = result.deployment
-    if dep is not None and dep.status == "awaiting-approval":
+    if dep is not None and dep.status is DeploymentStatus.AWAITING_APPROVAL:
         stdout().print(
             f"[yellow]⏸[/] the destroy of {escape(name)} awaits approval (deployment {dep.id}); nothing was destroyed."
         )
@@ -198,7 +199,7 @@ def repair(
         print_json(result.to_json())
         return
     dep = result.deployment
-    if dep.status == "awaiting-approval":
+    if dep.status is DeploymentStatus.AWAITING_APPROVAL:
         stdout().print(f"[yellow]⏸[/] the repair awaits approval: stackyard approve {dep.id}")
         return
     verb = "repaired" if result.changed else "nothing to repair in"

@@ -14,6 +14,7 @@ from rich.table import Table
 from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import InvalidInputError, PolicyDeniedError, VerificationFailedError
+from stackyard.model.status import AuditResult, DecisionOutcome
 
 audit_app = typer.Typer(
     help="The audit log: every mutating action, hash-chained.",
@@ -22,6 +23,18 @@ audit_app = typer.Typer(
 )
 access_app = typer.Typer(help="Role grants: who may do what, where.", no_args_is_help=True)
 policy_app = typer.Typer(help="Rego policies: test and evaluate them.", no_args_is_help=True)
+
+#: How an audit result is coloured (any other, such as ``awaiting-approval``, is yellow).
+_AUDIT_COLOURS: dict[str, str] = {
+    AuditResult.OK: "green",
+    AuditResult.FAILED: "red",
+    AuditResult.DENIED: "red",
+}
+_DECISION_COLOURS = {
+    DecisionOutcome.DENY: "red",
+    DecisionOutcome.APPROVAL: "yellow",
+    DecisionOutcome.ALLOW: "green",
+}
 
 
 # -- approvals -------------------------------------------------------------------------------
@@ -110,7 +123,7 @@ def decisions(
         return
     out = stdout()
     for r in rows:
-        colour = {"deny": "red", "approval": "yellow", "allow": "green"}[r["outcome"]]
+        colour = _DECISION_COLOURS[r["outcome"]]
         out.print(
             f"{r['id']}  {when(r['at'])}  {r['stage']:11} {escape(r['env'] or '-'):14} [{colour}]{r['outcome']:8}[/] {escape(r['actor'])}  [dim]{r['revision'][:19]} {r['input_hash'][:19]}[/]"
         )
@@ -163,9 +176,7 @@ def audit(
     for col in ("seq", "when", "actor", "action", "target", "result"):
         table.add_column(col)
     for e in events:
-        colour = (
-            "green" if e.result == "ok" else "red" if e.result in ("failed", "denied") else "yellow"
-        )
+        colour = _AUDIT_COLOURS.get(e.result, "yellow")
         table.add_row(
             str(e.seq),
             when(e.at),
@@ -405,7 +416,7 @@ def policy_eval(
         print_json(data)
     else:
         out = stdout()
-        colour = {"deny": "red", "approval": "yellow", "allow": "green"}[decision.outcome]
+        colour = _DECISION_COLOURS[decision.outcome]
         out.print(
             f"[{colour}]{decision.outcome}[/]  stage {stage}, {len(decision.policies)} policies: {escape(', '.join(decision.policies) or 'none')}"
         )
@@ -413,7 +424,7 @@ def policy_eval(
             out.print(
                 f"  {r.kind:8} {escape(r.message)}  [dim]{escape(r.policy)}/{escape(r.rule)} ({r.layer})[/]"
             )
-    if decision.outcome == "deny":
+    if decision.outcome is DecisionOutcome.DENY:
         raise typer.Exit(PolicyDeniedError.exit_code)
 
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from stackyard.errors import PermissionDeniedError, PolicyDeniedError
+from stackyard.model.status import AuditResult
 from stackyard.policy import inputs
 from stackyard.policy.rbac import Action, Role, Target, permits, roles_of
 
@@ -43,7 +44,7 @@ class Access:
                 actor=self.actor,
                 action="access.manage",
                 target=f"user:{self.actor}",
-                result="ok",
+                result=AuditResult.OK,
                 detail={"grant": {"role": "admin", "scope": "org"}, "bootstrap": True},
             )
 
@@ -92,7 +93,9 @@ class Access:
             else "the organisation"
         )
         if audit:
-            self.audit(action.value, _describe(target), "denied", {"reason": "no role allows it"})
+            self.audit(
+                action.value, _describe(target), AuditResult.DENIED, {"reason": "no role allows it"}
+            )
         raise PermissionDeniedError(
             f"{self.actor} may not {action.value} in {where}",
             action=action.value,
@@ -120,12 +123,15 @@ class Access:
             yield extra
         except BaseException as exc:
             extra["error"] = getattr(exc, "message", type(exc).__name__)
-            result = "denied" if isinstance(exc, PolicyDeniedError) else "failed"
+            denied = isinstance(exc, PolicyDeniedError)
+            result = AuditResult.DENIED if denied else AuditResult.FAILED
             self.audit(action.value, name, result, extra)
             raise
-        self.audit(action.value, name, extra.pop("result", "ok"), extra)
+        self.audit(action.value, name, extra.pop("result", AuditResult.OK), extra)
 
-    def audit(self, action: str, target: str, result: str, detail: Mapping[str, Any]) -> None:
+    def audit(
+        self, action: str, target: str, result: AuditResult, detail: Mapping[str, Any]
+    ) -> None:
         """Append an audit event, its detail scrubbed of the known secrets (those of the target
         environment, or of every environment for other targets)."""
         env = target.removeprefix("env:") if target.startswith("env:") else None

@@ -12,10 +12,11 @@ from stackyard.environments.target import target_of
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.model.environment import Deployment
+from stackyard.model.status import AuditResult, DeploymentStatus, Verdict
 from stackyard.policy.rbac import Action
 
 Progress = Callable[[str], None]
-PENDING = "awaiting-approval"
+PENDING = DeploymentStatus.AWAITING_APPROVAL
 
 
 def _pending(ws: Workspace, deployment_id: str) -> Deployment:
@@ -25,7 +26,7 @@ def _pending(ws: Workspace, deployment_id: str) -> Deployment:
             f"No deployment '{deployment_id}'",
             hint="'stackyard approvals' lists what awaits approval.",
         )
-    if dep.status != PENDING:
+    if dep.status is not PENDING:
         raise InvalidInputError(
             f"Deployment {dep.id} is {dep.status}, not {PENDING}",
             hint="Only a parked deployment can be approved or rejected.",
@@ -33,7 +34,7 @@ def _pending(ws: Workspace, deployment_id: str) -> Deployment:
     return dep
 
 
-def _check_approver(ws: Workspace, dep: Deployment, verdict: str) -> None:
+def _check_approver(ws: Workspace, dep: Deployment, verdict: Verdict) -> None:
     ws.access.authorize(Action.APPROVE, env=dep.env, audit=True)
     if dep.actor != ws.access.actor:
         return
@@ -43,11 +44,11 @@ def _check_approver(ws: Workspace, dep: Deployment, verdict: str) -> None:
     ws.access.audit(
         Action.APPROVE.value,
         f"deployment:{dep.id}",
-        "denied",
+        AuditResult.DENIED,
         {"reason": "self-approval", "verdict": verdict},
     )
     raise PermissionDeniedError(
-        f"{ws.access.actor} started deployment {dep.id} and may not {'approve' if verdict == 'approved' else 'reject'} it",
+        f"{ws.access.actor} started deployment {dep.id} and may not {'approve' if verdict is Verdict.APPROVED else 'reject'} it",
         action=Action.APPROVE.value,
         hint="Another approver must decide; a policy may allow self-approval with 'allow_self_approval := true'.",
     )
@@ -79,15 +80,20 @@ def approve(
     """Approve and resume: re-plan, re-evaluate, and apply only an unchanged plan."""
     dep = _pending(ws, deployment_id)
     ws.environment(dep.env)
-    _check_approver(ws, dep, "approved")
-    if not ws.records.move_deployment(dep.id, expect=PENDING, status="approved"):
+    _check_approver(ws, dep, Verdict.APPROVED)
+    if not ws.records.move_deployment(dep.id, expect=PENDING, status=DeploymentStatus.APPROVED):
         raise InvalidInputError(
             f"Deployment {dep.id} was decided meanwhile",
             hint=f"stackyard deployments {dep.env} {dep.id}",
         )
-    ws.governance.add_approval(dep.id, actor=ws.access.actor, verdict="approved", comment=comment)
+    ws.governance.add_approval(
+        dep.id, actor=ws.access.actor, verdict=Verdict.APPROVED, comment=comment
+    )
     ws.access.audit(
-        Action.APPROVE.value, f"deployment:{dep.id}", "ok", {"comment": comment, "env": dep.env}
+        Action.APPROVE.value,
+        f"deployment:{dep.id}",
+        AuditResult.OK,
+        {"comment": comment, "env": dep.env},
     )
     request = dict(dep.request or {})
     if request.get("kind") == "destroy":
@@ -103,17 +109,19 @@ def approve(
 def reject(ws: Workspace, deployment_id: str, *, comment: str = "") -> Deployment:
     """Reject a parked deployment: nothing is applied, ever."""
     dep = _pending(ws, deployment_id)
-    _check_approver(ws, dep, "rejected")
-    if not ws.records.move_deployment(dep.id, expect=PENDING, status="rejected"):
+    _check_approver(ws, dep, Verdict.REJECTED)
+    if not ws.records.move_deployment(dep.id, expect=PENDING, status=DeploymentStatus.REJECTED):
         raise InvalidInputError(
             f"Deployment {dep.id} was decided meanwhile",
             hint=f"stackyard deployments {dep.env} {dep.id}",
         )
-    ws.governance.add_approval(dep.id, actor=ws.access.actor, verdict="rejected", comment=comment)
+    ws.governance.add_approval(
+        dep.id, actor=ws.access.actor, verdict=Verdict.REJECTED, comment=comment
+    )
     ws.access.audit(
         Action.APPROVE.value,
         f"deployment:{dep.id}",
-        "rejected",
+        AuditResult.REJECTED,
         {"comment": comment, "env": dep.env},
     )
     found = ws.records.deployment(dep.id)

@@ -36,6 +36,7 @@ from stackyard.environments.workloads import parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import ApplyFailedError, InvalidInputError, LockHeldError
 from stackyard.model.environment import Deployment, DeploymentEvent, Environment
+from stackyard.model.status import ChangeOutcome, DeploymentStatus, EnvironmentStatus
 from stackyard.model.workload import Workload
 from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import Action
@@ -207,14 +208,14 @@ def _converge(
         if gated.parked:
             return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
     if plan_only:
-        dep = _finish(dep, "planned", summary, planned)
+        dep = _finish(dep, DeploymentStatus.PLANNED, summary, planned)
         ws.records.put_deployment(dep)
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
     if planned.has_changes and confirm is not None and not _confirmed(confirm, planned, held):
-        dep = _finish(dep, "cancelled", summary, planned)
+        dep = _finish(dep, DeploymentStatus.CANCELLED, summary, planned)
         ws.records.put_deployment(dep)
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    dep = replace(dep, status="running", summary=summary, plan=planned.to_json())
+    dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     try:
         runtime = runtime_for(ws.settings.home, env.name)
@@ -236,7 +237,7 @@ def _converge(
         statuses, started = run(
             runtime, target, by_workload, held=held, ready_timeout=ready_timeout, say=say
         )
-        dep = _finish(dep, "succeeded", summary, planned)
+        dep = _finish(dep, DeploymentStatus.SUCCEEDED, summary, planned)
         return DeployResult(
             dep,
             planned,
@@ -249,7 +250,7 @@ def _converge(
     except BaseException as exc:
         dep = _finish(
             dep,
-            "failed",
+            DeploymentStatus.FAILED,
             summary,
             planned,
             error=getattr(exc, "message", None) or type(exc).__name__,
@@ -269,7 +270,7 @@ def settle_interrupted(ws: Workspace, env: str) -> list[str]:
     lock is free (or its lease ran out) lost its writer: killed by a signal, or stuck past its
     lease. Takes the lock briefly (never waiting) to be sure; returns the ids it marked.
     """
-    if not any(d.status == "running" for d in ws.records.deployments(env, limit=20)):
+    if not any(d.status is DeploymentStatus.RUNNING for d in ws.records.deployments(env, limit=20)):
         return []
     engine = Engine(store=ws.store, kinds=ws.kinds, holder=holder_identity(ws.access.actor))
     try:
@@ -288,7 +289,7 @@ def _confirmed(confirm: Confirm, planned: Plan, held: HeldLock) -> bool:
 
 def _finish(
     dep: Deployment,
-    status: str,
+    status: DeploymentStatus,
     summary: Mapping[str, Any],
     planned: Plan | None,
     *,
@@ -316,10 +317,19 @@ class _EventLog:
         self.events.append(
             DeploymentEvent(len(self.events), event.ts, event.type, event.address, message)
         )
-        if event.type in ("finished", "failed", "retrying", "recovered"):
+        if event.type in (
+            ChangeOutcome.FINISHED,
+            ChangeOutcome.FAILED,
+            ChangeOutcome.RETRYING,
+            "recovered",
+        ):
             self.say(
                 f"{event.type:9} {event.action:8} {event.address}"
-                + (f": {event.message}" if event.type == "failed" and event.message else "")
+                + (
+                    f": {event.message}"
+                    if event.type == ChangeOutcome.FAILED and event.message
+                    else ""
+                )
             )
 
 
@@ -337,7 +347,7 @@ def deploy_files(
     with ws.access.act(
         Action.DEPLOY, env=env_name, detail={"scores": [str(p) for p in paths]}
     ) as audit:
-        if env.status != "ready":
+        if env.status is not EnvironmentStatus.READY:
             raise InvalidInputError(
                 f"Environment '{env_name}' is {env.status}",
                 hint=f"Create it first: stackyard env create {env_name}.",

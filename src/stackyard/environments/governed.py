@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stackyard.errors import PolicyDeniedError
 from stackyard.model.environment import Deployment, Environment, InstanceRecord
+from stackyard.model.status import DecisionOutcome, DeploymentStatus
 from stackyard.policy import inputs
 from stackyard.policy.cost import plan_cost
 from stackyard.policy.decision import Decision, PolicySet, diagnostics, raise_if_denied
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from stackyard.state.records import Records
 
 Progress = Callable[[str], None]
-PARKED = "awaiting-approval"
 
 
 class Governor:
@@ -215,12 +215,12 @@ def verdict(
     True when the action can be parked (``waits``), and raises ``PolicyDeniedError`` when it
     cannot (an environment change happens now or not at all).
     """
-    if decision.outcome == "deny":
+    if decision.outcome is DecisionOutcome.DENY:
         if denied is not None:
             denied()
         raise_if_denied(decision, what)
-    wants = decision.outcome == "approval" or (
-        earlier is not None and earlier.outcome == "approval"
+    wants = decision.outcome is DecisionOutcome.APPROVAL or (
+        earlier is not None and earlier.outcome is DecisionOutcome.APPROVAL
     )
     if wants and not waits:
         raise PolicyDeniedError(
@@ -362,7 +362,12 @@ def gate(
 
     def denied() -> None:
         gov.records.put_deployment(
-            dep.finished("denied", summary=shown, plan=planned.to_json(), error="denied by policy")
+            dep.finished(
+                DeploymentStatus.DENIED,
+                summary=shown,
+                plan=planned.to_json(),
+                error="denied by policy",
+            )
         )
 
     wants = verdict(decision, what, waits=True, earlier=earlier, denied=denied)
@@ -372,7 +377,11 @@ def gate(
     if approved is not None:
         tell("the plan changed since it was approved: it needs a new approval")
     dep = replace(
-        dep, status=PARKED, summary=shown, plan=planned.to_json(), request=dict(request or {})
+        dep,
+        status=DeploymentStatus.AWAITING_APPROVAL,
+        summary=shown,
+        plan=planned.to_json(),
+        request=dict(request or {}),
     )
     gov.records.put_deployment(dep)
     tell(f"{what} awaits approval: stackyard approve {dep.id}")

@@ -10,6 +10,7 @@ from typing import Any
 
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
+from stackyard.model.status import AuditResult
 from stackyard.policy.rbac import SCOPED, TABLE, Action, Grant, Role
 
 
@@ -57,7 +58,7 @@ def grant(ws: Workspace, g: Grant) -> Change:
         Action.ACCESS_MANAGE, target=g.subject, detail={"grant": g.to_json()}
     ) as audit:
         added = ws.governance.grant(g, by=ws.access.actor)
-        audit.update(result="ok" if added else "unchanged")
+        audit.update(result=AuditResult.OK if added else AuditResult.UNCHANGED)
     return Change(g, revoked=False, changed=added)
 
 
@@ -67,7 +68,7 @@ def revoke(ws: Workspace, g: Grant) -> Change:
         Action.ACCESS_MANAGE, target=g.subject, detail={"revoke": g.to_json()}
     ) as audit:
         removed = ws.governance.revoke(g)
-        audit.update(result="ok" if removed else "unchanged")
+        audit.update(result=AuditResult.OK if removed else AuditResult.UNCHANGED)
     return Change(g, revoked=True, changed=removed)
 
 

@@ -12,6 +12,7 @@ from stackyard.environments.target import chain as lineage
 from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
+from stackyard.model.status import AuditResult
 from stackyard.policy.rbac import Action
 from stackyard.providers.api import Observed
 
@@ -132,7 +133,7 @@ def outputs(
     )
     if reveal:
         ws.access.audit(
-            Action.OUTPUTS_REVEAL.value, f"env:{env_name}", "ok", {"workload": workload}
+            Action.OUTPUTS_REVEAL.value, f"env:{env_name}", AuditResult.OK, {"workload": workload}
         )
     instances = ws.records.instances(env_name)
     chain = lineage(ws.records, env)

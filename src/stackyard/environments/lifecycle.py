@@ -371,9 +371,8 @@ def _governed_destroy(
                 raise
         say(f"the state of '{env.name}' changed since the decision: planning the destroy again")
         planned = engine.plan(env.name, None)
-        before = (
-            EnvironmentStatus.READY if claimed else env.status
-        )  # a reaper claimed a ready environment
+        # a reaper claimed a ready environment
+        before = EnvironmentStatus.READY if claimed else env.status
         dep, parked = _gate_destroy(
             ws, env, dep, planned, approved=approved, claimed=True, say=say, status=before
         )

@@ -23,6 +23,7 @@ from stackyard.model.platform import (
     parse_document,
 )
 from stackyard.model.source import MAX_FILE_BYTES, files_under, parse_yaml, read_text
+from stackyard.model.status import AuditResult, EnvironmentStatus
 
 if TYPE_CHECKING:
     from stackyard.environments.access import Access
@@ -367,7 +368,7 @@ def diff(
 
 def declared_environment(decl: EnvironmentDecl, existing: Environment | None) -> Environment:
     """The environment row for a declaration; a live environment keeps its lifecycle fields."""
-    if existing is not None and existing.status not in ("declared", "destroyed"):
+    if existing is not None and existing.status.is_live:
         return Environment(
             name=decl.name,
             type=existing.type,
@@ -386,7 +387,7 @@ def declared_environment(decl: EnvironmentDecl, existing: Environment | None) ->
     return Environment(
         name=decl.name,
         type=decl.type,
-        status="declared",
+        status=EnvironmentStatus.DECLARED,
         parent=decl.parent,
         owner=decl.owner,
         declared=True,
@@ -433,7 +434,7 @@ def apply_dir(
     if not real:
         return result
     wanted = platform_from(docs)
-    live = [e for e in records.environments() if e.status != "declared"]
+    live = [e for e in records.environments() if e.status is not EnvironmentStatus.DECLARED]
     problems = []
     for e in live:
         if e.type not in wanted.types:
@@ -465,11 +466,13 @@ def apply_dir(
     for kind, name in removed:
         if kind == "Environment":
             existing = records.environment(name)
-            if existing is not None and existing.status == "declared":
-                records.set_status(name, "destroyed", declared=False)
+            if existing is not None and existing.status is EnvironmentStatus.DECLARED:
+                records.set_status(name, EnvironmentStatus.DESTROYED, declared=False)
             elif existing is not None:
                 records.set_status(name, existing.status, declared=False)
     result["applied"] = True
     platform.forget()
-    access.audit(Action.PLATFORM_APPLY.value, "org", "ok", {"changes": [c.to_json() for c in real]})
+    access.audit(
+        Action.PLATFORM_APPLY.value, "org", AuditResult.OK, {"changes": [c.to_json() for c in real]}
+    )
     return result

@@ -16,6 +16,7 @@ from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.model.environment import Environment
+from stackyard.model.status import AuditResult, DeploymentStatus, EnvironmentStatus
 from stackyard.model.workload import Workload
 from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import Action
@@ -207,7 +208,7 @@ def _deploy_release(
     earlier: Decision | None,
 ) -> DeployResult:
     env_name = env.name
-    if env.status != "ready":
+    if env.status is not EnvironmentStatus.READY:
         raise InvalidInputError(
             f"Environment '{env_name}' is {env.status}", hint="Deploy to a ready environment."
         )
@@ -258,7 +259,7 @@ def promote(
     ok = [
         d
         for d in ws.records.deployments(previous, release_id=rel.id, limit=200)
-        if d.status == "succeeded"
+        if d.status is DeploymentStatus.SUCCEEDED
     ]
     if not ok:
         raise InvalidInputError(
@@ -281,7 +282,7 @@ def promote(
         denied=lambda: ws.access.audit(
             Action.PROMOTE.value,
             f"env:{to_env}",
-            "denied",
+            AuditResult.DENIED,
             {"release": rel.id, "decision": decision.id},
         ),
     )

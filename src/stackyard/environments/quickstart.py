@@ -18,6 +18,7 @@ from stackyard.environments.inspect import outputs
 from stackyard.environments.platform import apply_dir
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
+from stackyard.model.status import EnvironmentStatus
 from stackyard.settings import Settings
 
 PARENT = "dev"
@@ -61,7 +62,7 @@ def quickstart(
         existing = ws.records.environment(CHILD)
         if (
             existing is not None
-            and existing.status == "ready"
+            and existing.status is EnvironmentStatus.READY
             and existing.expires_at
             and existing.expires_at < time.time() + 3600
         ):

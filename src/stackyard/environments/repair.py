@@ -15,6 +15,7 @@ from stackyard.environments.deploy import DeployResult, Progress, converge
 from stackyard.environments.target import Target
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
+from stackyard.model.status import EnvironmentStatus
 from stackyard.policy.rbac import Action
 
 __all__ = ["repair"]
@@ -30,7 +31,7 @@ def repair(
     """
     env = ws.environment(env_name)
     with ws.access.act(Action.DEPLOY, env=env_name, detail={"repair": True}) as audit:
-        if env.status != "ready":
+        if env.status is not EnvironmentStatus.READY:
             raise InvalidInputError(
                 f"Environment '{env_name}' is {env.status}",
                 hint=f"Only a ready environment is repaired; 'stackyard env create {env_name}' "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from stackyard.environments.workloads import parse_spec
 from stackyard.errors import InvalidInputError
 from stackyard.model.environment import Environment, InstanceRecord
+from stackyard.model.status import EnvironmentStatus
 from stackyard.model.workload import Workload
 from stackyard.resolve.lock import Pin
 
@@ -37,7 +38,7 @@ class Target:
 def environment(records: Records, name: str) -> Environment:
     """A live (or declared) environment, or ``InvalidInputError`` with the known names."""
     env = records.environment(name)
-    if env is None or env.status == "destroyed":
+    if env is None or env.status is EnvironmentStatus.DESTROYED:
         names = [e.name for e in records.environments()]
         raise InvalidInputError(
             f"No environment '{name}'",
@@ -77,7 +78,7 @@ def under_lock(records: Records, target: Target, kind: str) -> Target:
     """The target as of now, read under the lock: the environment's current record, and the
     workloads live *now* with this converge's own changes (and removal) on top."""
     env = environment(records, target.env.name)
-    if kind != "create" and env.status != "ready":
+    if kind != "create" and env.status is not EnvironmentStatus.READY:
         raise InvalidInputError(
             f"Environment '{env.name}' is {env.status}",
             hint="Deploy to a ready environment; 'stackyard env show' tells its state.",
