@@ -1,5 +1,5 @@
-"""Helpers shared by the benches: logging, figures, error text, and the environment benches'
-temporary home, platform and clean-up.
+"""Helpers shared by the benches: logging, figures, child processes, the Score workload, error
+text, and the environment benches' temporary home, platform and clean-up.
 
 Not a bench. The benches run as ``python bench/X.py``, so bench/ is on ``sys.path`` and they
 ``import _common`` (as crash.py imports ``_worker``). Nothing here imports stackyard at module
@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -93,6 +94,41 @@ def summary(values: Sequence[float], scale: float = 1.0) -> dict[str, float | No
         "p90": r3(quantile(scaled, 0.9)),
         "max": r3(max(scaled)),
     }
+
+
+# -- child processes ---------------------------------------------------------------------------
+
+
+def run_child(
+    argv: Sequence[str], *, timeout: float, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``argv`` to its exit, with no stdin and its output captured as text; the result and
+    the wall-clock seconds it took. Raises ``subprocess.TimeoutExpired`` after ``timeout``."""
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        list(argv),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return res, time.perf_counter() - t0
+
+
+def score_text(name: str, *, resources: dict[str, str], variables: dict[str, str]) -> str:
+    """A Score workload ``name``: one ``sleep`` container (busybox) with ``variables``, and
+    ``resources`` (resource name to type)."""
+    doc = {
+        "apiVersion": "score.dev/v1b1",
+        "metadata": {"name": name},
+        "containers": {
+            "main": {"image": "busybox", "command": ["sleep", "3600"], "variables": variables}
+        },
+        "resources": {r: {"type": t} for r, t in resources.items()},
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 # -- error text ----------------------------------------------------------------------------------

@@ -26,10 +26,8 @@ import os
 import platform
 import secrets
 import shutil
-import subprocess
 import sys
-import textwrap
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,8 @@ from _common import (
     platform_dir,
     quantile,
     r3,
+    run_child,
+    score_text,
     temp_home,
     terminate_on_sigterm,
 )
@@ -67,6 +67,19 @@ class CommandFailed(RuntimeError):
     """A timed or setup command exited non-zero (the figures would mean nothing)."""
 
 
+def guarded(log: Log, body: Callable[[], int]) -> int:
+    """``body()``'s exit code; 1 when a command failed, 130 on Ctrl-C. Either way the bench's
+    ``finally`` clauses have removed what it made by then."""
+    try:
+        return body()
+    except CommandFailed as exc:
+        log(f"failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted (what the bench made has been removed)")
+        return 130
+
+
 def stackyard_argv() -> list[str]:
     """The ``stackyard`` console script beside this interpreter (what a user runs), else
     ``python -m stackyard.cli``."""
@@ -88,17 +101,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def run_timed(argv: list[str], env: dict[str, str], *, timeout: float = COMMAND_TIMEOUT_S) -> float:
     """Run ``argv`` to its exit; the wall-clock seconds. Raises ``CommandFailed`` on a
     non-zero exit, with the (masked) tail of its output."""
-    t0 = time.perf_counter()
-    res = subprocess.run(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    elapsed = time.perf_counter() - t0
+    res, elapsed = run_child(argv, env=env, timeout=timeout)
     if res.returncode != 0:
         tail = (res.stderr.strip() or res.stdout.strip())[-1500:]
         raise CommandFailed(f"{' '.join(argv[-6:])} exited {res.returncode}: {masked(tail)}")
@@ -113,25 +116,6 @@ def figures(values: list[float]) -> dict[str, Any]:
         "max": r3(max(values)) if values else None,
         "runs": len(values),
     }
-
-
-def score_text(name: str) -> str:
-    """The bundle as a Score workload: one postgres resource and a ``sleep`` container."""
-    return textwrap.dedent(
-        f"""\
-        apiVersion: score.dev/v1b1
-        metadata: {{name: {name}}}
-        containers:
-          main:
-            image: busybox
-            command: ["sleep", "3600"]
-            variables:
-              DB_NAME: ${{resources.db.name}}
-              DB_USER: ${{resources.db.username}}
-        resources:
-          db: {{type: postgres}}
-        """
-    )
 
 
 def server_version(pg_url: str) -> str | None:
@@ -222,7 +206,9 @@ class Stackyard:
     def score(self, name: str) -> Path:
         path = self.scores / f"{name}.yaml"
         if not path.exists():
-            path.write_text(score_text(name))
+            # The bundle: one postgres resource, read by a ``sleep`` container.
+            variables = {"DB_NAME": "${resources.db.name}", "DB_USER": "${resources.db.username}"}
+            path.write_text(score_text(name, resources={"db": "postgres"}, variables=variables))
         return path
 
     def argv_for(self, command: str, name: str) -> list[str]:
@@ -307,17 +293,14 @@ def main() -> int:
         parser.error("--runs must be at least 1, --warmup at least 0")
     log = make_log("cli")
     terminate_on_sigterm()
-    try:
+
+    def run() -> int:
         result = bench(args, log)
-    except CommandFailed as exc:
-        log(f"failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted (what the bench made has been removed)")
-        return 130
-    print(json.dumps(result))
-    bad = result["leftovers"].get("undestroyed") or result["leftovers"].get("stopped_after_destroy")
-    return 1 if bad else 0
+        print(json.dumps(result))
+        left = result["leftovers"]
+        return 1 if left.get("undestroyed") or left.get("stopped_after_destroy") else 0
+
+    return guarded(log, run)
 
 
 if __name__ == "__main__":

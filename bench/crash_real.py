@@ -27,7 +27,6 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,8 @@ from _common import (
     describe,
     init_home,
     make_log,
+    run_child,
+    score_text,
     summary,
     temp_home,
     terminate_on_sigterm,
@@ -53,26 +54,13 @@ SHARED_BUCKETS = Path("/var/lib/stackyard/buckets")
 
 
 def _score(path: Path, name: str) -> Path:
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            apiVersion: score.dev/v1b1
-            metadata: {{name: {name}}}
-            containers:
-              main:
-                image: busybox
-                command: ["sleep", "3600"]
-                variables:
-                  DB: ${{resources.db.name}}
-                  CACHE: ${{resources.cache.username}}
-                  DATA: ${{resources.data.path}}
-            resources:
-              db: {{type: postgres}}
-              cache: {{type: redis}}
-              data: {{type: volume}}
-            """
-        )
-    )
+    variables = {
+        "DB": "${resources.db.name}",
+        "CACHE": "${resources.cache.username}",
+        "DATA": "${resources.data.path}",
+    }
+    resources = {"db": "postgres", "cache": "redis", "data": "volume"}
+    path.write_text(score_text(name, resources=resources, variables=variables))
     return path
 
 
@@ -81,9 +69,7 @@ def _cli(*args: str) -> list[str]:
 
 
 def _run(args: list[str]) -> tuple[int, str]:
-    res = subprocess.run(
-        args, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600, check=False
-    )
+    res, _ = run_child(args, timeout=600)
     return res.returncode, res.stderr[-2000:]
 
 

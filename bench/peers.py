@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -54,12 +53,13 @@ from _common import (
     Log,
     make_log,
     masked,
+    run_child,
     temp_home,
     terminate_on_sigterm,
 )
 from psycopg import sql
 
-from cli import CommandFailed, Stackyard, child_env, figures, machine_info, run_timed
+from cli import CommandFailed, Stackyard, child_env, figures, guarded, machine_info, run_timed
 
 TOOLS = ("stackyard", "pyinfra", "ansible")
 PEERS = ("pyinfra", "ansible")
@@ -140,15 +140,7 @@ ANSIBLE_PLAYBOOK = """\
 def _run(argv: list[str], log: Log, *, timeout: float, env: dict[str, str] | None = None) -> bool:
     """Run an install step; True when it exited 0 (its output's tail goes to the log if not)."""
     try:
-        res = subprocess.run(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        res, _ = run_child(argv, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         log(f"{' '.join(argv[:4])} … timed out after {timeout:.0f} s")
         return False
@@ -313,17 +305,7 @@ class Peers:
             "-e",
             json.dumps(extra),
         ]
-        t0 = time.perf_counter()
-        res = subprocess.run(
-            argv,
-            env=self.ansible_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        elapsed = time.perf_counter() - t0
+        res, elapsed = run_child(argv, env=self.ansible_env, timeout=300)
         self.last_output = res.stdout
         if res.returncode != 0:
             tail = (res.stdout.strip() + "\n" + res.stderr.strip())[-1500:]
@@ -522,26 +504,23 @@ def main() -> int:
         parser.error("--pg-url must be on this machine (127.0.0.1)")
     log = make_log("peers")
     terminate_on_sigterm()
-    try:
+
+    def run() -> int:
         if args.install_only:
             print(json.dumps(ensure_venv(args.venv, log, reinstall=args.reinstall)))
             return 0
         result = bench(args, log)
-    except CommandFailed as exc:
-        log(f"failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted (what the bench made has been removed)")
-        return 130
-    print(json.dumps(result))
-    left = result["leftovers"]
-    bad = (
-        left.get("undestroyed")
-        or left.get("stopped_after_destroy")
-        or left.get("peer_objects_not_dropped")
-        or result["checks"]["bundle_missing"]
-    )
-    return 1 if bad else 0
+        print(json.dumps(result))
+        left = result["leftovers"]
+        bad = (
+            left.get("undestroyed")
+            or left.get("stopped_after_destroy")
+            or left.get("peer_objects_not_dropped")
+            or result["checks"]["bundle_missing"]
+        )
+        return 1 if bad else 0
+
+    return guarded(log, run)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Test-only: run the stackyard CLI as another identity, in a subprocess.
+"""Test-only: run the stackyard CLI in a subprocess, as ourselves or as another identity.
 
 ``python tests/_as_user.py bob approve ID`` runs ``stackyard approve ID`` with the actor
 ``bob``. The product has no way to do this (no variable, flag or file names the actor: it is
@@ -20,11 +20,21 @@ HERE = Path(__file__).resolve()
 
 
 def cli(
-    home: Path, *args: str, user: str | None = None, **env: str
+    home: Path,
+    *args: str,
+    user: str | None = None,
+    columns: int | None = 200,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``stackyard ARGS`` on ``home`` in a subprocess (as ``user`` when given, through
-    this harness), with ``env`` added to the environment; never waits on a terminal."""
-    environ = {**os.environ, "STACKYARD_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
+    this harness), with ``env`` added to the environment; never waits on a terminal.
+
+    ``columns`` is the width tables are fitted to; ``None`` leaves ``COLUMNS`` unset, as in a
+    pipe (CI, ``| grep``), where no terminal width is known."""
+    environ = {**os.environ, "STACKYARD_HOME": str(home), "NO_COLOR": "1"}
+    environ.pop("COLUMNS", None)
+    if columns is not None:
+        environ["COLUMNS"] = str(columns)
     environ.pop("STACKYARD_DATABASE_URL", None)
     environ.update(env)
     command = [str(HERE), user] if user else ["-m", "stackyard.cli"]

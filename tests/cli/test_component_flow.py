@@ -13,7 +13,6 @@ No command may ever print a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from _cli import Result, finished, ok
 from _oci_registry import OciRegistry, oci_registry  # noqa: F401  (fixture)
 from stackyard import library
 from stackyard.components.keys import Keyring
@@ -48,22 +48,6 @@ LIBRARY = (
 )
 # Settings the CLI reads from the environment: the tests set what they need, nothing leaks in.
 _SCRUB = ("STACKYARD_HOME", "STACKYARD_DATABASE_URL", "STACKYARD_SECRET_KEY", "STACKYARD_USER")
-
-
-@dataclass
-class Result:
-    """One finished CLI run."""
-
-    args: list[str]
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"stackyard {' '.join(self.args)} → {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -93,11 +77,7 @@ def _finish(args: Sequence[str], proc: subprocess.Popen[str]) -> Result:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-    result = Result(list(args), proc.returncode, out, err)
-    assert "Traceback" not in result.err, str(result)
-    assert "Traceback" not in result.out, str(result)
-    assert "internal error" not in result.err, str(result)  # an unhandled exception
-    return result
+    return finished(args, proc.returncode, out, err)
 
 
 def cli(*args: str, home: Path, cwd: Path | None = None) -> Result:
@@ -110,11 +90,6 @@ def cli_all(*runs: tuple[Sequence[str], Path]) -> list[Result]:
     """Run independent commands ``(args, home)`` side by side; results in order."""
     procs = [(args, _start(args, home, home)) for args, home in runs]
     return [_finish(args, proc) for args, proc in procs]
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, str(result)
-    return result
 
 
 @dataclass

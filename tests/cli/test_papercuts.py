@@ -4,15 +4,14 @@ terminal (issue 12, papercuts)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from _as_user import cli
 from _platform import EXAMPLES, Stage
 from stackyard import library
 
@@ -22,20 +21,8 @@ pytestmark = pytest.mark.integration
 LONG_NAME = "local-volume-with-a-name-long-enough-to-be-cut-at-eighty-chars"
 
 
-def _run(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STACKYARD_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("COLUMNS", None)  # a pipe, as in CI or `| grep`: no terminal width to fit
-    env.pop("STACKYARD_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "stackyard.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
-    )
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli(home, *args, columns=None)  # a pipe, as in CI or `| grep`: no terminal width
 
 
 def test_a_long_component_name_is_listed_whole_off_a_terminal(

@@ -3,31 +3,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _as_user import cli
 from _platform import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
 
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STACKYARD_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("COLUMNS", None)  # a pipe, as in CI or `| grep`: no terminal width to fit
-    env.pop("STACKYARD_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "stackyard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return cli(home, *args, columns=None)  # a pipe, as in CI or `| grep`: no terminal width
 
 
 def test_tables_print_full_values_without_a_terminal(library_home: Path) -> None:

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from _as_user import cli
 from stackyard.policy.audit import chain_hash
 
 pytestmark = pytest.mark.integration
+#: The exit code of a failed verification (docs/errors.md); 1 is kept for internal errors.
+FAILED = 8
 
 
 class Home:
@@ -27,17 +30,7 @@ class Home:
         self.url = url
 
     def sy(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "STACKYARD_HOME": str(self.path), "COLUMNS": "300", "NO_COLOR": "1"}
-        env.pop("STACKYARD_DATABASE_URL", None)
-        return subprocess.run(
-            [sys.executable, "-m", "stackyard.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-            check=False,
-        )
+        return cli(self.path, *args, columns=300)
 
     def append(self, n: int) -> None:
         """``n`` audited actions, as stackyard writes them."""
@@ -132,7 +125,7 @@ def test_a_cut_tail_is_found_after_the_guards_are_dropped(audit_home: Home) -> N
     finally:
         engine.dispose()
     code, report, text = audit_home.verify()
-    assert code == 1, report
+    assert code == FAILED, report
     assert report["events"] == last - 2 and report["checkpoint"] == last
     assert "newest events were deleted" in str(report["reason"])
     assert "audit chain broken" in text and "newest events were deleted" in text
@@ -150,7 +143,7 @@ def test_an_edited_row_rehashed_with_the_public_chain_function_is_found(
     finally:
         engine.dispose()
     code, report, _ = audit_home.verify()
-    assert code == 1 and report["broken_at"] == 3, report
+    assert code == FAILED and report["broken_at"] == 3, report
     assert "edited" in str(report["reason"])
 
 
@@ -166,7 +159,7 @@ def test_a_chain_rewritten_from_the_first_row_is_found_by_the_checkpoint(
     finally:
         engine.dispose()
     code, report, _ = audit_home.verify()
-    assert code == 1, report
+    assert code == FAILED, report
     assert "rewritten" in str(report["reason"]), report
 
 
@@ -179,7 +172,7 @@ def test_a_deleted_middle_row_is_found(audit_home: Home) -> None:
     finally:
         engine.dispose()
     code, report, _ = audit_home.verify()
-    assert code == 1 and report["broken_at"] == 4, report
+    assert code == FAILED and report["broken_at"] == 4, report
     assert "an event was removed" in str(report["reason"])
 
 
@@ -190,7 +183,7 @@ def test_a_forged_checkpoint_is_refused(audit_home: Home) -> None:
         point["seq"] = 1
     head.write_text(json.dumps(heads))
     res = audit_home.sy("audit", "verify")
-    assert res.returncode == 8  # a failed verification (docs/errors.md)
+    assert res.returncode == FAILED
     assert "was not signed with this home's audit key" in res.stderr
 
 
@@ -228,7 +221,7 @@ def test_a_chain_written_before_the_key_is_rekeyed_and_stays_protected(
     finally:
         engine.dispose()
     code, report, _ = audit_home.verify()
-    assert code == 1 and "rewritten" in str(report["reason"]), report
+    assert code == FAILED and "rewritten" in str(report["reason"]), report
 
 
 def test_concurrent_appenders_only_move_the_checkpoint_forward(audit_home: Home) -> None:

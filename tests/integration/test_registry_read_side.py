@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from _as_user import cli as run_cli
+from _cli import Result, finished, ok
 from _local_env import write_score
 from _oci_registry import OciRegistry, oci_registry  # noqa: F401  (fixture)
 from _platform import EXAMPLES
@@ -75,38 +76,13 @@ spec:
 # -- running the CLI ----------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """One finished CLI run."""
-
-    args: tuple[str, ...]
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def __str__(self) -> str:
-        return f"stackyard {' '.join(self.args)} → {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-def cli(home: Path, *args: str, **env: str) -> Run:
+def cli(home: Path, *args: str, **env: str) -> Result:
     """Run ``stackyard ARGS`` on ``home``; no run may print a traceback or an internal error."""
     done = run_cli(home, *args, **env)
-    run = Run(args, done.returncode, done.stdout, done.stderr)
-    for text in (run.out, run.err):
-        assert "Traceback" not in text, str(run)
-        assert "internal error" not in text, str(run)
-    return run
+    return finished(args, done.returncode, done.stdout, done.stderr)
 
 
-def ok(run: Run) -> Run:
-    assert run.code == 0, str(run)
-    return run
-
-
-def refused(run: Run, *needles: str) -> Run:
+def refused(run: Result, *needles: str) -> Result:
     """Exit 2, and every needle (case-insensitive) in what it printed."""
     assert run.code == 2, str(run)
     text = (run.out + run.err).lower()
@@ -369,13 +345,18 @@ def gzip_bomb() -> bytes:
 # -- homes and stores ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=["layout", "remote"])
-def store(request: pytest.FixtureRequest, home: Path) -> Store:
-    """An empty registry of either kind, and a home (without a state database) to run in."""
+def _store(request: pytest.FixtureRequest, home: Path) -> Store:
+    """The home's local layout, or a fresh namespace of the session's real registry."""
     if request.param == "layout":
         return Store("layout", home)
     server = request.getfixturevalue("oci_registry")
     return Store("remote", home, server, f"rs-{secrets.token_hex(4)}")
+
+
+@pytest.fixture(params=["layout", "remote"])
+def store(request: pytest.FixtureRequest, home: Path) -> Store:
+    """An empty registry of either kind, and a home (without a state database) to run in."""
+    return _store(request, home)
 
 
 @pytest.fixture(params=["layout", "remote"])
@@ -384,52 +365,50 @@ def library_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     the local layout, or a real registry named by settings alone."""
     home = tmp_path / "home"
     home.mkdir()
-    if request.param == "layout":
-        target = Store("layout", home)
-    else:
-        server = request.getfixturevalue("oci_registry")
-        target = Store("remote", home, server, f"rs-{secrets.token_hex(4)}")
+    target = _store(request, home)
     ok(cli(home, "init", **target.settings))
     return target
 
 
+def apply_platform(target: Store, folder: Path, **documents: str) -> None:
+    """Write the example teams and ``documents`` (file stem to YAML) into ``folder``, and apply
+    all that is there."""
+    folder.mkdir(exist_ok=True)
+    (folder / "teams.yaml").write_text((EXAMPLES / "platform" / "teams.yaml").read_text())
+    for stem, text in documents.items():
+        (folder / f"{stem}.yaml").write_text(text)
+    ok(cli(target.home, "platform", "apply", str(folder), "--yes", **target.settings))
+
+
+def create_env(target: Store, env: str, env_type: str) -> None:
+    """Create ``env``, of ``env_type``, owned by ``team-platform``."""
+    owner = ("--owner", "team-platform")
+    ok(cli(target.home, "env", "create", env, "--type", env_type, *owner, **target.settings))
+
+
+def saver_score(folder: Path) -> Path:
+    """The Score file of ``saver``, a workload that needs a volume."""
+    program = "import time\nprint('up', flush=True)\ntime.sleep(3600)\n"
+    return write_score(folder, "saver", program, resources={"data": "volume"})
+
+
 @pytest.fixture
 def bare_env(library_store: Store, tmp_path: Path) -> Iterator[tuple[Store, str, Path]]:
-    """``library_store`` with the ``bare`` and ``bare-open`` types applied, an environment of
-    type ``bare``, and a Score file of a workload that needs a volume; destroyed after."""
+    """``library_store`` with the ``bare`` type applied (from ``tmp_path / "platform"``), an
+    environment of that type, and a Score file of a workload that needs a volume (under
+    ``tmp_path / "app"``); destroyed after."""
     target = library_store
-    platform = tmp_path / "platform"
-    platform.mkdir()
-    (platform / "teams.yaml").write_text((EXAMPLES / "platform" / "teams.yaml").read_text())
-    (platform / "types.yaml").write_text(BARE)
-    ok(cli(target.home, "platform", "apply", str(platform), "--yes", **target.settings))
+    apply_platform(target, tmp_path / "platform", types=BARE)
     env = f"t{secrets.token_hex(4)}"
-    ok(
-        cli(
-            target.home,
-            "env",
-            "create",
-            env,
-            "--type",
-            "bare",
-            "--owner",
-            "team-platform",
-            **target.settings,
-        )
-    )
-    score = write_score(
-        tmp_path / "app",
-        "saver",
-        "import time\nprint('up', flush=True)\ntime.sleep(3600)\n",
-        resources={"data": "volume"},
-    )
+    create_env(target, env, "bare")
+    score = saver_score(tmp_path / "app")
     try:
         yield target, env, score
     finally:
         cli(target.home, "env", "destroy", env, "--yes", **target.settings)
 
 
-def plan(target: Store, env: str, score: Path) -> Run:
+def plan(target: Store, env: str, score: Path) -> Result:
     return cli(
         target.home,
         "deploy",
@@ -444,13 +423,13 @@ def plan(target: Store, env: str, score: Path) -> Run:
     )
 
 
-def pinned(run: Run) -> str:
+def pinned(run: Result) -> str:
     lock = ok(run).json()["lock"]
     (pin,) = [p for uid, p in lock.items() if uid.startswith("volume.")]
     return f"{pin['component']}@{pin['version']}"
 
 
-def warnings_of(run: Run) -> str:
+def warnings_of(run: Result) -> str:
     return " ".join(w.get("detail", "") + w.get("summary", "") for w in run.json()["warnings"])
 
 
@@ -579,32 +558,11 @@ def test_a_plain_http_registry_by_settings_alone(
     listed = ok(cli(home, "component", "list", "-o", "json", **by_prefix))
     assert "local-volume" in [r["name"] for r in listed.json()]
     target = Store("remote", home, oci_registry, ref.split("/", 1)[1])
-    platform = tmp_path / "platform"
-    platform.mkdir()
-    (platform / "teams.yaml").write_text((EXAMPLES / "platform" / "teams.yaml").read_text())
-    (platform / "types.yaml").write_text(BARE)
-    ok(cli(home, "platform", "apply", str(platform), "--yes", **target.settings))
+    apply_platform(target, tmp_path / "platform", types=BARE)
+    score = saver_score(tmp_path / "app")
     env = f"t{secrets.token_hex(4)}"
-    score = write_score(
-        tmp_path / "app",
-        "saver",
-        "import time\nprint('up', flush=True)\ntime.sleep(3600)\n",
-        resources={"data": "volume"},
-    )
     try:
-        ok(
-            cli(
-                home,
-                "env",
-                "create",
-                env,
-                "--type",
-                "bare",
-                "--owner",
-                "team-platform",
-                **target.settings,
-            )
-        )
+        create_env(target, env, "bare")
         push_foreign(target, "sbom", "local-volume", "1.7.0")  # and a foreign tag in range
         run = ok(
             cli(home, "deploy", str(score), "--env", env, "--yes", "-o", "json", **target.settings)
@@ -660,23 +618,9 @@ def test_only_attested_builds_resolve_unless_the_type_opts_out(
     assert "local-volume@1.1.0" in warnings_of(run) and "attest" in warnings_of(run)
 
     # The type opts out: the newest build in range, attested or not.
-    platform = score.parent.parent / "platform"
-    (platform / "open.yaml").write_text(BARE_OPEN)
-    ok(cli(target.home, "platform", "apply", str(platform), "--yes", **target.settings))
+    apply_platform(target, score.parent.parent / "platform", types=BARE, open=BARE_OPEN)
     open_env = f"t{secrets.token_hex(4)}"
-    ok(
-        cli(
-            target.home,
-            "env",
-            "create",
-            open_env,
-            "--type",
-            "bare-open",
-            "--owner",
-            "team-platform",
-            **target.settings,
-        )
-    )
+    create_env(target, open_env, "bare-open")
     try:
         assert pinned(plan(target, open_env, score)) == "local-volume@1.1.0"
     finally:

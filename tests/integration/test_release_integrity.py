@@ -5,14 +5,13 @@ PostgreSQL and Redis (the stage's environments are bound to them)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _as_user import cli
 from _platform import EXAMPLES, Stage
 from stackyard.environments.promotion import create_release
 
@@ -22,17 +21,7 @@ HELLO = EXAMPLES / "hello" / "score.yaml"
 
 
 def sy(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STACKYARD_HOME": str(home), "COLUMNS": "300", "NO_COLOR": "1"}
-    env.pop("STACKYARD_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "stackyard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
-    )
+    return cli(home, *args, columns=300)
 
 
 def _tamper(home: Path, release_id: str) -> None:

@@ -10,10 +10,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from _graphs import one_component_graph
 from stackyard.engine.engine import Engine
 from stackyard.engine.plan import KNOWN_AFTER_APPLY, Action, Plan, plan
-from stackyard.model.component import ComponentManifest, ResourceTemplate
-from stackyard.model.ids import ResourceUid
 from stackyard.providers import noop
 from stackyard.providers.api import (
     Applied,
@@ -28,7 +27,7 @@ from stackyard.providers.api import (
 )
 from stackyard.providers.noop import Ledger
 from stackyard.providers.registry import ProviderRegistry
-from stackyard.resolve.graph import Graph, Instance, expand
+from stackyard.resolve.graph import Graph
 from stackyard.state.api import ResourceRecord, Snapshot
 from stackyard.state.secrets import SecretBox
 from stackyard.state.sql import SqlStateStore
@@ -36,25 +35,10 @@ from stackyard.state.sql import SqlStateStore
 pytestmark = pytest.mark.unit
 
 ENV = "honest"
-UID = ResourceUid("thing", "default", "app")
 
 
 def _graph(resources: dict[str, tuple[str, dict[str, Any]]]) -> Graph:
-    comp = ComponentManifest(
-        name="thing",
-        version="1.0.0",
-        owner="t",
-        description="d",
-        provides="thing",
-        resources={n: ResourceTemplate(n, kind, cfg) for n, (kind, cfg) in resources.items()},
-    )
-    graph, diags = expand(
-        [Instance(UID, comp, {}, {"env": ENV})],
-        env=ENV,
-        naming_for=lambda _k: NamingRule(max_length=128, allowed="a-z0-9", separator="-"),
-    )
-    assert not diags
-    return graph
+    return one_component_graph(resources, env=ENV)
 
 
 # -- the plan: pure ----------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from _graphs import one_component_graph
 from stackyard.engine.plan import Action, Plan, plan
-from stackyard.model.component import ComponentManifest, ResourceTemplate
 from stackyard.model.ids import ResourceUid
 from stackyard.providers.api import (
     Applied,
@@ -21,7 +21,7 @@ from stackyard.providers.api import (
     UpdateRequest,
     config_field,
 )
-from stackyard.resolve.graph import Graph, Instance, expand
+from stackyard.resolve.graph import Graph
 from stackyard.state.api import ResourceRecord, Snapshot
 
 pytestmark = pytest.mark.unit
@@ -56,22 +56,13 @@ class _Kind:
         raise AssertionError
 
 
-def _graph(config: dict[str, Any]) -> Any:
-    comp = ComponentManifest(
-        name="thing",
-        version="1.0.0",
-        owner="t",
-        description="d",
-        provides="thing",
-        resources={"r": ResourceTemplate("r", "test.thing", config)},
-    )
-    graph, diags = expand(
-        [Instance(ResourceUid.parse("thing.default#app.x"), comp, {}, {"env": "dev"})],
+def _graph(config: dict[str, Any]) -> Graph:
+    return one_component_graph(
+        {"r": ("test.thing", config)},
         env="dev",
-        naming_for=lambda k: NamingRule(),
+        uid=ResourceUid.parse("thing.default#app.x"),
+        naming=NamingRule(),
     )
-    assert not diags
-    return graph
 
 
 def _record(**config: Any) -> ResourceRecord:

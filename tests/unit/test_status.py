@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from _graphs import one_component_graph
 from stackyard.engine.engine import Engine
 from stackyard.engine.events import Event, Events
 from stackyard.errors import InvalidStatusError, InvalidTransitionError, StackyardError
-from stackyard.model.component import ComponentManifest, ResourceTemplate
 from stackyard.model.environment import Deployment, Environment
-from stackyard.model.ids import ResourceUid
 from stackyard.model.status import (
     AUDIT,
     CHANGE,
@@ -39,9 +38,8 @@ from stackyard.model.status import (
     transition,
 )
 from stackyard.providers import noop
-from stackyard.providers.api import NamingRule
 from stackyard.providers.registry import ProviderRegistry
-from stackyard.resolve.graph import Graph, Instance, expand
+from stackyard.resolve.graph import Graph
 from stackyard.runtime.spec import WorkloadStatus
 from stackyard.state.records import Records
 from stackyard.state.secrets import SecretBox
@@ -353,29 +351,15 @@ def _graph(ledger: Path, env: str) -> Graph:
     def res(extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return ("noop.resource", {"ledger": str(ledger), **extra})
 
-    comp = ComponentManifest(
-        name="thing",
-        version="1.0.0",
-        owner="t",
-        description="d",
-        provides="thing",
-        resources={
-            n: ResourceTemplate(n, kind, cfg)
-            for n, (kind, cfg) in {
-                "blip": res({"fail": {"create": "transient"}}),
-                "ok": res({"peer": "${resources.blip.id}"}),
-                "broken": res({"fail": {"create": "always"}}),
-                "after": res({"peer": "${resources.broken.id}"}),
-            }.items()
+    return one_component_graph(
+        {
+            "blip": res({"fail": {"create": "transient"}}),
+            "ok": res({"peer": "${resources.blip.id}"}),
+            "broken": res({"fail": {"create": "always"}}),
+            "after": res({"peer": "${resources.broken.id}"}),
         },
-    )
-    graph, diags = expand(
-        [Instance(ResourceUid("thing", "default", "app"), comp, {}, {"env": env})],
         env=env,
-        naming_for=lambda _k: NamingRule(max_length=128, allowed="a-z0-9", separator="-"),
     )
-    assert not diags
-    return graph
 
 
 def test_each_change_of_an_apply_follows_the_change_table(tmp_path: Path) -> None:

@@ -17,6 +17,11 @@ from stackyard.policy.rbac import Action
 
 Progress = Callable[[str], None]
 PENDING = DeploymentStatus.AWAITING_APPROVAL
+#: What a verdict moves the parked deployment to, and the result its audit entry records.
+_OUTCOME = {
+    Verdict.APPROVED: (DeploymentStatus.APPROVED, AuditResult.OK),
+    Verdict.REJECTED: (DeploymentStatus.REJECTED, AuditResult.REJECTED),
+}
 
 
 def _pending(ws: Workspace, deployment_id: str) -> Deployment:
@@ -54,6 +59,25 @@ def _check_approver(ws: Workspace, dep: Deployment, verdict: Verdict) -> None:
     )
 
 
+def _decide(ws: Workspace, dep: Deployment, verdict: Verdict, comment: str) -> None:
+    """Record ``verdict`` on the parked ``dep``: the approver checked, the deployment moved
+    (once: a concurrent decision loses), the approval row and the audit entry written."""
+    _check_approver(ws, dep, verdict)
+    status, result = _OUTCOME[verdict]
+    if not ws.records.move_deployment(dep.id, expect=PENDING, status=status):
+        raise InvalidInputError(
+            f"Deployment {dep.id} was decided meanwhile",
+            hint=f"stackyard deployments {dep.env} {dep.id}",
+        )
+    ws.governance.add_approval(dep.id, actor=ws.access.actor, verdict=verdict, comment=comment)
+    ws.access.audit(
+        Action.APPROVE.value,
+        f"deployment:{dep.id}",
+        result,
+        {"comment": comment, "env": dep.env},
+    )
+
+
 def pending(ws: Workspace, env: str | None = None) -> list[dict[str, Any]]:
     """Deployments awaiting approval, with why (the approval results of their decision)."""
     out = []
@@ -80,21 +104,7 @@ def approve(
     """Approve and resume: re-plan, re-evaluate, and apply only an unchanged plan."""
     dep = _pending(ws, deployment_id)
     ws.environment(dep.env)
-    _check_approver(ws, dep, Verdict.APPROVED)
-    if not ws.records.move_deployment(dep.id, expect=PENDING, status=DeploymentStatus.APPROVED):
-        raise InvalidInputError(
-            f"Deployment {dep.id} was decided meanwhile",
-            hint=f"stackyard deployments {dep.env} {dep.id}",
-        )
-    ws.governance.add_approval(
-        dep.id, actor=ws.access.actor, verdict=Verdict.APPROVED, comment=comment
-    )
-    ws.access.audit(
-        Action.APPROVE.value,
-        f"deployment:{dep.id}",
-        AuditResult.OK,
-        {"comment": comment, "env": dep.env},
-    )
+    _decide(ws, dep, Verdict.APPROVED, comment)
     request = dict(dep.request or {})
     if request.get("kind") == "destroy":
         from stackyard.environments.lifecycle import resume_destroy
@@ -109,21 +119,7 @@ def approve(
 def reject(ws: Workspace, deployment_id: str, *, comment: str = "") -> Deployment:
     """Reject a parked deployment: nothing is applied, ever."""
     dep = _pending(ws, deployment_id)
-    _check_approver(ws, dep, Verdict.REJECTED)
-    if not ws.records.move_deployment(dep.id, expect=PENDING, status=DeploymentStatus.REJECTED):
-        raise InvalidInputError(
-            f"Deployment {dep.id} was decided meanwhile",
-            hint=f"stackyard deployments {dep.env} {dep.id}",
-        )
-    ws.governance.add_approval(
-        dep.id, actor=ws.access.actor, verdict=Verdict.REJECTED, comment=comment
-    )
-    ws.access.audit(
-        Action.APPROVE.value,
-        f"deployment:{dep.id}",
-        AuditResult.REJECTED,
-        {"comment": comment, "env": dep.env},
-    )
+    _decide(ws, dep, Verdict.REJECTED, comment)
     found = ws.records.deployment(dep.id)
     assert found is not None
     return found
