@@ -326,3 +326,31 @@ def test_directory_shared_root_made_when_missing(
     path = Path(d.create()["path"])
     assert path.parent.parent == shared and path.is_dir()
     d.delete()
+
+
+def test_claim_never_leaves_an_unmarked_directory(tmp_path: Path) -> None:
+    """A create killed inside ``claim`` used to leave an empty, unmarked directory that every
+    later create refused as foreign (seen in tests/reliability/test_create_resume.py); now
+    the directory appears with its marker or not at all, and an older half-made one (only
+    the marker being written) is finished."""
+    from stackyard.providers.local import layout
+
+    label = "stackyard:inst:dev:postgres.default#core/server"
+    path = tmp_path / "servers" / "dev-core-server"
+    layout.claim(path, label, address="a", mode=0o711)
+    assert layout.ownership(path, label) is layout.Ownership.OURS
+    assert stat.S_IMODE(path.stat().st_mode) == 0o711
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no staging dir left"
+    layout.claim(path, label, address="a")  # converges on its own directory
+
+    half = tmp_path / "servers" / "half"
+    half.mkdir()
+    (half / (layout.MARKER + ".tmp")).write_text(label + "\n")
+    layout.claim(half, label, address="a")
+    assert layout.ownership(half, label) is layout.Ownership.OURS
+
+    other = tmp_path / "servers" / "other"
+    other.mkdir()
+    (other / (layout.MARKER + ".tmp")).write_text("stackyard:someone-else\n")
+    with pytest.raises(ProviderPermanentError):
+        layout.claim(other, label, address="a")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stackyard.errors import StackyardError
+from stackyard.errors import InvalidInputError, StackyardError
 from stackyard.model.workload import Workload, check_workload
 from stackyard.runtime import capabilities, plan
 from stackyard.runtime.capabilities import IGNORED, UNHONOURED, runtime_diagnostics
@@ -123,5 +123,5 @@ def test_the_runtime_refuses_a_spec_by_the_same_rules(tmp_path: Path) -> None:
     assert plan.probe_target is capabilities.probe_target
     with pytest.raises(StackyardError, match="has no command"):
         _plan(_spec(ContainerSpec("main", ("",), {})), tmp_path)
-    with pytest.raises(ValueError, match="port 9999"):
+    with pytest.raises(InvalidInputError, match="port 9999"):
         _plan(_spec(ContainerSpec("main", ("/bin/true",), {}, readiness=HttpProbe(9999))), tmp_path)

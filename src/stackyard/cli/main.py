@@ -1,92 +1,33 @@
-"""The ``stackyard`` command: the Typer app, global options and the error boundary."""
+"""The ``stackyard`` command: its entry point, the ``--version`` fast path and the error boundary.
+
+This module imports almost nothing at import time, because the console script imports it for
+every run: ``stackyard --version`` answers before Typer, Rich or any command module is
+imported, and everything else is handed to the command tree (``stackyard.cli.tree``), which
+imports a command's module only when that command runs.
+"""
 
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Sequence
-from typing import Annotated
-
-import typer
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from stackyard import __version__
-from stackyard.cli import (
-    component,
-    deploy,
-    envs,
-    governance,
-    keys,
-    platform,
-    providers,
-    release,
-    state,
-    workload,
-)
-from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stderr, stdout
-from stackyard.errors import InvalidInputError, PolicyDeniedError, StackyardError
 
-app = typer.Typer(
-    name="stackyard",
-    help="Self-service infrastructure: components, environments and Score workloads.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-# Registration order is the order of `stackyard --help`: the delivery flow first.
-app.command("quickstart")(release.quickstart)
-app.add_typer(platform.app, name="platform")
-app.add_typer(envs.app, name="env")
-deploy.register(app)
-app.add_typer(release.app, name="release")
-app.command("promote")(release.promote)
-governance.register(app)
-app.add_typer(component.app, name="component")
-app.add_typer(workload.app, name="workload")
-app.add_typer(providers.app, name="providers")
-app.add_typer(state.app, name="state")
-app.add_typer(keys.app, name="keys")
+if TYPE_CHECKING:
+    from stackyard.errors import StackyardError
+
+#: The root's flags that do not change what ``--version`` prints.
+_VERSION_ONLY = frozenset({"--version", "--debug"})
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"stackyard {__version__}")
-        raise typer.Exit(0)
+def __getattr__(name: str) -> Any:
+    """``app``: the root Typer app, from ``stackyard.cli.tree`` (kept importable from here)."""
+    if name == "app":
+        from stackyard.cli.tree import app
 
-
-@app.callback()
-def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for internal errors."),
-) -> None:
-    """Self-service infrastructure: components, environments and Score workloads."""
-    # --debug is read from the arguments by the boundary (``invoke``), which runs after the
-    # callback has returned: nothing to keep here.
-
-
-@app.command("init")
-def init(
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
-    ] = OutputFormat.TEXT,
-) -> None:
-    """Create the home (state, local registry, signing key) and publish the built-in library."""
-    from stackyard.service import init_home
-    from stackyard.settings import Settings
-
-    con = stderr()
-    result = init_home(Settings.load(), progress=lambda msg: con.print(f"[dim]{escape(msg)}[/]"))
-    if output is OutputFormat.JSON:
-        print_json(result.to_json())
-        return
-    out = stdout()
-    out.print(f"[green]✓[/] home {escape(result.home)}")
-    out.print(f"  state     {escape(result.database)}")
-    out.print(f"  registry  {escape(result.registry)}")
-    out.print(f"  key       {escape(result.key_id)}")
-    out.print(f"  library   {len(result.published)} published, {len(result.already)} already there")
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run() -> None:
@@ -102,23 +43,41 @@ def invoke(args: Sequence[str]) -> int:
     ``--debug``. ``docs/errors.md`` lists every exit status.
     """
     argv = list(args)
+    if "--version" in argv and _VERSION_ONLY.issuperset(argv):
+        # What the eager ``--version`` option prints, without importing the command tree.
+        sys.stdout.write(f"stackyard {__version__}\n")
+        return 0
+    from stackyard.errors import StackyardError
+
     debug = "--debug" in argv
     try:
+        from stackyard.cli.tree import app
+
         app(args=argv, prog_name="stackyard")  # standalone: usage errors exit 2 with click's text
     except SystemExit as exc:  # how typer ends every run, successful or not
         return _status(exc.code)
     except StackyardError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _report(exc, json_output=_wants_json(argv))
         return exc.exit_code
     except Exception as exc:  # the last boundary: never a traceback unless --debug
+        from rich.markup import escape
+
+        from stackyard.cli.output import stderr
+
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         stderr().print(f"[red]error:[/] internal error: {type(exc).__name__}: {escape(str(exc))}")
         stderr().print("  Run again with --debug for the traceback, and report it.")
         return 1
     return 0
+
+
+def _print_traceback() -> None:
+    import traceback  # not at the top: it costs more than the whole ``--version`` path
+
+    traceback.print_exc()
 
 
 def _status(code: object) -> int:
@@ -126,11 +85,20 @@ def _status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
+    from rich.markup import escape
+
+    from stackyard.cli.output import stderr
+
     stderr().print(f"[red]error:[/] {escape(str(code))}")
     return 1
 
 
 def _report(exc: StackyardError, *, json_output: bool) -> None:
+    from rich.markup import escape
+
+    from stackyard.cli.output import print_json, render_diagnostics, stderr
+    from stackyard.errors import InvalidInputError, PolicyDeniedError
+
     if isinstance(exc, PolicyDeniedError):
         if json_output:
             print_json(

@@ -10,17 +10,22 @@ Rules, checked for every provider:
 - a provider name is lower case (``^[a-z][a-z0-9_-]*$``), without dots;
 - every kind name is ``<provider>.<kind>`` and satisfies the ``Kind`` protocol.
 
-A provider that breaks one of those rules, or whose module fails to import, is recorded as
-*broken* with the reason, and the rest of the registry still works: listing shows it, and
-asking for one of its kinds raises ``ProviderPermanentError`` with the reason. Two providers
-(or two kinds) with the same name are refused outright, naming both origins, because either
-choice could hand a resource to the wrong code.
+So the entry point's name is the prefix of every kind its provider offers, and a kind's name
+says which entry point to load: the registry imports a provider's module only when one of its
+kinds is first asked for (a deploy imports the providers its plan touches, ``--help`` none),
+and only listing imports them all. A provider that breaks one of those rules, or whose
+module fails to import, is recorded as *broken* with the reason when it is loaded, and the
+rest of the registry still works: listing shows it, and asking for one of its kinds raises
+``ProviderPermanentError`` with the reason. Two providers with the same name are refused
+outright at discovery (from metadata), naming both origins, because either choice could hand
+a resource to the wrong code; the prefix rule makes two kinds with one name impossible.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -88,48 +93,84 @@ class _Entry:
     error: str = ""
 
 
-class ProviderRegistry:
-    """The providers known to this process, and the kinds they offer. Immutable once built."""
+class _Slot:
+    """One provider name: a loaded entry (given), or an entry point imported on first use."""
 
-    def __init__(self, entries: Iterable[_Entry]) -> None:
-        by_name: dict[str, _Entry] = {}
-        kinds: dict[str, tuple[Kind, _Entry]] = {}
-        for entry in entries:
-            other = by_name.get(entry.name)
+    __slots__ = ("_entry", "_ep", "name")
+
+    def __init__(
+        self, name: str, *, ep: metadata.EntryPoint | None = None, entry: _Entry | None = None
+    ) -> None:
+        self.name = name
+        self._ep = ep
+        self._entry = entry
+
+    @property
+    def origin(self) -> Origin:
+        """Where it comes from, read from the distribution's metadata (no import)."""
+        if self._entry is not None:
+            return self._entry.origin
+        assert self._ep is not None
+        return _origin(self._ep)
+
+    @property
+    def loaded(self) -> _Entry | None:
+        """The entry, if it has been loaded."""
+        return self._entry
+
+    def load(self) -> _Entry:
+        """Import the provider's module (once); a failure makes the entry *broken*."""
+        if self._entry is None:
+            assert self._ep is not None
+            self._entry = _load(self._ep)
+        return self._entry
+
+
+class ProviderRegistry:
+    """The providers known to this process, and the kinds they offer.
+
+    Discovery reads the entry points' metadata only. A provider's module is imported the
+    first time one of its kinds is asked for: the entry point's name is the provider's name,
+    and every kind's name starts with it (``postgres.role`` belongs to the ``postgres`` entry
+    point), so a lookup imports exactly one provider. The same rule keeps kind names unique
+    across providers. Listing (``providers``, ``kind_names``) and the did-you-mean of an
+    unknown kind import every provider. Safe to share between threads.
+    """
+
+    def __init__(self, slots: Iterable[_Slot]) -> None:
+        by_name: dict[str, _Slot] = {}
+        for slot in slots:
+            other = by_name.get(slot.name)
             if other is not None:
+                first, second = other.origin, slot.origin
                 raise ProviderPermanentError(
-                    f"Two providers are named '{entry.name}': one from {other.origin} "
-                    f"({other.origin.module}) and one from {entry.origin} "
-                    f"({entry.origin.module})",
+                    f"Two providers are named '{slot.name}': one from {first} "
+                    f"({first.module}) and one from {second} ({second.module})",
                     hint=_HINT_CONFLICT,
                 )
-            by_name[entry.name] = entry
-            if entry.provider is None:
-                continue
-            for kind in entry.provider.kinds:
-                seen = kinds.get(kind.name)
-                if seen is not None:
-                    raise ProviderPermanentError(
-                        f"Kind '{kind.name}' is defined twice: by provider '{seen[1].name}' from "
-                        f"{seen[1].origin} ({seen[1].origin.module}) and by provider "
-                        f"'{entry.name}' from {entry.origin} ({entry.origin.module})",
-                        hint=_HINT_CONFLICT,
-                    )
-                kinds[kind.name] = (kind, entry)
-        self._entries = dict(sorted(by_name.items()))
-        self._kinds = kinds
+            by_name[slot.name] = slot
+        self._slots = dict(sorted(by_name.items()))
+        self._kinds: dict[str, tuple[Kind, _Entry]] = {}
+        self._lock = threading.Lock()
+        for slot in self._slots.values():
+            if slot.loaded is not None:
+                self._index(slot.loaded)
 
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
     def discover(cls) -> ProviderRegistry:
-        """Load every entry point in ``stackyard.providers``; a failing one becomes *broken*."""
-        return cls(_load(ep) for ep in metadata.entry_points(group=GROUP))
+        """The entry points in ``stackyard.providers``, none imported yet.
+
+        Two entry points with the same name are refused here, from metadata alone; a provider
+        that fails to import (or breaks a rule) becomes *broken* when it is first loaded.
+        """
+        return cls(_Slot(ep.name, ep=ep) for ep in metadata.entry_points(group=GROUP))
 
     @classmethod
     def from_providers(cls, providers: Iterable[Provider]) -> ProviderRegistry:
         """A registry of the given providers (for tests). A rule violation raises at once."""
-        entries = []
+        slots = []
         for provider in providers:
             if not isinstance(provider, Provider):
                 raise ProviderPermanentError(f"{provider!r} is not a stackyard Provider")
@@ -137,15 +178,17 @@ class ProviderRegistry:
             if problem:
                 raise ProviderPermanentError(f"Provider '{provider.name}' is invalid: {problem}")
             module = type(provider.kinds[0]).__module__ if provider.kinds else provider.name
-            entries.append(_Entry(provider.name, Origin("", "", module, "given"), provider))
-        return cls(entries)
+            entry = _Entry(provider.name, Origin("", "", module, "given"), provider)
+            slots.append(_Slot(provider.name, entry=entry))
+        return cls(slots)
 
     # -- queries --------------------------------------------------------------------------
 
     def providers(self) -> list[ProviderInfo]:
-        """Every provider, broken ones included, sorted by name."""
+        """Every provider, broken ones included, sorted by name (imports every provider)."""
         out = []
-        for entry in self._entries.values():
+        for slot in self._slots.values():
+            entry = self._loaded(slot)
             p = entry.provider
             out.append(
                 ProviderInfo(
@@ -161,11 +204,13 @@ class ProviderRegistry:
         return out
 
     def kind_names(self) -> list[str]:
-        """The names of every kind of every working provider, sorted."""
+        """The names of every kind of every working provider, sorted (imports every provider)."""
+        for slot in self._slots.values():
+            self._loaded(slot)
         return sorted(self._kinds)
 
     def kind(self, name: str) -> Kind:
-        """The kind called ``name`` (``<provider>.<kind>``).
+        """The kind called ``name`` (``<provider>.<kind>``), importing its provider if need be.
 
         Raises ``ProviderPermanentError`` when no provider offers it: with the import error when
         its provider is broken, and with a did-you-mean suggestion otherwise.
@@ -182,21 +227,43 @@ class ProviderRegistry:
         found = self._kinds.get(name)
         if found is not None:
             return found
-        entry = self._entries.get(name.split(".", 1)[0])
-        if entry is not None and entry.error:
-            raise ProviderPermanentError(
-                f"Kind '{name}' belongs to provider '{entry.name}', which is broken: {entry.error}",
-                hint=(
-                    f"Fix or reinstall {entry.origin} ({entry.origin.module}); "
-                    "'stackyard providers list' shows every provider's status."
-                ),
-            )
-        close = difflib.get_close_matches(name, list(self._kinds), n=1, cutoff=0.6)
+        slot = self._slots.get(name.split(".", 1)[0])
+        if slot is not None:
+            entry = self._loaded(slot)
+            if entry.error:
+                raise ProviderPermanentError(
+                    f"Kind '{name}' belongs to provider '{entry.name}', which is broken: "
+                    f"{entry.error}",
+                    hint=(
+                        f"Fix or reinstall {entry.origin} ({entry.origin.module}); "
+                        "'stackyard providers list' shows every provider's status."
+                    ),
+                )
+            found = self._kinds.get(name)
+            if found is not None:
+                return found
+        close = difflib.get_close_matches(name, self.kind_names(), n=1, cutoff=0.6)
         suggestion = f" Did you mean '{close[0]}'?" if close else ""
         raise ProviderPermanentError(
             f"Unknown resource kind '{name}'.{suggestion}",
             hint="Run 'stackyard providers list' to see every provider and its kinds.",
         )
+
+    def _loaded(self, slot: _Slot) -> _Entry:
+        entry = slot.loaded
+        if entry is not None:
+            return entry
+        with self._lock:  # one import per provider, even when engine workers race for it
+            entry = slot.loaded
+            if entry is None:
+                entry = slot.load()
+                self._index(entry)
+        return entry
+
+    def _index(self, entry: _Entry) -> None:
+        if entry.provider is not None:
+            for kind in entry.provider.kinds:
+                self._kinds[kind.name] = (kind, entry)
 
 
 def _origin(ep: metadata.EntryPoint) -> Origin:

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +69,8 @@ class SqlStateStore:
     """The ``StateStore`` on SQLite (the default) or PostgreSQL.
 
     Every method is one short transaction on a pooled connection, so one store may be used
-    from many threads. Opening the store runs the schema migrations. Any failure to reach the
+    from many threads. Opening the store checks the schema revision (one query) and migrates
+    only a new or older store, telling ``notify`` when it upgrades one. Any failure to reach the
     database raises ``StoreUnavailableError`` (operations fail closed), with the URL's password
     masked.
 
@@ -84,6 +85,7 @@ class SqlStateStore:
         *,
         pool_size: int = 10,
         sqlite_synchronous: str = "FULL",
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self._box = box
         self._installation: str | None = None
@@ -100,7 +102,7 @@ class SqlStateStore:
         self._group = GroupCommit(self._raw_transaction, self._raw_guard)
         try:
             with self._guard():
-                _migrations.upgrade(self._engine)
+                _migrations.upgrade(self._engine, notify=notify)
         except BaseException:
             self._engine.dispose()
             raise

@@ -91,20 +91,56 @@ def owner_of(path: Path) -> str:
 
 
 def claim(path: Path, label: str, *, address: str, mode: int = 0o700) -> None:
-    """Create ``path`` (and parents) with our marker; refuse a directory that is not ours."""
+    """Create ``path`` (and parents) with our marker; refuse a directory that is not ours.
+
+    The directory is made beside ``path`` with its marker inside and renamed into place, so
+    it never exists without its marker: a create killed at any point leaves either nothing
+    at ``path`` or a directory marked ours (a re-run then converges on it). A directory an
+    older stackyard left half-made (only ``MARKER.tmp`` holding our label) is finished.
+    """
     state = ownership(path, label)
+    if state is Ownership.FOREIGN and _half_claimed(path, label):
+        (path / (MARKER + ".tmp")).replace(path / MARKER)
+        state = Ownership.OURS
     if state is Ownership.FOREIGN:
         raise ProviderPermanentError(
             f"{path} exists and is not owned by this resource ({owner_of(path)})",
             address=address,
             hint="Choose another name, or remove the directory if it is a leftover.",
         )
-    path.mkdir(parents=True, exist_ok=True, mode=mode)
-    if state is Ownership.MISSING:
-        tmp = path / (MARKER + ".tmp")
-        tmp.write_text(label + "\n", encoding="utf-8")
-        tmp.chmod(0o644)
-        tmp.replace(path / MARKER)
+    if state is Ownership.OURS:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.claim-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)  # our own pid's leftover from a killed run
+    staged.mkdir(mode=mode)
+    staged.chmod(mode)
+    marker = staged / MARKER
+    marker.write_text(label + "\n", encoding="utf-8")
+    marker.chmod(0o644)
+    try:
+        staged.rename(path)  # atomic; refused when something appeared at ``path`` meanwhile
+    except OSError:
+        shutil.rmtree(staged, ignore_errors=True)
+        if ownership(path, label) is not Ownership.OURS:
+            raise ProviderPermanentError(
+                f"{path} appeared while it was being created and is not owned by this "
+                f"resource ({owner_of(path)})",
+                address=address,
+                hint="Another process made it; choose another name or remove it.",
+            ) from None
+
+
+def _half_claimed(path: Path, label: str) -> bool:
+    """``path`` holds nothing but a marker being written with ``label`` (an older claim that
+    was killed between writing the marker and renaming it into place)."""
+    try:
+        names = [p.name for p in path.iterdir()]
+        return names == [MARKER + ".tmp"] and (
+            (path / names[0]).read_text(encoding="utf-8").strip() == label
+        )
+    except OSError:
+        return False
 
 
 def remove(path: Path, label: str, *, address: str, recorded: bool = False) -> None:

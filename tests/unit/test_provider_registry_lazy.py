@@ -1,0 +1,146 @@
+"""The provider registry imports a provider on first use of one of its kinds (issue 13).
+
+Discovery reads entry-point metadata only; the entry point's name is the prefix of its kinds'
+names, so a lookup imports exactly one provider's module. Listing imports them all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stackyard.errors import ProviderPermanentError
+from stackyard.providers.registry import ProviderRegistry
+
+pytestmark = pytest.mark.unit
+
+BUILTIN_MODULES = [
+    "stackyard.providers.local",
+    "stackyard.providers.noop",
+    "stackyard.providers.postgres",
+    "stackyard.providers.random",
+    "stackyard.providers.redis",
+]
+
+
+def _imported_after(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter; which built-in provider modules it imported."""
+    probe = textwrap.dedent(
+        f"""
+        import json, sys
+        from stackyard.providers.registry import ProviderRegistry
+        {code}
+        print(json.dumps(sorted(m for m in sys.modules if m in {BUILTIN_MODULES!r})))
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    found: list[str] = json.loads(res.stdout.splitlines()[-1])
+    return found
+
+
+CASES = [
+    # (code, provider modules imported, reason)
+    ("ProviderRegistry.discover()", [], "discovery reads metadata only"),
+    (
+        "ProviderRegistry.discover().kind('random.password')",
+        ["stackyard.providers.random"],
+        "a kind imports its own provider",
+    ),
+    (
+        "r = ProviderRegistry.discover(); r.kind('noop.resource'); r.provider_of('random.id')",
+        ["stackyard.providers.noop", "stackyard.providers.random"],
+        "each provider on first use",
+    ),
+    (
+        "ProviderRegistry.discover().providers()",
+        BUILTIN_MODULES,
+        "listing imports every provider",
+    ),
+]
+
+
+@pytest.mark.parametrize(("code", "expected", "reason"), CASES, ids=[c[-1] for c in CASES])
+def test_a_lookup_imports_only_its_provider(code: str, expected: list[str], reason: str) -> None:
+    assert _imported_after(code) == expected, reason
+
+
+def test_an_unknown_kind_still_suggests_across_every_provider() -> None:
+    reg = ProviderRegistry.discover()
+    with pytest.raises(ProviderPermanentError, match=re.escape("Did you mean 'postgres.database'")):
+        reg.kind("postgress.database")
+    with pytest.raises(ProviderPermanentError, match=re.escape("Did you mean 'random.password'")):
+        reg.kind("random.pasword")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for mod in set(sys.modules) - before:
+        if mod.startswith("acme_"):
+            del sys.modules[mod]
+
+
+def _install(root: Path, entries: dict[str, str], modules: dict[str, str]) -> None:
+    info = root / "acme_providers-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-providers\nVersion: 1.2\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in entries.items())
+    (info / "entry_points.txt").write_text(f"[stackyard.providers]\n{lines}")
+    for name, source in modules.items():
+        (root / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+COUNTING = """
+    import pathlib, time
+    from stackyard.providers.noop import Resource
+    from stackyard.providers.api import Provider
+
+    with open(pathlib.Path(__file__).with_suffix(".imports"), "a") as fh:
+        fh.write("x")
+    time.sleep(0.05)  # widen the window in which racing lookups could import it twice
+
+    class Thing(Resource):
+        name = "acme.thing"
+
+    PROVIDER = Provider(name="acme", version="1.2", kinds=(Thing(),))
+"""
+
+
+def test_a_broken_plugin_costs_nothing_until_its_kind_is_used(plugin_dir: Path) -> None:
+    broken = "import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n1/0\n"
+    _install(plugin_dir, {"acme": "acme_lazy_broken:PROVIDER"}, {"acme_lazy_broken": broken})
+    reg = ProviderRegistry.discover()
+    assert reg.kind("noop.resource").name == "noop.resource"
+    ran = plugin_dir / "acme_lazy_broken.ran"
+    assert not ran.exists(), "a kind of another provider imported it"
+    with pytest.raises(ProviderPermanentError, match=r"which is broken.*ZeroDivisionError"):
+        reg.kind("acme.thing")
+    assert ran.exists()
+    assert {p.name: p for p in reg.providers()}["acme"].broken
+
+
+def test_racing_lookups_load_a_provider_once(plugin_dir: Path) -> None:
+    _install(plugin_dir, {"acme": "acme_counting:PROVIDER"}, {"acme_counting": COUNTING})
+    reg = ProviderRegistry.discover()
+    kinds: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: kinds.append(reg.kind("acme.thing"))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(kinds) == 8 and len({id(k) for k in kinds}) == 1
+    assert (plugin_dir / "acme_counting.imports").read_text() == "x"
