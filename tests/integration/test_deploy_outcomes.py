@@ -188,3 +188,22 @@ def test_a_workload_that_cannot_run_has_its_own_exit_code(
     res = _sy("deploy", str(score), "--env", lite_env, "--yes")
     assert res.returncode == code, (res.stdout, res.stderr)
     assert phrase in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_deploy_that_cannot_ask_records_itself_cancelled(lite_env: str, tmp_path: Path) -> None:
+    """Without --yes and without a terminal the confirmation cannot be asked: the command exits
+    2 and the deployment is recorded cancelled, never left ``running``."""
+    score = tmp_path / "score.yaml"
+    score.write_text(SCORE)
+    res = subprocess.run(
+        [sys.executable, "-m", "stackyard.cli", "deploy", str(score), "--env", lite_env],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert res.returncode == 2 and "Confirmation needed" in res.stderr, res.stderr
+    listed = _sy("deployments", lite_env, "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    statuses = [d["status"] for d in json.loads(listed.stdout)]
+    assert "running" not in statuses and "cancelled" in statuses, statuses

@@ -34,7 +34,7 @@ from stackyard.environments.runner import run, runtime_for
 from stackyard.environments.target import Target, live_workloads, request_of, under_lock
 from stackyard.environments.workloads import parse_spec
 from stackyard.environments.workspace import Workspace
-from stackyard.errors import ApplyFailedError, InvalidInputError, LockHeldError
+from stackyard.errors import ApplyFailedError, InvalidInputError, LockHeldError, StackyardError
 from stackyard.model.environment import Deployment, DeploymentEvent, Environment
 from stackyard.model.status import ChangeOutcome, DeploymentStatus, EnvironmentStatus
 from stackyard.model.workload import Workload
@@ -211,10 +211,16 @@ def _converge(
         dep = _finish(dep, DeploymentStatus.PLANNED, summary, planned)
         ws.records.put_deployment(dep)
         return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    if planned.has_changes and confirm is not None and not _confirmed(confirm, planned, held):
-        dep = _finish(dep, DeploymentStatus.CANCELLED, summary, planned)
-        ws.records.put_deployment(dep)
-        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
+    if planned.has_changes and confirm is not None:
+        try:
+            confirmed = _confirmed(confirm, planned, held)
+        except StackyardError:  # no terminal to ask on, or end of input: nothing was changed
+            ws.records.put_deployment(_finish(dep, DeploymentStatus.CANCELLED, summary, planned))
+            raise
+        if not confirmed:
+            dep = _finish(dep, DeploymentStatus.CANCELLED, summary, planned)
+            ws.records.put_deployment(dep)
+            return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
     dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     try:
