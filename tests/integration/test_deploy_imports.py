@@ -3,9 +3,10 @@
 An environment whose only binding is a local volume (``local.directory``): deploying a
 workload there, as the ``stackyard`` script does, in a fresh interpreter, imports the
 ``local`` provider and not the ``postgres``, ``redis`` or ``noop`` providers, nor Alembic
-(the store is already current). The ``local`` provider's own modules import psycopg, redis
-and ``random``'s password generator for its server kinds; that is the provider's business,
-not the registry's, so those are not asserted on here.
+(the store is already current). Nor the drivers: the ``local`` provider's server kinds import
+psycopg and redis-py when they talk to their servers, not when the provider loads. Nor httpx:
+the home's registry is the local OCI layout, and only a remote registry needs an HTTP client.
+``env list`` and ``status`` on that home import none of them either.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from _imports import heavy, imported_by, tops
 from _lite import lite_platform
 
 pytestmark = pytest.mark.integration
+
+#: What a home on the local registry layout, with local volumes only, never needs.
+DRIVERS = ("psycopg", "psycopg_binary", "redis", "httpx", "httpcore")
 
 SCORE = """\
 apiVersion: score.dev/v1b1
@@ -75,6 +79,22 @@ def test_a_deploy_imports_only_the_providers_of_its_plan(lite_env: str, tmp_path
             "stackyard.providers.redis",
             "stackyard.providers.noop",
             "alembic",
+            *DRIVERS,
         ),
     )
     assert not others, f"imported beyond the plan: {', '.join(tops(others))}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["env", "list"], ["status", "{env}"]],
+    ids=["env list", "status"],
+)
+def test_reading_commands_on_a_local_home_import_no_driver(
+    lite_env: str, tmp_path: Path, args: list[str]
+) -> None:
+    argv = [a.format(env=lite_env) for a in args]
+    res, modules = imported_by(argv, tmp_path / "modules.json", dict(os.environ))
+    assert res.returncode == 0, res.stdout + res.stderr
+    found = heavy(modules, DRIVERS)
+    assert not found, f"{' '.join(argv)} imported: {', '.join(tops(found))}"

@@ -87,3 +87,44 @@ def test_racing_creators_agree_on_one_key(tmp_path: Path) -> None:
     token = boxes[0].encrypt_json(CANARY)
     assert all(b.decrypt_json(token) == CANARY for b in boxes)
     assert sorted(os.listdir(tmp_path)) == ["secret.key"]
+
+
+def _decryptions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """A spy on the real Fernet decryption: the tokens it was asked to decrypt."""
+    from cryptography.fernet import MultiFernet
+
+    seen: list[bytes] = []
+    real = MultiFernet.decrypt
+
+    def decrypt(self: MultiFernet, token: bytes, ttl: int | None = None) -> bytes:
+        seen.append(token)
+        return real(self, token, ttl)
+
+    monkeypatch.setattr(MultiFernet, "decrypt", decrypt)
+    return seen
+
+
+def test_a_box_decrypts_each_token_once_and_hands_out_fresh_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: a command reads the same records several times; decrypting is done once."""
+    key = SecretBox.generate_key()
+    token = SecretBox(key).encrypt_json({"password": CANARY})
+    reader = SecretBox(key)  # another command's box: it has not seen the token
+    seen = _decryptions(monkeypatch)
+    first = reader.decrypt_json(token)
+    first["password"] = "changed by a caller"
+    assert reader.decrypt_json(token) == {"password": CANARY}, "each call gets its own value"
+    assert seen == [token.encode()], "decrypted once"
+    # what a box encrypted itself it never decrypts
+    again = reader.encrypt_json({"k": 1})
+    assert reader.decrypt_json(again) == {"k": 1}
+    assert len(seen) == 1
+
+
+def test_a_wrong_key_still_fails_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = SecretBox(SecretBox.generate_key()).encrypt_json(CANARY)
+    other = SecretBox(SecretBox.generate_key())
+    for _ in range(2):  # a failure is not remembered as a success
+        with pytest.raises(StateError, match="does not match"):
+            other.decrypt_json(token)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stackyard.components.layout import LayoutRegistry
 from stackyard.components.oci import (
@@ -35,7 +35,9 @@ from stackyard.components.oci import (
     RegistryError,
     RegistryUnavailableError,
 )
-from stackyard.components.remote import RemoteRegistry, parse_reference
+
+if TYPE_CHECKING:
+    from stackyard.components.remote import RemoteRegistry
 
 __all__ = [
     "ANNOTATION_CREATED",
@@ -59,6 +61,16 @@ __all__ = [
     "RemoteRegistry",
     "open_registry",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``RemoteRegistry`` on first use: it imports httpx (and ssl), which a home on the local
+    layout never needs, so a command that only opens the layout does not pay for it."""
+    if name == "RemoteRegistry":
+        from stackyard.components.remote import RemoteRegistry
+
+        return RemoteRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Registry(Protocol):
@@ -151,6 +163,8 @@ def open_registry(
     """
     if not ref:
         return LayoutRegistry(home / "registry")
+    from stackyard.components.remote import RemoteRegistry, parse_reference
+
     env = os.environ if environ is None else environ
     scheme, sep, rest = ref.partition("://")
     if sep and scheme.lower() in ("http", "https"):

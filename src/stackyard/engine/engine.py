@@ -27,7 +27,7 @@ from stackyard.errors import InvalidInputError, StalePlanError
 from stackyard.model.ids import ResourceUid
 from stackyard.model.values import Unknown
 from stackyard.resolve.graph import Graph
-from stackyard.state.api import StateStore
+from stackyard.state.api import Snapshot, StateStore
 
 DEFAULT_LOCK_TTL_S = 30.0
 
@@ -71,6 +71,9 @@ class Engine:
         self.lock_wait_s = lock_wait_s
         self.stall_s = stall_s
         self._held: HeldLock | None = None
+        #: the state read under the held lock: no other writer can change it until the block
+        #: ends, so it is read once and again only after this engine wrote (recover, apply)
+        self._read: Snapshot | None = None
 
     @contextmanager
     def locked(self, env: str) -> Iterator[HeldLock]:
@@ -97,11 +100,11 @@ class Engine:
             wait_s=self.lock_wait_s,
             stall_s=self.stall_s,
         ) as lock:
-            self._held = lock
+            self._held, self._read = lock, None
             try:
                 yield lock
             finally:
-                self._held = None
+                self._held, self._read = None, None
 
     @property
     def held(self) -> HeldLock | None:
@@ -113,12 +116,22 @@ class Engine:
         if not self.store.intents(env):
             return []
         with self.locked(env) as lock:
+            self._read = None
             return recover(env, self.store, lock.lease, self.kinds, self.events)
+
+    def _snapshot(self, env: str) -> Snapshot:
+        """``env``'s recorded state: read once while this engine holds its lock (until this
+        engine writes), and every time otherwise (another writer may have changed it)."""
+        if self._held is None or self._held.env != env:
+            return self.store.snapshot(env)
+        if self._read is None:
+            self._read = self.store.snapshot(env)
+        return self._read
 
     def plan(self, env: str, graph: Graph | None, *, refresh: bool = True) -> Plan:
         """Plan converging ``env`` to ``graph`` (None: destroy everything in it)."""
         self.recover(env)
-        snap = self.store.snapshot(env)
+        snap = self._snapshot(env)
         observed, warnings = (
             observe_all(
                 env,
@@ -168,6 +181,7 @@ class Engine:
             )
         env = planned.env
         with self.locked(env) as lock:
+            self._read = None  # from here on this engine writes: what it read is stale
             recovered = recover(env, self.store, lock.lease, self.kinds, self.events)
             snap = self.store.snapshot(env)
             if self.store.was_applied(env, planned.id):
@@ -218,10 +232,13 @@ class Engine:
                 retries=self.retries,
                 retry_delay_s=self.retry_delay_s,
             )
-            result = applier.run()
-            result.failed.update(swept.failed)
-            # Failed calls leave their intents pending: settle them now, while we hold the lock.
-            settled = recover(env, self.store, lock.lease, self.kinds, self.events)
+            try:
+                result = applier.run()
+                result.failed.update(swept.failed)
+                # Failed calls leave their intents pending: settle them now, under the lock.
+                settled = recover(env, self.store, lock.lease, self.kinds, self.events)
+            finally:
+                self._read = None  # the apply wrote: read the state again
             result.recovered = [f"{o.address}: {o.result}" for o in (*recovered, *settled)]
         return result
 
@@ -232,7 +249,7 @@ class Engine:
 
     def outputs(self, env: str, graph: Graph, uid: ResourceUid) -> dict[str, Any]:
         """An instance's component outputs from the recorded state (secrets wrapped)."""
-        live = {a: recorded_outputs(r) for a, r in self.store.snapshot(env).resources.items()}
+        live = {a: recorded_outputs(r) for a, r in self._snapshot(env).resources.items()}
         return graph.instance_outputs(uid, lambda a: live.get(a, Unknown(a)))
 
     def drift(self, env: str) -> list[DriftItem]:

@@ -95,6 +95,14 @@ class Governor:
         self._governance.record_decision(decision)
         return decision
 
+    def warm(self, stage: str, *, env: str | None, env_type: str | None) -> None:
+        """Start the policy worker when ``stage`` has policies to ask here: it starts while
+        the caller builds the decision's document, rather than after it."""
+        from stackyard.policy.sandbox import shared
+
+        if self.policies.applicable(stage, env, env_type):
+            shared(self._limits).start()
+
     def actor_input(self, env: str | None = None, env_type: str | None = None) -> dict[str, Any]:
         """The ``actor`` part: who acts, their teams, and their roles on the target."""
         return self.access.actor_doc(self.access.target(env, env_type))
@@ -343,6 +351,7 @@ def gate(
     approver approved) makes the same changes. ``enforce=False`` (a plan-only run) decides and
     records without stopping anything.
     """
+    gov.warm(stage, env=env.name, env_type=env.type)
     doc = plan_input(
         gov,
         env,

@@ -70,6 +70,12 @@ class Sandbox:
             raise RuntimeError(reply)
         return reply
 
+    def start(self) -> None:
+        """Start the worker now (a no-op when it runs), so that its start-up overlaps the
+        caller's work before the first ``evaluate`` instead of being waited for there."""
+        with self._lock:
+            self._worker()
+
     def close(self) -> None:
         """Stop the worker (it exits when its stdin closes)."""
         with self._lock:

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,16 @@ class SecretBox:
 
     ``keys`` is one Fernet key, or several separated by commas: the first encrypts, and all
     of them decrypt (key rotation). Error messages never contain plaintext or ciphertext.
+
+    A box decrypts each token once: a token is immutable and its plaintext is fixed by the
+    keys, so the plaintext is kept by token (and a token this box encrypted is known
+    already). A command opens one box with its store, so the records it reads several times
+    (the resources, then the instances, by several steps) are decrypted once per command.
+    The plaintext lives as long as the box, as the values decrypted from it do anyway.
     """
+
+    #: Tokens whose plaintext is kept; past it the oldest are dropped (a bound, not a tuning).
+    MAX_KEPT = 4096
 
     def __init__(self, keys: str | bytes) -> None:
         text = keys.decode("ascii") if isinstance(keys, bytes) else keys
@@ -37,6 +47,8 @@ class SecretBox:
                 "The secret key is not a valid Fernet key (32 url-safe base64-encoded bytes)",
                 hint=_KEY_HINT,
             ) from None
+        self._plain: dict[str, bytes] = {}
+        self._kept = threading.Lock()  # observe and apply read records from many threads
 
     @classmethod
     def from_home(cls, home: Path, *, key: str | None = None) -> SecretBox:
@@ -53,19 +65,33 @@ class SecretBox:
     def encrypt_json(self, obj: Any) -> str:
         """Encrypt a JSON-serialisable value; returns an ASCII token."""
         data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
-        return self._fernet.encrypt(data).decode("ascii")
+        token = self._fernet.encrypt(data).decode("ascii")
+        self._keep(token, data)
+        return token
 
     def decrypt_json(self, token: str) -> Any:
-        """Decrypt a token from ``encrypt_json``; ``StateError`` if the key does not match."""
-        try:
-            data = self._fernet.decrypt(token.encode("ascii"))
-        except (InvalidToken, UnicodeEncodeError):
-            raise StateError(
-                "Cannot decrypt secret values in the state: the secret key does not match the "
-                "key they were encrypted with, or the stored value is corrupt",
-                hint=_KEY_HINT,
-            ) from None
+        """Decrypt a token from ``encrypt_json``; ``StateError`` if the key does not match.
+
+        Each call returns a new value (callers may change it); the token is decrypted once.
+        """
+        data = self._plain.get(token)
+        if data is None:
+            try:
+                data = self._fernet.decrypt(token.encode("ascii"))
+            except (InvalidToken, UnicodeEncodeError):
+                raise StateError(
+                    "Cannot decrypt secret values in the state: the secret key does not match "
+                    "the key they were encrypted with, or the stored value is corrupt",
+                    hint=_KEY_HINT,
+                ) from None
+            self._keep(token, data)
         return json.loads(data)
+
+    def _keep(self, token: str, data: bytes) -> None:
+        with self._kept:
+            if len(self._plain) >= self.MAX_KEPT:
+                self._plain.pop(next(iter(self._plain)))  # dicts keep insertion order
+            self._plain[token] = data
 
 
 _KEY_HINT = (

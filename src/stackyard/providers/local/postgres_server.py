@@ -12,11 +12,8 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
-
-import psycopg
-from psycopg import sql
 
 from stackyard.errors import ProviderPermanentError, ProviderTransientError
 from stackyard.host import supervise
@@ -31,6 +28,11 @@ from stackyard.providers.local.server import (
     SupervisedServer,
     missing_binary,
 )
+
+if TYPE_CHECKING:
+    # The methods that talk to the server import psycopg themselves: loading the ``local``
+    # kinds (for a directory, say) does not load the driver.
+    import psycopg
 
 SUPERUSER = "postgres"
 INITIALISED = ".stackyard-initialised"
@@ -169,6 +171,8 @@ class PostgresServer(SupervisedServer):
 
     def answering(self, port: int, password: str) -> bool:
         """A session opens (or is refused for its password: the server is up)."""
+        import psycopg
+
         try:
             with psycopg.connect(**_conninfo(port, password), connect_timeout=2):
                 return True
@@ -177,6 +181,9 @@ class PostgresServer(SupervisedServer):
 
     def change_password(self, port: int, old: str, new: str, data_dir: Path) -> None:
         """``ALTER ROLE postgres PASSWORD``, logged in with the old password (or the new one)."""
+        import psycopg
+        from psycopg import sql
+
         stmt = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
             sql.Identifier(SUPERUSER), sql.Literal(new)
         )

@@ -17,12 +17,8 @@ import signal
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from stackyard.errors import ProviderPermanentError, ProviderTransientError
 from stackyard.host import supervise
@@ -38,6 +34,11 @@ from stackyard.providers.local.server import (
     missing_binary,
 )
 
+if TYPE_CHECKING:
+    # The methods that talk to the server import redis-py themselves: loading the ``local``
+    # kinds (for a directory, say) does not load the client.
+    from redis.retry import Retry
+
 USERNAME = "default"
 INITIALISED = ".stackyard-initialised"
 MIN_VERSION = (6, 0)  # ACLs
@@ -45,6 +46,9 @@ MIN_VERSION = (6, 0)  # ACLs
 
 def _no_retry() -> Retry:
     # redis-py retries connection errors, and a refused AUTH is one: fail fast instead.
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     return Retry(NoBackoff(), 0)
 
 
@@ -151,6 +155,8 @@ class RedisServer(SupervisedServer):
 
     def answering(self, port: int, password: str) -> bool:
         """PING answers (or AUTH is refused: the server is up)."""
+        import redis
+
         client = redis.Redis(
             host=HOST,
             port=port,
@@ -171,6 +177,8 @@ class RedisServer(SupervisedServer):
 
     def change_password(self, port: int, old: str, new: str, data_dir: Path) -> None:
         """``ACL SETUSER default resetpass #<sha256>`` then ``ACL SAVE``."""
+        import redis
+
         digest = hashlib.sha256(new.encode()).hexdigest()
         for attempt in (old, new):
             client = redis.Redis(
