@@ -10,14 +10,18 @@ so one foreign tag under a component's name breaks nothing. Archives are read on
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from stackyard.canonical import canonical_bytes
 from stackyard.components import attest
+from stackyard.components.checked import CheckedBuilds, trust_fingerprint
 from stackyard.components.keys import Keyring
 from stackyard.components.oci import (
     ANNOTATION_VERSION,
@@ -29,10 +33,9 @@ from stackyard.components.oci import (
 )
 from stackyard.components.package import check_destination, read_archive, unpack
 from stackyard.components.registry import Registry
-from stackyard.diagnostics import Severity
+from stackyard.diagnostics import Diagnostic, Severity
 from stackyard.errors import StackyardError
 from stackyard.model.component import ComponentManifest, manifest_from_data
-from stackyard.model.component_schema import check_structure
 from stackyard.model.versions import Version
 
 #: Called with a sentence for each tag skipped while listing or resolving.
@@ -100,12 +103,16 @@ def versions(registry: Registry, name: str) -> list[str]:
     return [str(v) for v in sorted(parsed)]
 
 
-def read_build(registry: Registry, name: str, version: str) -> PublishedBuild:
+def read_build(
+    registry: Registry, name: str, version: str, *, checked: CheckedBuilds | None = None
+) -> PublishedBuild:
     """The build at ``name@version`` (``version`` may be a digest), checked to be ours.
 
     Reads the manifest and the config blob (both bounded), never the layer.
     ``NotAComponentError`` when it is not a stackyard component build (or its component
     manifest is not valid), ``TagMismatchError`` when it is the build of another version.
+    With ``checked``, a manifest digest that passed the schema check before (against the
+    same schema) is not checked again: the config it names is immutable.
     """
     reference = f"{name}@{version}"
     where = registry.location
@@ -124,9 +131,7 @@ def read_build(registry: Registry, name: str, version: str) -> PublishedBuild:
     annotated = (manifest.get("annotations") or {}).get(ANNOTATION_VERSION)
     if by_tag is not None and isinstance(annotated, str) and annotated != by_tag:
         raise TagMismatchError(reference, f"{name}@{annotated}", component=name, registry=where)
-    problems = [
-        d for d in check_structure(document, file=reference) if d.severity is Severity.ERROR
-    ]
+    problems = _structure_problems(document, reference, digest, checked)
     if problems:
         raise NotAComponentError(
             reference,
@@ -139,12 +144,38 @@ def read_build(registry: Registry, name: str, version: str) -> PublishedBuild:
     return PublishedBuild(name, component.version, digest, manifest, document, component, layer)
 
 
+def _structure_problems(
+    document: dict[str, Any], reference: str, digest: str, checked: CheckedBuilds | None
+) -> list[Diagnostic]:
+    """The schema errors of a build's component manifest; none, without checking (nor
+    importing jsonschema), when ``checked`` saw this manifest digest pass this schema."""
+    if checked is not None:
+        schema = _schema_digest()
+        if checked.passed("structure", schema, digest):
+            return []
+    from stackyard.model.component_schema import check_structure
+
+    problems = [
+        d for d in check_structure(document, file=reference) if d.severity is Severity.ERROR
+    ]
+    if checked is not None and not problems:
+        checked.record("structure", schema, digest)
+    return problems
+
+
+@functools.cache
+def _schema_digest() -> str:
+    """The digest of the component manifest schema (read as bytes, not compiled)."""
+    data = resources.files("stackyard.model").joinpath("schemas", "component-v1.json")
+    return "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest()
+
+
 def config(
-    registry: Registry, name: str, version: str
+    registry: Registry, name: str, version: str, *, checked: CheckedBuilds | None = None
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``(manifest digest, OCI manifest, component manifest document)`` of ``name@version``,
-    checked by ``read_build``."""
-    found = read_build(registry, name, version)
+    checked by ``read_build`` (``checked``: see there)."""
+    found = read_build(registry, name, version, checked=checked)
     return found.digest, found.manifest, found.config
 
 
@@ -190,22 +221,38 @@ def verify(
 
     The build is read first (``NotAComponentError`` for what is not ours), unless its
     ``digest`` is given by a caller that has read it already.
+
+    A verification that passed is remembered in the home's checked-builds cache, keyed by the
+    build digest, name and version, the attestation's manifest digest and bytes, and the
+    trusted key files: the signature of the same envelope is not checked again while the
+    trusted keys are unchanged (adding, removing or changing one misses). Everything else is.
     """
+    checked = CheckedBuilds(ring.dir.parent)
     if digest is None:
-        digest = read_build(registry, name, version).digest
+        digest = read_build(registry, name, version, checked=checked).digest
     found = registry.referrers(name, digest, attest.ARTIFACT_TYPE)
-    trusted = [key for _, key in ring.trusted()]
+    keys = trust_fingerprint(ring.trusted_dir)
+    trusted: list[attest.PublicKey] | None = None  # parsed only when a signature is checked
     last: attest.AttestationError | None = None
     for descriptor in found:
         payload = _payload(registry, name, descriptor)
         if payload is None:
             continue  # a referrer that is not an attestation after all: not ours to read
+        envelope = "sha256:" + hashlib.sha256(payload).hexdigest()
+        facts = ("attested", digest, name, version, str(descriptor["digest"]), envelope, keys)
+        expect = {"expect_digest": digest, "expect_name": name, "expect_version": version}
         try:
-            return attest.verify(
-                payload, trusted, expect_digest=digest, expect_name=name, expect_version=version
-            )
+            if checked.passed(*facts):
+                return attest.reverify(payload, **expect)
+            if trusted is None:
+                trusted = [key for _, key in ring.trusted()]
+            statement = attest.verify(payload, trusted, **expect)
         except attest.AttestationError as exc:
             last = exc
+            continue
+        if trust_fingerprint(ring.trusted_dir) == keys:  # not changed while verifying
+            checked.record(*facts)
+        return statement
     raise last or attest.MissingAttestationError(f"{name}@{version}", digest=digest)
 
 

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stackyard.components.checked import CheckedBuilds
 from stackyard.model.component import ComponentManifest, manifest_from_data
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class Catalog:
         self._versions: dict[str, list[str]] = {}
         self._manifests: dict[tuple[str, str], tuple[ComponentManifest, str]] = {}
         self._facts: dict[tuple[str, str], dict[str, Any]] = {}
+        self._checked = CheckedBuilds(home)  # schema checks passed by earlier commands
 
     @property
     def keyring(self) -> Keyring:
@@ -55,7 +57,7 @@ class Catalog:
         with self._lock:
             hit = self._manifests.get(key)
         if hit is None:
-            digest, _, doc = config(self.registry, name, version)
+            digest, _, doc = config(self.registry, name, version, checked=self._checked)
             hit = (manifest_from_data(doc), digest)
             with self._lock:
                 self._manifests[key] = hit

@@ -17,7 +17,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event, exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 
@@ -32,6 +31,7 @@ from stackyard.state.tables import (
     applied_plans,
     environments,
     environments_state,
+    insert_for,
     installation,
     intents,
     resources,
@@ -55,7 +55,7 @@ class _Statements:
     writes are plain SQL in ``hotpath.py``)."""
 
     def __init__(self, dialect: str) -> None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = insert_for(dialect)  # imports that dialect's module only
         env = insert(environments_state)
         self.ensure_env = env.on_conflict_do_nothing()
         self.bump = env.on_conflict_do_update(
