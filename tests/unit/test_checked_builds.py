@@ -172,3 +172,16 @@ def test_a_failed_verification_is_not_cached(home: Home, tmp_path: Path) -> None
     for _ in range(2):
         with pytest.raises(attest.UntrustedKeyError):
             _verify(home)
+
+
+def test_component_verify_always_checks_the_signature(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache serves resolution; the explicit ``stackyard component verify`` (``fresh``)
+    checks the signature each time."""
+    _verify(home)
+    signatures = _count(monkeypatch, attest, "verify")
+    catalog.verify(
+        home.registry, Keyring(home.path), home.name, home.version, digest=home.digest, fresh=True
+    )
+    assert signatures == [1]

@@ -178,7 +178,7 @@ def verify_cmd(
     name, version = _split(ref)
     reg = _registry(registry, plain_http)
     try:
-        statement = verify(reg, Keyring(Settings.load().home), name, version)
+        statement = verify(reg, Keyring(Settings.load().home), name, version, fresh=True)
     finally:
         reg.close()
     if output is OutputFormat.JSON:

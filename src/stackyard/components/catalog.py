@@ -215,7 +215,13 @@ def entries(registry: Registry, *, warn: Warn | None = None) -> list[Entry]:
 
 
 def verify(
-    registry: Registry, ring: Keyring, name: str, version: str, *, digest: str | None = None
+    registry: Registry,
+    ring: Keyring,
+    name: str,
+    version: str,
+    *,
+    digest: str | None = None,
+    fresh: bool = False,
 ) -> attest.Statement:
     """Verify ``name@version``'s attestation; raises an ``AttestationError`` when it fails.
 
@@ -226,6 +232,7 @@ def verify(
     build digest, name and version, the attestation's manifest digest and bytes, and the
     trusted key files: the signature of the same envelope is not checked again while the
     trusted keys are unchanged (adding, removing or changing one misses). Everything else is.
+    ``fresh`` (``stackyard component verify``) checks the signature whatever the cache says.
     """
     checked = CheckedBuilds(ring.dir.parent)
     if digest is None:
@@ -242,7 +249,7 @@ def verify(
         facts = ("attested", digest, name, version, str(descriptor["digest"]), envelope, keys)
         expect = {"expect_digest": digest, "expect_name": name, "expect_version": version}
         try:
-            if checked.passed(*facts):
+            if not fresh and checked.passed(*facts):
                 return attest.reverify(payload, **expect)
             if trusted is None:
                 trusted = [key for _, key in ring.trusted()]
