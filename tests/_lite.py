@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import textwrap
 
-__all__ = ["lite_platform"]
+__all__ = ["lite_platform", "sleeper_score"]
 
 
 def lite_platform(env: str) -> str:
@@ -32,5 +32,24 @@ def lite_platform(env: str) -> str:
         kind: Environment
         metadata: {{name: {env}}}
         spec: {{type: lite, owner: team-checkout}}
+        """
+    )
+
+
+def sleeper_score(name: str) -> str:
+    """A Score workload ``name``: a ``sleep`` container reading one volume's path."""
+    return textwrap.dedent(
+        f"""\
+        apiVersion: score.dev/v1b1
+        metadata: {{name: {name}}}
+        containers:
+          main:
+            image: none
+            command: ["sh", "-c", "sleep 3600"]
+            variables:
+              DATA_DIR: ${{resources.data.path}}
+        resources:
+          data:
+            type: volume
         """
     )

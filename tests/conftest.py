@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,3 +32,14 @@ def shared_dir() -> Path:
 
 
 from _platform import library_home, library_template, stage  # noqa: E402, F401  (fixtures)
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path holding real installed-plugin metadata (``*.dist-info``)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for mod in set(sys.modules) - before:
+        if mod.startswith("acme_"):
+            del sys.modules[mod]

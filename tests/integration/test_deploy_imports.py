@@ -20,26 +20,14 @@ import pytest
 from _as_user import cli
 from _cli import Result, finished, ok
 from _imports import heavy, imported_by, tops
-from _lite import lite_platform
+from _lite import lite_platform, sleeper_score
 
 pytestmark = pytest.mark.integration
 
 #: What a home on the local registry layout, with local volumes only, never needs.
 DRIVERS = ("psycopg", "psycopg_binary", "redis", "httpx", "httpcore")
 
-SCORE = """\
-apiVersion: score.dev/v1b1
-metadata: {name: importer}
-containers:
-  main:
-    image: none
-    command: ["sh", "-c", "sleep 3600"]
-    variables:
-      DATA_DIR: ${resources.data.path}
-resources:
-  data:
-    type: volume
-"""
+SCORE = sleeper_score("importer")
 
 
 def _sy(home: Path, *args: str) -> Result:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from _lite import lite_platform
+from _lite import lite_platform, sleeper_score
 from stackyard.engine.events import Event, Events
 
 pytestmark = pytest.mark.integration
@@ -56,21 +56,7 @@ def test_no_failure_no_loss() -> None:
 
 # -- through a real deploy ---------------------------------------------------------------------
 
-SCORE = textwrap.dedent(
-    """\
-    apiVersion: score.dev/v1b1
-    metadata: {name: sleeper}
-    containers:
-      main:
-        image: none
-        command: ["sh", "-c", "sleep 3600"]
-        variables:
-          DATA_DIR: ${resources.data.path}
-    resources:
-      data:
-        type: volume
-    """
-)
+SCORE = sleeper_score("sleeper")
 
 
 def _sy(*args: str) -> subprocess.CompletedProcess[str]:

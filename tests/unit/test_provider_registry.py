@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from _plugins import install_plugin
 from stackyard.errors import ProviderPermanentError
 from stackyard.providers.api import (
     Applied,
@@ -102,29 +101,6 @@ def test_kind_lookup_and_did_you_mean() -> None:
 
 
 # -- discovery through real entry points --------------------------------------------------------
-
-
-@pytest.fixture
-def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A directory on sys.path holding real installed-plugin metadata (``*.dist-info``)."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = set(sys.modules)
-    yield tmp_path
-    for mod in set(sys.modules) - before:
-        if mod.startswith("acme_"):
-            del sys.modules[mod]
-
-
-def install_plugin(
-    root: Path, dist: str, version: str, entries: dict[str, str], modules: dict[str, str]
-) -> None:
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    lines = "".join(f"{k} = {v}\n" for k, v in entries.items())
-    (info / "entry_points.txt").write_text(f"[stackyard.providers]\n{lines}")
-    for name, source in modules.items():
-        (root / f"{name}.py").write_text(textwrap.dedent(source))
 
 
 GOOD = """

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from _plugins import install_plugin
 from stackyard.errors import ProviderPermanentError
 from stackyard.providers.registry import ProviderRegistry
 
@@ -82,24 +82,8 @@ def test_an_unknown_kind_still_suggests_across_every_provider() -> None:
         reg.kind("random.pasword")
 
 
-@pytest.fixture
-def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = set(sys.modules)
-    yield tmp_path
-    for mod in set(sys.modules) - before:
-        if mod.startswith("acme_"):
-            del sys.modules[mod]
-
-
 def _install(root: Path, entries: dict[str, str], modules: dict[str, str]) -> None:
-    info = root / "acme_providers-1.2.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-providers\nVersion: 1.2\n")
-    lines = "".join(f"{k} = {v}\n" for k, v in entries.items())
-    (info / "entry_points.txt").write_text(f"[stackyard.providers]\n{lines}")
-    for name, source in modules.items():
-        (root / f"{name}.py").write_text(textwrap.dedent(source))
+    install_plugin(root, "acme-providers", "1.2", entries, modules)
 
 
 COUNTING = """
