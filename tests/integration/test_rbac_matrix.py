@@ -185,3 +185,56 @@ def test_state_reads_need_a_role(tmp_path: Path) -> None:
         shown = cli(home, "state", *args, "-o", "json", user="vic")
         assert shown.returncode == 0, (args, shown.stderr)
     assert "alice@laptop" in cli(home, "state", "lock", "dev", user="vic").stdout
+    ghost = cli(home, "state", "lock", "ghost")  # a typo is not "not locked"
+    assert ghost.returncode == 2 and "No environment 'ghost'" in ghost.stderr, ghost.stderr
+
+
+def test_creating_an_existing_environment_shows_it_only_to_who_may_view_it(
+    tmp_path: Path,
+) -> None:
+    """``env create`` of an environment that is already ready was a no-op that printed it (its
+    owner, variables and labels) to anyone; it now needs ``view`` first."""
+    import os
+    import pwd
+
+    from _as_user import cli
+    from stackyard.model.environment import Environment
+    from stackyard.model.status import EnvironmentStatus
+    from stackyard.state import open_store
+    from stackyard.state.governance import Governance
+    from stackyard.state.records import Records
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    home = tmp_path / "home"
+    with open_store(Settings.load(home=home, environ={})) as store:
+        Governance(store).grant(Grant(f"user:{me}", Role.ADMIN, ORG), by="test")
+        records = Records(store)
+        env = Environment(
+            name="dev", type="t", owner="team-secretive", status=EnvironmentStatus.CREATING
+        )
+        assert records.insert_environment(env)
+        assert records.set_status("dev", EnvironmentStatus.READY)
+    refused = cli(home, "env", "create", "dev", "-o", "json", user="mallory")
+    assert refused.returncode == 6, (refused.stdout, refused.stderr)
+    assert "team-secretive" not in refused.stdout + refused.stderr
+    mine = cli(home, "env", "create", "dev", "-o", "json")
+    assert mine.returncode == 0 and "team-secretive" in mine.stdout, mine.stderr
+
+
+def test_listings_across_environments_leave_out_what_the_actor_may_not_view(
+    ws: Workspace,
+) -> None:
+    """A viewer of one environment asking for the cost or the approvals of all of them got
+    exit 6 on the first other environment; now they get theirs, and a named one still needs
+    ``view``."""
+    from stackyard.environments import approvals, cost
+
+    grant = Grant("user:mallory", Role.VIEWER, f"env:{ENV}")
+    ws.governance.grant(grant, by="test")
+    try:
+        assert {s.env for s in cost.shares(ws)} <= {ENV}
+        assert approvals.pending(ws) == []
+        with pytest.raises(PermissionDeniedError):
+            cost.shares(ws, env=OTHER_ENV)
+    finally:
+        ws.governance.revoke(grant)

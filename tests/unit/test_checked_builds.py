@@ -37,7 +37,7 @@ class Home:
 
     @property
     def cache(self) -> Path:
-        return self.path / "cache" / "checked-builds"
+        return self.path / "keys" / "checked-builds"
 
 
 @pytest.fixture

@@ -75,3 +75,20 @@ def test_the_root_lists_the_table_in_order_and_resolves_lazily() -> None:
     assert "nope" not in commands and commands.get("nope") is None
     assert commands.stub("env").help == ENTRIES["env"].help  # type: ignore[union-attr]
     assert commands["env"].name == "env" and "list" in commands["env"].commands
+
+
+def test_a_command_whose_import_raises_keyerror_is_not_no_such_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Mapping.get`` swallows every ``KeyError``: one raised while importing a command's
+    module used to turn into "No such command"; it is now an internal error naming it."""
+    from stackyard.cli import tree
+
+    def broken(entry: tree.Entry) -> Any:
+        raise KeyError("a bug in the module")
+
+    monkeypatch.setattr(tree, "build", broken)
+    commands = tree.LazyCommands(tree.COMMANDS)
+    with pytest.raises(RuntimeError, match="cannot load the command 'env'"):
+        commands.get("env")
+    assert commands.get("no-such-command") is None

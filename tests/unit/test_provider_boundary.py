@@ -47,3 +47,31 @@ def test_a_cause_whose_text_held_a_secret_is_dropped() -> None:
 def test_what_is_not_caught_passes_through() -> None:
     with pytest.raises(KeyError), _boundary():
         raise KeyError("a bug")
+
+
+def test_a_secret_deeper_in_the_chain_drops_the_cause_too() -> None:
+    """A client library wraps the lower error whose text held the secret; ``--debug`` prints
+    the whole chain, so the outer text being clean is not enough."""
+    with pytest.raises(ProviderTransientError) as info, _boundary(("s3cret",)):
+        try:
+            raise OSError("auth s3cret rejected by server")
+        except OSError as low:
+            raise _Lost("connection failed") from low
+    assert info.value.message == "Thing: connection failed (try later)"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_note_is_redacted_too() -> None:
+    with (
+        pytest.raises(ProviderPermanentError) as info,
+        translate(
+            "app/db",
+            service="Thing",
+            catch=ValueError,
+            transient=lambda _e: False,
+            note=lambda exc: f" (it said {exc.args[0]})",
+            secrets=("s3cret",),
+        ),
+    ):
+        raise ValueError("s3cret")
+    assert "s3cret" not in info.value.message

@@ -128,3 +128,19 @@ def test_racing_lookups_load_a_provider_once(plugin_dir: Path) -> None:
         t.join()
     assert len(kinds) == 8 and len({id(k) for k in kinds}) == 1
     assert (plugin_dir / "acme_counting.imports").read_text() == "x"
+
+
+def test_a_malformed_provider_is_broken_not_fatal(plugin_dir: Path) -> None:
+    """A Provider whose kinds cannot even be checked (``kinds=None``) is a broken plugin: its
+    kinds say so, and listing and did-you-mean still work (it escaped as a TypeError)."""
+    source = (
+        "from stackyard.providers.api import Provider\n"
+        'PROVIDER = Provider(name="acme", version="1", kinds=None)\n'
+    )
+    _install(plugin_dir, {"acme": "acme_malformed:PROVIDER"}, {"acme_malformed": source})
+    reg = ProviderRegistry.discover()
+    with pytest.raises(ProviderPermanentError, match=r"which is broken.*is invalid"):
+        reg.kind("acme.thing")
+    assert {p.name: p for p in reg.providers()}["acme"].broken
+    with pytest.raises(ProviderPermanentError, match=r"Did you mean 'noop\.resource'"):
+        reg.kind("noop.resourse")

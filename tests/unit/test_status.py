@@ -307,6 +307,63 @@ def test_a_deployment_moves_only_as_its_table_allows(records: Records) -> None:
     assert [d.id for d in records.deployments(name)] == [dep.id]
 
 
+@pytest.mark.integration
+def test_two_writers_of_one_deployment_on_postgresql_cannot_skip_the_table(
+    pg_databases: Callable[[], str],
+) -> None:
+    """Under READ COMMITTED a writer used to check its move against the status it read, then
+    overwrite a status another transaction committed meanwhile ('failed' -> 'interrupted'):
+    the read now locks the row, so the move is checked against what it replaces."""
+    import threading
+    import time
+
+    url = pg_databases()
+    store = SqlStateStore(url, SecretBox(SecretBox.generate_key()))
+    other = sa.create_engine(url)
+    try:
+        records = Records(store)
+        dep = Deployment.start(env=_name(), kind="deploy", actor="me")
+        records.put_deployment(dep)
+        raised: list[BaseException] = []
+
+        def late_writer() -> None:
+            try:
+                records.put_deployment(dep.finished(D.INTERRUPTED))
+            except BaseException as exc:
+                raised.append(exc)
+
+        with other.connect() as conn:
+            conn.execute(
+                sa.select(deployments.c.status).where(deployments.c.id == dep.id).with_for_update()
+            )
+            writer = threading.Thread(target=late_writer)
+            writer.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until the late writer waits on the row lock
+                waiting = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+                if waiting:
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail("the late writer never waited for the row")
+            conn.execute(
+                sa.update(deployments).where(deployments.c.id == dep.id).values(status="failed")
+            )
+            conn.commit()
+        writer.join(10)
+        assert raised and isinstance(raised[0], InvalidTransitionError), raised
+        found = records.deployment(dep.id)
+        assert found is not None and found.status is D.FAILED
+    finally:
+        other.dispose()
+        store.close()
+
+
 def test_approval_and_interruption_are_moves_of_the_table(records: Records) -> None:
     name = _name()
     parked = Deployment.start(env=name, kind="deploy", actor="me")

@@ -177,7 +177,11 @@ class LazyCommands(MutableMapping[str, Command]):
 
     def __getitem__(self, name: str) -> Command:
         if name not in self._built:
-            self._built[name] = build(self._entries[name])  # KeyError: no such command
+            entry = self._entries[name]  # the only KeyError that means "no such command"
+            try:
+                self._built[name] = build(entry)
+            except KeyError as exc:  # a bug importing the command: never "No such command"
+                raise RuntimeError(f"cannot load the command '{name}': {exc!r}") from exc
         return self._built[name]
 
     def __setitem__(self, name: str, command: Command) -> None:

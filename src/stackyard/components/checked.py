@@ -6,7 +6,7 @@ as long as everything else the check depends on is unchanged. The cache records 
 stackyard version, the digests checked, the schema or the trusted keys). A miss means
 "check it, as if never seen"; a pass is recorded after the check, never a failure.
 
-The file is ``<home>/cache/checked-builds`` (mode 0600, written atomically: a temporary file
+The file is ``<home>/keys/checked-builds`` (mode 0600, written atomically: a temporary file
 renamed over it). It is a cache, never a source of truth: a file that cannot be read, parsed
 or written is ignored and rebuilt, and anything wrong with it costs only a check again.
 """
@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 import stackyard
+from stackyard.components.layout import write_atomic
 
 __all__ = ["MAX_ENTRIES", "CheckedBuilds", "trust_fingerprint"]
 
@@ -54,7 +53,9 @@ class CheckedBuilds:
     """
 
     def __init__(self, home: Path) -> None:
-        self.path = Path(home) / "cache" / "checked-builds"
+        # beside the trusted keys, not in ``cache/`` (whose blobs are untrusted, re-checked on
+        # read, and may be shared or restored): a pass recorded here skips a signature check
+        self.path = Path(home) / "keys" / "checked-builds"
         self._lock = threading.Lock()
         self._entries: list[str] | None = None
 
@@ -99,15 +100,6 @@ class CheckedBuilds:
         return list(entries)
 
     def _write(self, entries: list[str]) -> None:
-        folder = self.path.parent
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps({"format": _FORMAT, "passed": entries}, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".checked-builds.")  # mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(data)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        doc = {"format": _FORMAT, "passed": entries}
+        write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode("ascii"))

@@ -85,7 +85,10 @@ def pending(ws: Workspace, env: str | None = None) -> list[dict[str, Any]]:
         dep = ws.records.deployment(dep_id)
         if dep is None:
             continue
-        ws.access.authorize(Action.VIEW, env=dep.env)
+        if env is not None:
+            ws.access.authorize(Action.VIEW, env=dep.env)
+        elif not ws.access.allowed(Action.VIEW, ws.access.target(dep.env)):
+            continue  # across environments: only those the actor may view
         found = ws.governance.decisions(decision_id=dep.decision_id) if dep.decision_id else []
         reasons = [r for r in (found[0]["results"] if found else []) if r["kind"] == "approval"]
         out.append(

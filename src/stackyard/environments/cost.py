@@ -49,12 +49,19 @@ class CostReport:
 def shares(ws: Workspace, *, env: str | None = None, team: str | None = None) -> list[Share]:
     """Every share in ``env`` (or every live environment, or those ``team`` owns); each
     environment needs ``view``."""
-    envs = [ws.environment(env)] if env else [e for e in ws.records.environments() if e.live]
+    if env:
+        ws.access.authorize(Action.VIEW, env=env)
+        envs = [ws.environment(env)]
+    else:  # across environments: only those the actor may view
+        envs = [
+            e
+            for e in ws.records.environments()
+            if e.live and ws.access.allowed(Action.VIEW, ws.access.target(e.name))
+        ]
     if team:
         envs = [e for e in envs if e.owner == team]
     out: list[Share] = []
     for e in envs:
-        ws.access.authorize(Action.VIEW, env=e.name)
         users: dict[str, list[str]] = {}
         for w in ws.records.workloads(e.name):
             for uid in w.uids:

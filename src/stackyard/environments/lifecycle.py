@@ -68,6 +68,8 @@ def create(
     existing = ws.records.environment(name)
     decl = platform.environments.get(name)
     if existing is not None and existing.status.is_live:
+        # what exists is shown (or said to differ) only to who may see it
+        ws.access.authorize(Action.VIEW, env=name)
         asked = {"type": type_name, "parent": parent, "owner": owner}
         differs = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
         if not differs and existing.status is EnvironmentStatus.FAILED:

@@ -44,11 +44,24 @@ def translate(
         yield
     except catch as exc:
         secret_list = [s for s in secrets if s]
-        raw = describe(exc)
+        raw = f"{describe(exc)}{note(exc)}"
         clean = redact(raw, secret_list)
-        leaked = clean != raw or any(s in str(exc) for s in secret_list)
+        # a client library wraps lower errors: a secret anywhere in the chain keeps it unchained
+        leaked = clean != raw or any(
+            s in f"{link}{link.args!r}" for link in _chain(exc) for s in secret_list
+        )
         error_type = ProviderTransientError if transient(exc) else ProviderPermanentError
-        error = error_type(f"{service}: {clean}{note(exc)}", address=address)
+        error = error_type(f"{service}: {clean}", address=address)
         if leaked:
             raise error from None
         raise error from exc
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or during, as a traceback would print them."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__

@@ -118,12 +118,15 @@ class _Slot:
         """The entry, if it has been loaded."""
         return self._entry
 
-    def load(self) -> _Entry:
-        """Import the provider's module (once); a failure makes the entry *broken*."""
-        if self._entry is None:
-            assert self._ep is not None
-            self._entry = _load(self._ep)
-        return self._entry
+    def import_entry(self) -> _Entry:
+        """Import the provider's module; a failure makes the entry *broken*. Not kept: the
+        registry publishes it (``publish``) once its kinds are indexed."""
+        assert self._ep is not None
+        return _load(self._ep)
+
+    def publish(self, entry: _Entry) -> None:
+        """From now on ``loaded`` answers ``entry`` (lock-free readers rely on this order)."""
+        self._entry = entry
 
 
 class ProviderRegistry:
@@ -256,8 +259,9 @@ class ProviderRegistry:
         with self._lock:  # one import per provider, even when engine workers race for it
             entry = slot.loaded
             if entry is None:
-                entry = slot.load()
-                self._index(entry)
+                entry = slot.import_entry()
+                self._index(entry)  # its kinds first: a reader that sees it loaded finds them
+                slot.publish(entry)
         return entry
 
     def _index(self, entry: _Entry) -> None:
@@ -294,7 +298,10 @@ def _load(ep: metadata.EntryPoint) -> _Entry:
             None,
             f"{ep.value} is a {type(obj).__name__}, not a stackyard.providers.api.Provider",
         )
-    problem = _check(obj, ep.name)
+    try:
+        problem = _check(obj, ep.name)
+    except Exception as exc:  # a malformed Provider (kinds=None, a raising property)
+        problem = f"{ep.value} is invalid: {type(exc).__name__}: {exc}"
     if problem:
         return _Entry(ep.name, origin, None, problem)
     return _Entry(ep.name, origin, obj)

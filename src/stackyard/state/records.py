@@ -264,8 +264,12 @@ class Records:
         """Upsert ``env``'s row; its status change (or, unless ``seeding``, its first status)
         must be allowed by ``status.ENVIRONMENT``."""
         new = ENVIRONMENT.parse(env.status, subject=env.name)
+        # FOR UPDATE: on PostgreSQL (READ COMMITTED) a second writer waits here, so the move is
+        # checked against the status it replaces (SQLite writers are serialised already)
         was = conn.execute(
-            sa.select(environments.c.status).where(environments.c.name == env.name)
+            sa.select(environments.c.status)
+            .where(environments.c.name == env.name)
+            .with_for_update()
         ).scalar_one_or_none()
         if was is not None or not seeding:
             old = None if was is None else ENVIRONMENT.parse(was, subject=env.name)
@@ -350,8 +354,8 @@ class Records:
             "decision_id": dep.decision_id,
         }
         with self.store.writing() as conn:
-            was = conn.execute(
-                sa.select(deployments.c.status).where(deployments.c.id == dep.id)
+            was = conn.execute(  # FOR UPDATE: see ``_put_env``
+                sa.select(deployments.c.status).where(deployments.c.id == dep.id).with_for_update()
             ).scalar_one_or_none()
             old = None if was is None else DEPLOYMENT.parse(was, subject=f"deployment {dep.id}")
             DEPLOYMENT.check(old, new, subject=f"deployment {dep.id}")
