@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,11 @@ import pytest
 
 from _services import *  # noqa: F403  (fixtures: postgres_admin_url, redis_url, ...)
 from _sweeper import sweeper, sweeper_checks  # noqa: F401  (fixtures)
+
+# Every command a test runs is a process of its own: a warm command server (on by default for
+# users) would outlive the test and serve the next one. tests/cli/test_cmdserver.py turns it
+# on for its own commands, with a private socket directory.
+os.environ["STACKYARD_DAEMON"] = "0"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]

@@ -31,8 +31,32 @@ def __getattr__(name: str) -> Any:
 
 
 def run() -> None:
-    """Entry point of the ``stackyard`` command."""
-    sys.exit(invoke(sys.argv[1:]))
+    """Entry point of the ``stackyard`` command: through a warm command server when one
+    answers (``stackyard.cli.cmdserver``; ``STACKYARD_DAEMON=0`` turns it off), else here."""
+    argv = sys.argv[1:]
+    if not _version_only(argv) and _daemon_on():
+        from stackyard.cli.cmdclient import delegate, enabled
+
+        if enabled():
+            code = delegate(argv)
+            if code is not None:
+                sys.exit(code)
+    sys.exit(invoke(argv))
+
+
+def _version_only(argv: Sequence[str]) -> bool:
+    return "--version" in argv and _VERSION_ONLY.issuperset(argv)
+
+
+def _daemon_on() -> bool:
+    import os
+
+    return os.environ.get("STACKYARD_DAEMON", "1").strip().lower() not in (
+        "0",
+        "off",
+        "false",
+        "no",
+    )
 
 
 def invoke(args: Sequence[str]) -> int:
@@ -43,7 +67,7 @@ def invoke(args: Sequence[str]) -> int:
     ``--debug``. ``docs/errors.md`` lists every exit status.
     """
     argv = list(args)
-    if "--version" in argv and _VERSION_ONLY.issuperset(argv):
+    if _version_only(argv):
         # What the eager ``--version`` option prints, without importing the command tree.
         sys.stdout.write(f"stackyard {__version__}\n")
         return 0

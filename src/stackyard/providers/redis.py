@@ -14,14 +14,13 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, suppress
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import pydantic
-import redis
-import redis.exceptions
 
 from stackyard.errors import ForeignObjectError, ProviderPermanentError
+from stackyard.lazy import lazy
 from stackyard.providers import timeouts
 from stackyard.providers.api import (
     Applied,
@@ -38,6 +37,12 @@ from stackyard.providers.api import (
     config_field,
 )
 from stackyard.providers.boundary import translate
+
+if TYPE_CHECKING:
+    import redis
+    import redis.exceptions
+else:  # imported on first use: naming and planning never talk to the server
+    redis = lazy("redis")
 
 __all__ = [
     "LABELS_KEY",

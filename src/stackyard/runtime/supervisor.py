@@ -42,7 +42,7 @@ class Limits:
     backoff_reset: float = 10.0
     ready_poll: float = 0.05
     ready_period: float = 1.0
-    settle: float = 0.3
+    settle: float = 0.1  # a probe-less, port-less container: up this long counts as ready
     live_period: float = 2.0
     live_failures: int = 3
     probe_timeout: float = 1.0

@@ -10,16 +10,23 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Annotated, Any, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn, TypeVar
 
-import psycopg
 import pydantic
-from psycopg import conninfo, sql
 
 from stackyard.errors import ForeignObjectError, ProviderPermanentError
+from stackyard.lazy import lazy
 from stackyard.providers import timeouts
 from stackyard.providers.api import Labelled, NamingRule, ResourceMeta
 from stackyard.providers.boundary import translate
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import conninfo, sql
+else:  # imported on first use: naming and planning never talk to the server
+    psycopg = lazy("psycopg")
+    conninfo = lazy("psycopg.conninfo")
+    sql = lazy("psycopg.sql")
 
 #: Physical names: lower-case letters, digits and '-'. No '_', so a physical name can never
 #: start with ``pg_`` (reserved for predefined roles); '-' means SQL written by hand must

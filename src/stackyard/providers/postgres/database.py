@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from psycopg import sql
-
+from stackyard.lazy import lazy
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
@@ -32,10 +31,15 @@ from stackyard.providers.postgres.connection import (
     url_secrets,
 )
 
+if TYPE_CHECKING:
+    from psycopg import sql
+else:  # imported on first use: naming and planning never talk to the server
+    sql = lazy("psycopg.sql")
+
 #: ``DROP DATABASE ... WITH (FORCE)`` exists from PostgreSQL 13.
 FORCE_DROP_VERSION = 130000
 
-_READ = sql.SQL(
+_READ = (
     "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding),"
     " shobj_description(d.oid, 'pg_database'), current_user"
     " FROM pg_database d WHERE d.datname = %s"
@@ -91,7 +95,7 @@ class DatabaseKind(ServerSwept):
             provider_errors(req.meta.address, secrets=secrets),
             self._conns.connect(cfg.server) as conn,
         ):
-            row = conn.execute(_READ, (name,)).fetchone()
+            row = conn.execute(sql.SQL(_READ), (name,)).fetchone()
         if row is None:
             return None
         owner, encoding, label, admin = row
@@ -130,7 +134,7 @@ class DatabaseKind(ServerSwept):
             provider_errors(meta.address, secrets=secrets),
             self._conns.connect(cfg.server) as conn,
         ):
-            row = conn.execute(_READ, (name,)).fetchone()
+            row = conn.execute(sql.SQL(_READ), (name,)).fetchone()
             if row is None:
                 options = [
                     sql.SQL("ENCODING {}").format(sql.Literal(cfg.encoding)),
@@ -176,7 +180,7 @@ class DatabaseKind(ServerSwept):
             provider_errors(req.meta.address, secrets=secrets),
             self._conns.connect(cfg.server) as conn,
         ):
-            row = conn.execute(_READ, (name,)).fetchone()
+            row = conn.execute(sql.SQL(_READ), (name,)).fetchone()
             if row is None:
                 return
             managed, why = ownership(req.meta, name, row[2], crash_window=True)

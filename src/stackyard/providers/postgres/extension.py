@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
 import pydantic
-from psycopg import sql
 
+from stackyard.lazy import lazy
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
@@ -34,7 +33,14 @@ from stackyard.providers.postgres.connection import (
     url_secrets,
 )
 
-_READ = sql.SQL(
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+else:  # imported on first use: naming and planning never talk to the server
+    psycopg = lazy("psycopg")
+    sql = lazy("psycopg.sql")
+
+_READ = (
     "SELECT e.extversion, n.nspname, obj_description(e.oid, 'pg_extension')"
     " FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
     " WHERE e.extname = %s"
@@ -121,7 +127,7 @@ class ExtensionKind:
         with provider_errors(req.meta.address, secrets=secrets):
             try:
                 with self._conns.connect(cfg.server, cfg.database) as conn:
-                    row = conn.execute(_READ, (cfg.name,)).fetchone()
+                    row = conn.execute(sql.SQL(_READ), (cfg.name,)).fetchone()
             except psycopg.OperationalError:
                 if not self._database_exists(cfg):
                     return None
@@ -162,7 +168,7 @@ class ExtensionKind:
             provider_errors(meta.address, secrets=secrets),
             self._conns.connect(cfg.server, cfg.database) as conn,
         ):
-            row = conn.execute(_READ, (cfg.name,)).fetchone()
+            row = conn.execute(sql.SQL(_READ), (cfg.name,)).fetchone()
             statements: list[sql.Composable] = []
             if row is None:
                 options: list[sql.Composable] = []
@@ -196,7 +202,7 @@ class ExtensionKind:
                     statements.append(label)
             if statements:
                 conn.execute(sql.SQL("; ").join(statements))
-                row = conn.execute(_READ, (cfg.name,)).fetchone()
+                row = conn.execute(sql.SQL(_READ), (cfg.name,)).fetchone()
         assert row is not None  # just created, or read on this connection
         return Applied(
             outputs={"name": cfg.name, "version": row[0], "schema": row[1]},
@@ -212,7 +218,7 @@ class ExtensionKind:
         with provider_errors(req.meta.address, secrets=secrets):
             try:
                 with self._conns.connect(cfg.server, cfg.database) as conn:
-                    row = conn.execute(_READ, (cfg.name,)).fetchone()
+                    row = conn.execute(sql.SQL(_READ), (cfg.name,)).fetchone()
                     if row is None:
                         return
                     managed, why = ownership(req.meta, cfg.name, row[2])

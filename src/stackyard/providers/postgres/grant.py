@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
 import pydantic
-from psycopg import sql
 
+from stackyard.lazy import lazy
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
@@ -31,13 +30,20 @@ from stackyard.providers.postgres.connection import (
     url_secrets,
 )
 
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+else:  # imported on first use: naming and planning never talk to the server
+    psycopg = lazy("psycopg")
+    sql = lazy("psycopg.sql")
+
 DATABASE_PRIVILEGES = ("CONNECT", "CREATE", "TEMPORARY")
 SCHEMA_PRIVILEGES = ("CREATE", "USAGE")
 _ALIASES = {"TEMP": "TEMPORARY"}
 
 # The role's own entries in the object's ACL (the default ACL when none was ever set).
 # Privileges PUBLIC holds are deliberately not counted: they are not this grant's.
-_DATABASE_READ = sql.SQL(
+_DATABASE_READ = (
     "SELECT r.oid IS NOT NULL, d.oid IS NOT NULL,"
     " array(SELECT DISTINCT a.privilege_type"
     "  FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
@@ -46,7 +52,7 @@ _DATABASE_READ = sql.SQL(
     " LEFT JOIN pg_roles r ON r.rolname = %s"
     " LEFT JOIN pg_database d ON d.datname = %s"
 )
-_SCHEMA_READ = sql.SQL(
+_SCHEMA_READ = (
     "SELECT r.oid IS NOT NULL, n.oid IS NOT NULL,"
     " array(SELECT DISTINCT a.privilege_type"
     "  FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
@@ -125,10 +131,10 @@ class GrantKind:
         try:
             if cfg.schema_:
                 with self._conns.connect(cfg.server, cfg.database) as conn:
-                    row = conn.execute(_SCHEMA_READ, (cfg.role, cfg.schema_)).fetchone()
+                    row = conn.execute(sql.SQL(_SCHEMA_READ), (cfg.role, cfg.schema_)).fetchone()
             else:
                 with self._conns.connect(cfg.server) as conn:
-                    row = conn.execute(_DATABASE_READ, (cfg.role, cfg.database)).fetchone()
+                    row = conn.execute(sql.SQL(_DATABASE_READ), (cfg.role, cfg.database)).fetchone()
         except psycopg.OperationalError:
             if cfg.schema_ and not self._database_exists(cfg):
                 return False, False, []

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from psycopg import sql
-
+from stackyard.lazy import lazy
 from stackyard.providers.api import (
     Applied,
     CreateRequest,
@@ -33,15 +32,20 @@ from stackyard.providers.postgres.connection import (
     url_secrets,
 )
 
+if TYPE_CHECKING:
+    from psycopg import sql
+else:  # imported on first use: naming and planning never talk to the server
+    sql = lazy("psycopg.sql")
+
 #: What observe reports as the password when the stored verifier does not match the desired one.
 PASSWORD_DRIFTED = "<password changed outside stackyard>"  # noqa: S105  (a marker)
 
-_READ = sql.SQL(
+_READ = (
     "SELECT a.rolcanlogin, a.rolconnlimit, a.rolpassword,"
     " shobj_description(a.oid, 'pg_authid')"
     " FROM pg_authid a WHERE a.rolname = %s"
 )
-_READ_FOR_DROP = sql.SQL(
+_READ_FOR_DROP = (
     "SELECT shobj_description(a.oid, 'pg_authid'), current_database(),"
     " array(SELECT DISTINCT d.datname FROM pg_shdepend s"
     "  JOIN pg_database d ON d.oid = s.dbid"
@@ -94,7 +98,7 @@ class RoleKind(ServerSwept):
             provider_errors(req.meta.address, secrets=secrets),
             self._conns.connect(cfg.server) as conn,
         ):
-            row = conn.execute(_READ, (name,)).fetchone()
+            row = conn.execute(sql.SQL(_READ), (name,)).fetchone()
         if row is None:
             return None
         login, limit, stored, label = row
@@ -135,7 +139,7 @@ class RoleKind(ServerSwept):
             provider_errors(meta.address, secrets=secrets),
             self._conns.connect(cfg.server) as conn,
         ):
-            row = conn.execute(_READ, (name,)).fetchone()
+            row = conn.execute(sql.SQL(_READ), (name,)).fetchone()
             statements: list[sql.Composable] = []
             if row is None:
                 options = [
@@ -186,7 +190,7 @@ class RoleKind(ServerSwept):
         )
         with provider_errors(req.meta.address, secrets=secrets):
             with self._conns.connect(cfg.server) as admin:
-                row = admin.execute(_READ_FOR_DROP, (name,)).fetchone()
+                row = admin.execute(sql.SQL(_READ_FOR_DROP), (name,)).fetchone()
             if row is None:
                 return
             label, admin_db, databases = row

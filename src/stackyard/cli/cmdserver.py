@@ -1,0 +1,421 @@
+"""The command server: a warm process that forks one child per ``stackyard`` command.
+
+Most of a short command's time goes to importing its libraries (SQLAlchemy, psycopg,
+pydantic, jsonschema, Rich, Typer, stackyard's own modules), not to its work. Like the Gradle
+daemon or Rails' Spring, a command server imports them once and forks a child for every
+command: the child runs the command exactly as the process would have (the client's argv,
+working directory, environment, umask and its very stdin, stdout and stderr, passed as file
+descriptors), and the client exits with the child's exit status.
+
+- **Started on first use.** When no server answers, the command runs in its own process as
+  before and starts one in the background for the next command. It exits after
+  ``STACKYARD_DAEMON_IDLE`` seconds without a command (600 by default).
+- **Never stale.** A server is keyed by stackyard's version, the interpreter, the
+  interpreter-affecting variables and the installed packages (``cmdclient.server_key``), and
+  it watches the size and time of every stackyard source file it preloaded: when one
+  changes (an editable checkout being edited), it refuses the command (which then runs in
+  its own process) and exits.
+- **Same account only.** The socket lives in a directory of the user's own (``0700``,
+  ``$XDG_RUNTIME_DIR/stackyard`` or ``/tmp/stackyard-<uid>``; a directory that is not the
+  user's, or is open to others, disables the server), and the server refuses a peer whose
+  uid differs from its own (``SO_PEERCRED``). The child is a fork of the user's own
+  process, so the actor is the same OS account as without the server.
+- **Signals.** Ctrl-C, SIGTERM, SIGHUP and SIGQUIT received by the client are forwarded to
+  the child's process group; a client that goes away (killed) gets its child terminated.
+- **Off switch.** ``STACKYARD_DAEMON=0`` runs every command in its own process;
+  ``stackyard daemon status`` and ``stackyard daemon stop`` show and stop the servers.
+
+The client half is ``stackyard.cli.cmdclient`` (a few milliseconds of imports); this half
+imports the world once, before any command arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+from stackyard.cli.cmdclient import socket_path
+
+__all__ = ["PRELOAD", "serve"]
+
+DEFAULT_IDLE_S = 600.0
+#: How often an idle server checks that the code it preloaded is still what is on disk.
+_RECHECK_S = 30.0
+_MAX_REQUEST = 4 * 1024 * 1024
+#: What the server imports before it forks its first child: the libraries and the modules of
+#: the commands' road (each import is tried; one that fails is imported by the child instead).
+PRELOAD = (
+    "sqlalchemy",
+    "sqlalchemy.dialects.sqlite",
+    "psycopg",
+    "pydantic",
+    "jsonschema",
+    "yaml",
+    "rich.console",
+    "rich.table",
+    "typer",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "regorus",
+    "stackyard.cli.tree",
+    "stackyard.cli.common",
+    "stackyard.cli.output",
+    "stackyard.cli.deploy",
+    "stackyard.cli.envs",
+    "stackyard.cli.state",
+    "stackyard.cli.workload",
+    "stackyard.cli.governance",
+    "stackyard.cli.release",
+    "stackyard.environments.confirmation",
+    "stackyard.environments.lifecycle",
+    "stackyard.environments.views",
+    "stackyard.environments.state",
+    "stackyard.state.sql",
+    "stackyard.state.records",
+    "stackyard.state.governance",
+    "stackyard.policy.rego",
+    "stackyard.providers.postgres",
+    "stackyard.providers.redis",
+    "stackyard.providers.local",
+    "stackyard.providers.random",
+    "stackyard.providers.noop",
+    "stackyard.runtime.local",
+)
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def preloaded_sources() -> dict[str, tuple[int, int]]:
+    """Size and modification time of the source of every stackyard module imported so far."""
+    import stackyard
+
+    root = os.path.dirname(os.path.abspath(stackyard.__file__))
+    found: dict[str, tuple[int, int]] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.startswith(root):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                found[path] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def changed(sources: dict[str, tuple[int, int]]) -> bool:
+    """Whether any of ``sources`` differs on disk now (edited, replaced or removed)."""
+    for path, seen in sources.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if (st.st_size, st.st_mtime_ns) != seen:
+            return True
+    return False
+
+
+def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+class _Server:
+    def __init__(self, directory: str, key: str, idle_s: float, lock: int) -> None:
+        import selectors
+
+        self.lock = lock  # held for the server's lifetime; closed in its children
+        self.sources = preloaded_sources()
+        self.directory = directory
+        self.key = key
+        self.idle_s = idle_s
+        self.path = socket_path(directory, key)
+        self.started = time.time()
+        self.last = time.monotonic()
+        self.stopping = False
+        self.served = 0
+        self.children: dict[int, socket.socket] = {}
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def bind(self) -> bool:
+        """Bind the socket, replacing a stale one; False when another server holds it."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.path)
+            return False  # a live server answers there
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        old = os.umask(0o177)
+        try:
+            self.listener.bind(self.path)
+        finally:
+            os.umask(old)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        return True
+
+    def loop(self) -> None:
+        import selectors
+
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        recheck = time.monotonic() + _RECHECK_S
+        while True:
+            self._reap()
+            now = time.monotonic()
+            if not self.children and (self.stopping or now - self.last >= self.idle_s):
+                return
+            if now >= recheck:
+                recheck = now + _RECHECK_S
+                if changed(self.sources):  # the code changed under us
+                    self._stop()
+                    continue
+            for selected, _events in self.selector.select(timeout=5.0):
+                what = selected.data
+                if what == "accept":
+                    self._accept()
+                elif what == "wake":
+                    with contextlib.suppress(OSError):
+                        os.read(self.wake_r, 4096)
+                else:
+                    self._from_client(what, selected.fileobj)  # type: ignore[arg-type]
+
+    def _stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            with contextlib.suppress(OSError):
+                self.selector.unregister(self.listener)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.listener.close()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        conn.setblocking(True)
+        conn.settimeout(5.0)
+        fds: list[int] = []
+        try:
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            if uid != os.geteuid():
+                conn.close()
+                return
+            request, fds = _receive(conn)
+        except (OSError, ValueError):
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        op = request.get("op")
+        if op is not None:
+            self._admin(conn, op)
+            for fd in fds:
+                os.close(fd)
+            return
+        if not self.stopping and changed(self.sources):
+            self._stop()  # a command must never run code older than what is on disk
+        if self.stopping or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            conn.close()  # the client runs the command itself
+            return
+        self.last = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            _child(self, conn, request, fds)
+        for fd in fds:
+            os.close(fd)
+        self.served += 1
+        self.children[pid] = conn
+        conn.settimeout(None)
+        try:
+            _send(conn, {"pid": pid})
+        except OSError:
+            self._signal(pid, signal.SIGTERM)
+        import selectors
+
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+
+    def _admin(self, conn: socket.socket, op: str) -> None:
+        with contextlib.closing(conn):
+            reply = {
+                "pid": os.getpid(),
+                "uptime_s": round(time.time() - self.started, 1),
+                "running": len(self.children),
+                "served": self.served,
+            }
+            if op == "stop":
+                self._stop()
+                reply["stopping"] = True
+            with contextlib.suppress(OSError):
+                _send(conn, reply)
+
+    def _from_client(self, pid: int, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(4096)
+        except OSError:
+            data = b""
+        if not data:  # the client is gone: so goes its command
+            with contextlib.suppress(KeyError, OSError):
+                self.selector.unregister(conn)
+            self._signal(pid, signal.SIGTERM)
+            return
+        for line in data.splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                signum = int(json.loads(line).get("signal"))
+                if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                    self._signal(pid, signum)
+
+    def _signal(self, pid: int, signum: int) -> None:
+        if pid in self.children:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signum)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(KeyError, OSError):
+                self.selector.unregister(conn)
+            with contextlib.suppress(OSError):
+                _send(conn, {"exit": code if code >= 0 else 128 - code})
+            conn.close()
+            self.last = time.monotonic()
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+    if len(data) < 4:
+        raise ValueError("short request")
+    (length,) = struct.unpack("!I", data[:4])
+    if length > _MAX_REQUEST:
+        raise ValueError("oversized request")
+    body = bytearray(data[4:])
+    while len(body) < length:
+        more = conn.recv(min(65536, length - len(body)))
+        if not more:
+            raise ValueError("truncated request")
+        body += more
+    request = json.loads(bytes(body).decode("utf-8", "surrogateescape"))
+    if not isinstance(request, dict):
+        raise ValueError("not an object")
+    return request, list(fds)
+
+
+def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: become the client's command, run it, exit with its status."""
+    code = 1
+    try:
+        os.setpgid(0, 0)  # the client's signals go to this command and what it starts
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        server.selector.close()
+        for fd in (server.wake_r, server.wake_w, server.lock):
+            os.close(fd)
+        server.listener.close()
+        for other in server.children.values():
+            other.close()
+        conn.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        _reopen_stdio(request["env"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        time.tzset()  # TZ is read at startup, and this process started as the server
+        os.chdir(request["cwd"])
+        os.umask(int(request["umask"]))
+        argv = [str(a) for a in request["argv"]]
+        sys.argv = ["stackyard", *argv]
+        from stackyard.cli.main import invoke
+
+        code = invoke(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        code = 1
+    finally:
+        import atexit
+
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        os._exit(code)
+
+
+def _reopen_stdio(env: dict[str, str]) -> None:
+    """New ``sys.stdin/stdout/stderr`` on descriptors 0-2 (now the client's), buffered as
+    Python buffers a process's own: line-buffered on a terminal."""
+    encoding = env.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
+    sys.stdin = open(0, encoding=encoding, closefd=False)  # noqa: SIM115
+    sys.stdout = open(  # noqa: SIM115
+        1, "w", encoding=encoding, closefd=False, buffering=1 if os.isatty(1) else -1
+    )
+    sys.stderr = open(  # noqa: SIM115
+        2, "w", encoding=encoding, errors="backslashreplace", closefd=False, buffering=1
+    )
+
+
+def serve(directory: str, key: str) -> int:
+    """The server's main: take the key's lock, preload, bind, serve until idle."""
+    import fcntl
+    import importlib
+
+    lock = os.open(os.path.join(directory, f"cmd-{key}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another server has the key
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: S112  (the child imports it, and reports, if needed)
+            continue
+    idle = DEFAULT_IDLE_S
+    with contextlib.suppress(ValueError):
+        idle = float(os.environ.get("STACKYARD_DAEMON_IDLE", DEFAULT_IDLE_S))
+    server = _Server(directory, key, idle, lock)
+    if not server.bind():
+        return 0
+    try:
+        server.loop()
+    finally:
+        with contextlib.suppress(OSError):
+            if not server.stopping:
+                os.unlink(server.path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1], sys.argv[2]))
