@@ -9,7 +9,8 @@ classes the same. The tree::
 
     StackyardError                   exit 1: an internal error (a bug)
     ├── InvalidInputError            carries .diagnostics; exit 2
-    │   └── PlaceholderError         a bad or unresolvable ${...} (.path, .expression)
+    │   ├── PlaceholderError         a bad or unresolvable ${...} (.path, .expression)
+    │   └── JobNotFoundError         [jobs.model] no job has this id (.job_id; HTTP 404)
     ├── CancelledError               a confirmation was declined; nothing was changed; exit 10
     ├── ProviderError                raised by providers only (.address); exit 7
     │   ├── ProviderTransientError   retrying may help (timeouts, lost connections)
@@ -28,6 +29,10 @@ classes the same. The tree::
     │   └── InvalidTransitionError   a status change its transition table forbids (.old, .new)
     ├── PolicyDeniedError            a policy denied it (.decision_id, .diagnostics); exit 5
     ├── PermissionDeniedError        RBAC: the actor holds no role allowing it (.action); exit 6
+    ├── NotAuthenticated             [identity.errors] no valid credential (HTTP 401); exit 6
+    │   └── TooManyAttempts          [identity.errors] too many failures (.retry_after; HTTP 429)
+    ├── IdentityUnavailableError     [identity.errors] the OIDC keys cannot be read; exit 7
+    ├── JobConflictError             [jobs.model] the job is past that (.job_id; HTTP 409); exit 2
     ├── VerificationFailedError      audit chain, release digest or policy tests failed; exit 8
     │   └── AttestationError         [components.attest] malformed, or a stage did not pass
     │       ├── SignatureError       [components.attest] no signature verifies

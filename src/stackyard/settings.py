@@ -24,6 +24,13 @@ _ENV_VARS = {
     "max_resources": "STACKYARD_MAX_RESOURCES",
     "policy_timeout": "STACKYARD_POLICY_TIMEOUT",
     "policy_memory_mb": "STACKYARD_POLICY_MEMORY_MB",
+    "oidc_issuer": "STACKYARD_OIDC_ISSUER",
+    "oidc_audience": "STACKYARD_OIDC_AUDIENCE",
+    "oidc_jwks": "STACKYARD_OIDC_JWKS",
+    "oidc_user_claim": "STACKYARD_OIDC_USER_CLAIM",
+    "oidc_groups_claim": "STACKYARD_OIDC_GROUPS_CLAIM",
+    "oidc_teams": "STACKYARD_OIDC_TEAMS",
+    "token_max_ttl": "STACKYARD_TOKEN_MAX_TTL",
 }
 
 #: How long a writer waits for a busy environment's lock by default (seconds).
@@ -33,6 +40,10 @@ DEFAULT_MAX_RESOURCES = 5000
 #: Wall-clock and address-space limits of one policy evaluation (its worker process).
 DEFAULT_POLICY_TIMEOUT_S = 5.0
 DEFAULT_POLICY_MEMORY_MB = 1024
+#: The longest lifetime an API token may be given (``stackyard token create --ttl``).
+DEFAULT_TOKEN_MAX_TTL_S = 365 * 86400.0
+#: The OIDC claim listing a caller's groups (groups map to teams).
+DEFAULT_OIDC_GROUPS_CLAIM = "groups"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +62,13 @@ class Settings:
     ``registry`` is ``[http://|https://]HOST[:PORT]/NAMESPACE`` of a remote registry (None: the
     local layout in ``home``); ``registry_plain_http`` reaches it without TLS, for every
     command (``STACKYARD_REGISTRY_PLAIN_HTTP=1``, or an ``http://`` prefix on the registry).
+    ``teams`` are teams the actor belongs to besides those the ``Team`` documents list: an
+    authenticated caller's OIDC groups (set by the server, never read from a variable).
+    ``oidc_*`` configure the OIDC issuer the server accepts tokens from (docs/identity.md):
+    its ``issuer``, accepted ``audience`` values, ``jwks`` (a URL or a file), the claim naming
+    the user (None: ``preferred_username``, else ``sub``), the claim listing groups and an
+    optional group-to-team map (empty: a group is the team of that name).
+    ``token_max_ttl_s`` is the longest lifetime an API token may be given.
     """
 
     home: Path
@@ -63,6 +81,14 @@ class Settings:
     policy_timeout_s: float = DEFAULT_POLICY_TIMEOUT_S
     policy_memory_mb: int = DEFAULT_POLICY_MEMORY_MB
     registry_plain_http: bool = False
+    teams: tuple[str, ...] = ()
+    oidc_issuer: str | None = None
+    oidc_audience: tuple[str, ...] = ()
+    oidc_jwks: str | None = None
+    oidc_user_claim: str | None = None
+    oidc_groups_claim: str = DEFAULT_OIDC_GROUPS_CLAIM
+    oidc_teams: tuple[tuple[str, str], ...] = ()
+    token_max_ttl_s: float = DEFAULT_TOKEN_MAX_TTL_S
 
     @classmethod
     def load(
@@ -92,7 +118,16 @@ class Settings:
             "max_resources": None,
             "policy_timeout": None,
             "policy_memory_mb": None,
+            "oidc_issuer": None,
+            "oidc_audience": None,
+            "oidc_jwks": None,
+            "oidc_user_claim": None,
+            "oidc_groups_claim": None,
+            "oidc_teams": None,
+            "token_max_ttl": None,
         }
+        if isinstance(file.get("oidc_teams"), dict):  # a mapping in config.yaml
+            file["oidc_teams"] = ",".join(f"{k}={v}" for k, v in file["oidc_teams"].items())
         values: dict[str, str | None] = {}
         for key, var in _ENV_VARS.items():
             values[key] = flags[key] or env.get(var) or _as_str(file.get(key))
@@ -113,6 +148,15 @@ class Settings:
             policy_memory_mb=_positive_int(values["policy_memory_mb"], "policy_memory_mb")
             or DEFAULT_POLICY_MEMORY_MB,
             registry_plain_http=_flag(values["registry_plain_http"], "registry_plain_http"),
+            oidc_issuer=values["oidc_issuer"] or None,
+            oidc_audience=_words(values["oidc_audience"]),
+            oidc_jwks=values["oidc_jwks"] or None,
+            oidc_user_claim=values["oidc_user_claim"] or None,
+            oidc_groups_claim=values["oidc_groups_claim"] or DEFAULT_OIDC_GROUPS_CLAIM,
+            oidc_teams=_pairs(values["oidc_teams"], "oidc_teams"),
+            token_max_ttl_s=parse_ttl(values["token_max_ttl"], "token_max_ttl")
+            if values["token_max_ttl"]
+            else DEFAULT_TOKEN_MAX_TTL_S,
         )
 
 
@@ -158,6 +202,42 @@ def parse_duration(text: str, what: str) -> float:
             hint="Give a duration such as 0 (fail at once), 30s, 5m or 1h.",
         )
     return value
+
+
+def parse_ttl(text: str, what: str) -> float:
+    """Seconds from a positive lifetime: ``90s``, ``15m``, ``12h``, ``30d`` or ``2w`` (a bare
+    number is seconds); ``InvalidInputError`` otherwise."""
+    raw = text.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}.get(raw[-1:])
+    number = raw[:-1] if scale is not None else raw
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidInputError(
+            f"Invalid {what} {text!r}", hint="Give a lifetime such as 12h, 30d or 2w."
+        )
+    return value
+
+
+def _words(text: str | None) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
+    return tuple(w.strip() for w in (text or "").split(",") if w.strip())
+
+
+def _pairs(text: str | None, what: str) -> tuple[tuple[str, str], ...]:
+    """``a=b,c=d`` as pairs (``InvalidInputError`` for an item without ``=``)."""
+    out = []
+    for item in _words(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InvalidInputError(
+                f"Invalid {what} item {item!r}",
+                hint="Give GROUP=TEAM pairs separated by commas, such as 'ops-admins=ops'.",
+            )
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
 
 
 def _positive_int(text: str | None, what: str) -> int | None:

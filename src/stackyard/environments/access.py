@@ -21,6 +21,8 @@ class Access:
 
     ``teams_of`` reads the ``Team`` documents of the applied platform configuration (passed
     as a function: the configuration is read again after a ``platform apply``).
+    ``extra_teams`` are teams the actor belongs to besides those (an authenticated caller's
+    OIDC groups, ``Settings.teams``); grants to them apply as to any team.
     """
 
     def __init__(
@@ -30,12 +32,14 @@ class Access:
         governance: Governance,
         records: Records,
         teams_of: Callable[[str], Sequence[str]],
+        extra_teams: Sequence[str] = (),
     ) -> None:
         #: who is acting: the operating-system account (``Settings.actor``)
         self.actor = actor
         self._governance = governance
         self._records = records
         self._teams_of = teams_of
+        self._extra_teams = tuple(extra_teams)
 
     def bootstrap(self) -> None:
         """A home with no grants at all (new, or made before RBAC) makes its first user admin."""
@@ -49,8 +53,10 @@ class Access:
             )
 
     def teams(self) -> list[str]:
-        """The actor's teams, from the ``Team`` documents."""
-        return list(self._teams_of(self.actor))
+        """The actor's teams: those of the ``Team`` documents, then the extra ones."""
+        teams = list(self._teams_of(self.actor))
+        teams.extend(t for t in dict.fromkeys(self._extra_teams) if t not in teams)
+        return teams
 
     def target(self, env: str | None = None, env_type: str | None = None) -> Target:
         """The RBAC target of an environment (its type and owner looked up when it exists)."""

@@ -58,6 +58,7 @@ class Workspace:
             governance=self.governance,
             records=self.records,
             teams_of=lambda user: self.platform().teams_of(user),
+            extra_teams=settings.teams,
         )
         self.catalog = Catalog(registry, home=settings.home)
         self.governor = Governor(

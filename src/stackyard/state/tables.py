@@ -315,3 +315,21 @@ installation = sa.Table(
     sa.Column("id", sa.String(20), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# -- API tokens (migration 0005) -------------------------------------------------------------
+
+#: One row per API token: only the sha256 of its secret is kept.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False),
+    sa.Column("secret_hash", sa.String(80), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("revoked_by", sa.String(200), nullable=True),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+)
