@@ -1,5 +1,7 @@
 """Helpers shared by the benches: logging, figures, child processes, the Score workload, error
-text, and the environment benches' temporary home, platform and clean-up.
+text, and the environment benches' temporary home, platform and clean-up (command servers
+included: a bench that runs the ``stackyard`` console script keeps its own server's socket in
+``<home>/cmd-sockets``, and ``temp_home`` makes sure no server of that directory outlives it).
 
 Not a bench. The benches run as ``python bench/X.py``, so bench/ is on ``sys.path`` and they
 ``import _common`` (as crash.py imports ``_worker``). Nothing here imports stackyard at module
@@ -35,6 +37,10 @@ TTL_S = 3600
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MAX_ERROR_CHARS = 300
+#: The bench's own ``STACKYARD_DAEMON_DIR`` under its temporary home (never a user's).
+CMD_SOCKETS = "cmd-sockets"
+#: The module a command server (and each command it forks) runs as.
+CMDSERVER_MODULE = "stackyard.cli.cmdserver"
 
 _SECRET_PATTERNS = (
     (re.compile(r"(://[^/\s:@]*:)[^@\s/]*@"), r"\1***@"),  # scheme://user:password@
@@ -271,6 +277,59 @@ def sweep(home: Path, log: Log) -> list[str]:
     return left
 
 
+# -- command servers -----------------------------------------------------------------------------
+
+
+def server_processes(directory: Path) -> dict[int, str]:
+    """The processes of this user started as ``python -m stackyard.cli.cmdserver <directory>``
+    (the servers of ``directory`` and the commands they forked), pid to command line, from
+    ``/proc``."""
+    found: dict[int, str] = {}
+    uid = os.geteuid()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if CMDSERVER_MODULE in argv and str(directory) in argv:
+            found[int(proc.name)] = " ".join(a for a in argv if a)
+    return found
+
+
+def reap_servers(directory: Path, log: Log, *, wait_s: float = 15.0) -> list[str]:
+    """Wait up to ``wait_s`` for every process running as a command server of ``directory``
+    (servers already asked to stop, and the commands they forked) to exit; those that did
+    not are reported (``pid N: command line``), then stopped: SIGTERM (a server's own
+    graceful stop), SIGKILL 5 s later. A pid is only signalled while its command line still
+    names ``directory`` (never a reused pid)."""
+    deadline = time.monotonic() + wait_s
+    left = server_processes(directory)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = server_processes(directory)
+    if not left:
+        return []
+    report = [f"pid {pid}: {masked(cmd)}" for pid, cmd in sorted(left.items())]
+    log(f"command server processes still alive: {report}")
+    for signum, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        for pid in left:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                continue
+        deadline = time.monotonic() + grace
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = server_processes(directory)
+        if not left:
+            break
+    return report
+
+
 @contextmanager
 def temp_home(
     tag: str, log: Log, progress_for: ProgressFor = _quiet
@@ -278,7 +337,9 @@ def temp_home(
     """A fresh ``STACKYARD_HOME``; yields it and the ``leftovers`` dict filled on the way out
     (also on failure or SIGTERM, see ``terminate_on_sigterm``): every environment destroyed
     (``undestroyed``: those still live), then any process still recorded under the home
-    stopped (``stopped_after_destroy``), then the home removed."""
+    stopped (``stopped_after_destroy``), then, when a bench made ``<home>/cmd-sockets``,
+    every command server of it that is still alive reported (``command_servers_alive``,
+    added to what the bench's own stop found) and stopped, then the home removed."""
     home = Path(tempfile.mkdtemp(prefix=f"stackyard-bench-{tag}-"))
     os.environ["STACKYARD_HOME"] = str(home)
     leftovers: dict[str, Any] = {}
@@ -296,6 +357,13 @@ def temp_home(
             leftovers["stopped_after_destroy"] = [f"the sweep failed: {describe(exc)}"]
         if leftovers["stopped_after_destroy"]:
             log(f"processes left after destroy: {leftovers['stopped_after_destroy']}")
+        if (home / CMD_SOCKETS).is_dir():
+            found = list(leftovers.get("command_servers_alive", []))
+            try:
+                found += reap_servers(home / CMD_SOCKETS, log, wait_s=5.0)
+            except BaseException as exc:
+                found.append(f"the command-server check failed: {describe(exc)}")
+            leftovers["command_servers_alive"] = found
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -1,33 +1,38 @@
 """Peers bench: the same PostgreSQL bundle with stackyard, pyinfra and Ansible, side by side.
 
-    python bench/peers.py                   # median of 7, all three tools
-    python bench/peers.py --runs 2 --tools stackyard,pyinfra
+    python bench/peers.py                   # median of 7, every tool
+    python bench/peers.py --runs 2 --tools stackyard,stackyard-no-server,pyinfra
     python bench/peers.py --install-only    # only prepare the peers' virtual environment
 
 The bundle: a login role, a database it owns, CONNECT/CREATE/TEMP granted on it, against the
 machine's PostgreSQL (127.0.0.1 only). stackyard deploys it as a Score workload (the
 library's ``postgres-database`` and a ``sleep`` container, see cli.py) into ``dev`` of a
-temporary home; pyinfra 3 runs a deploy file on ``@local`` (``postgres.role``,
-``postgres.database``, ``postgres.sql`` for the grant); Ansible runs a playbook on
-``localhost`` with ``connection: local`` (community.postgresql ``postgresql_user``,
-``postgresql_db``, ``postgresql_privs``). pyinfra and Ansible are not dependencies of the
-project: the bench installs them from PyPI into their own virtual environment, kept for the
-next run under ``~/.cache/stackyard-bench/peers-venv`` (``--venv``), with psycopg2-binary for
-Ansible's modules. community.postgresql comes from ansible-galaxy when it answers, otherwise
-from the ``ansible`` package, which bundles it.
+temporary home, in both of cli.py's modes, as two tools: ``stackyard`` through the bench's
+own warm command server (``STACKYARD_DAEMON=1``, what a user gets by default; the timing waits
+for the server to answer first) and ``stackyard-no-server`` with each command in its own
+process (``STACKYARD_DAEMON=0``), each deploying its own names; pyinfra 3 runs a deploy
+file on ``@local`` (``postgres.role``, ``postgres.database``, ``postgres.sql`` for the grant);
+Ansible runs a playbook on ``localhost`` with ``connection: local`` (community.postgresql
+``postgresql_user``, ``postgresql_db``, ``postgresql_privs``). pyinfra and Ansible are not
+dependencies of the project: the bench installs them from PyPI into their own virtual
+environment, kept for the next run under ``~/.cache/stackyard-bench/peers-venv``
+(``--venv``), with psycopg2-binary for Ansible's modules. community.postgresql comes from
+ansible-galaxy when it answers, otherwise from the ``ansible`` package, which bundles it.
 
 Every figure is one whole process, wall clock. Each round creates the bundle under fresh names
 with each tool, then re-runs each with nothing to change; the tools take turns going first,
-round by round. Between rounds (untimed) stackyard removes its workload and the bench drops
-the peers' databases and roles; every name made is dropped at the end, also on failure,
-Ctrl-C or SIGTERM. Prints one JSON object (progress on stderr)::
+round by round. Between rounds (untimed) stackyard removes its workloads and the bench drops
+the peers' databases and roles; every name made is dropped at the end, and the command server
+stopped, also on failure, Ctrl-C or SIGTERM. Prints one JSON object (progress on stderr)::
 
     {"tools": {"stackyard": {"create": {"p50", "p90", "max", "runs"}, "nochange": {...}},
-               "pyinfra": {...}, "ansible": {...}},
+               "stackyard-no-server": {...}, "pyinfra": {...}, "ansible": {...}},
      "ratios": {"create": {"pyinfra": x, "ansible": y}, "nochange": {...}},
+     "ratios_without_server": {"create": {...}, "nochange": {...}},
      "checks": {...}, "machine": {...}, "leftovers": {...}}
 
-A ratio is stackyard's p50 over the peer's p50 (below 1: stackyard is faster).
+A ratio is stackyard's p50 over the peer's p50 (below 1: stackyard is faster): ``ratios`` for
+``stackyard`` (server on), ``ratios_without_server`` for ``stackyard-no-server``.
 """
 
 from __future__ import annotations
@@ -59,10 +64,25 @@ from _common import (
 )
 from psycopg import sql
 
-from cli import CommandFailed, Stackyard, child_env, figures, guarded, machine_info, run_timed
+from cli import (
+    CommandFailed,
+    Stackyard,
+    child_env,
+    figures,
+    guarded,
+    leftover,
+    machine_info,
+    run_timed,
+)
 
-TOOLS = ("stackyard", "pyinfra", "ansible")
+TOOLS = ("stackyard", "stackyard-no-server", "pyinfra", "ansible")
 PEERS = ("pyinfra", "ansible")
+#: stackyard as a tool, in each of cli.py's command-server modes.
+STACKYARD_MODES = {"stackyard": "on", "stackyard-no-server": "off"}
+#: Where each stackyard tool's ratios to the peers go in the JSON.
+RATIO_KEYS = {"stackyard": "ratios", "stackyard-no-server": "ratios_without_server"}
+#: The first letter of each tool's names (fresh each round).
+NAME_PREFIX = {"stackyard": "s", "stackyard-no-server": "n", "pyinfra": "p", "ansible": "a"}
 DEFAULT_VENV = Path("~/.cache/stackyard-bench/peers-venv").expanduser()
 PYINFRA_SPEC = "pyinfra>=3,<4"
 ANSIBLE_CORE_SPEC = "ansible-core"
@@ -398,6 +418,8 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
         # run still sends ALTER ROLE ... PASSWORD and the GRANT (as its own notice says).
         "pyinfra_nochange_writes": ["ALTER ROLE ... PASSWORD", "GRANT"],
     }
+    machine["command_server"] = None
+    ours = [t for t in tools if t in STACKYARD_MODES]
     tag = secrets.token_hex(2)
     work = Path(tempfile.mkdtemp(prefix="stackyard-bench-peers-"))
     peers = Peers(args.venv, work, args.pg_url)
@@ -407,21 +429,24 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             sy = Stackyard(home, log)
             try:
                 machine["setup"] = sy.set_up(
-                    pg_url=args.pg_url, redis_url=args.redis_url, env="stackyard" in tools
+                    pg_url=args.pg_url, redis_url=args.redis_url, env=bool(ours)
                 )
                 total = args.warmup + args.runs
                 for i in range(total):
                     timed = i >= args.warmup
+                    if i == args.warmup and "stackyard" in tools:
+                        # Time a warm server only: the warm-up (or this poll) started it.
+                        machine["command_server"] = sy.wait_for_server()
                     # Fresh names each round; the tools take turns going first, so that none
                     # always meets the server right after another's CREATE DATABASE.
                     order = tools[i % len(tools) :] + tools[: i % len(tools)]
-                    names = {t: f"{t[0]}{i}{tag}" for t in tools}
+                    names = {t: f"{NAME_PREFIX[t]}{i}{tag}" for t in tools}
                     took: dict[str, dict[str, float]] = {t: {} for t in tools}
                     for phase in ("create", "nochange"):
                         for tool in order:
                             name = names[tool]
-                            if tool == "stackyard":
-                                elapsed = sy.deploy(name)
+                            if tool in STACKYARD_MODES:
+                                elapsed = sy.deploy(name, STACKYARD_MODES[tool])
                             elif tool == "pyinfra":
                                 elapsed = peers.pyinfra(name)
                             else:
@@ -436,14 +461,14 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                             if phase == "create":
                                 wrong = (
                                     peers.check_stackyard(name, PARENT)
-                                    if tool == "stackyard"
+                                    if tool in STACKYARD_MODES
                                     else peers.check(name)
                                 )
                                 if wrong:
                                     checks["bundle_missing"].append({tool: wrong})
                                     log(f"{tool} did not make the bundle: {wrong}")
-                    if "stackyard" in tools:
-                        sy.remove(names["stackyard"])
+                    for tool in ours:
+                        sy.remove(names[tool])
                     peers.drop({names[t] for t in tools if t in PEERS})
                     log(
                         f"round {i + 1}/{total}"
@@ -454,8 +479,12 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                             for t in tools
                         )
                     )
+                if machine["command_server"] is not None:
+                    end = sy.current_server()
+                    machine["command_server"]["pid_end"] = end.get("pid") if end else None
+                    machine["command_server"]["served_end"] = end.get("served") if end else None
             finally:
-                sy.tear_down()
+                sy.tear_down(home_leftovers)
         leftovers.update(home_leftovers)
     finally:
         leftovers["peer_objects_not_dropped"] = peers.drop(set(peers.made))
@@ -463,16 +492,18 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     machine["warmup"] = args.warmup
     result_tools = {t: {p: figures(v) for p, v in times[t].items()} for t in tools}
-    ratios: dict[str, dict[str, float | None]] = {"create": {}, "nochange": {}}
-    if "stackyard" in tools:
-        for phase, per_peer in ratios.items():
-            ours = result_tools["stackyard"][phase]["p50"]
-            for peer in (t for t in tools if t in PEERS):
-                theirs = result_tools[peer][phase]["p50"]
-                per_peer[peer] = round(ours / theirs, 3) if ours and theirs else None
+    result: dict[str, Any] = {"tools": result_tools}
+    for tool, key in RATIO_KEYS.items():
+        ratios: dict[str, dict[str, float | None]] = {"create": {}, "nochange": {}}
+        if tool in tools:
+            for phase, per_peer in ratios.items():
+                mine = result_tools[tool][phase]["p50"]
+                for peer in (t for t in tools if t in PEERS):
+                    theirs = result_tools[peer][phase]["p50"]
+                    per_peer[peer] = round(mine / theirs, 3) if mine and theirs else None
+        result[key] = ratios
     return {
-        "tools": result_tools,
-        "ratios": ratios,
+        **result,
         "checks": checks,
         "machine": machine,
         "leftovers": leftovers,
@@ -491,7 +522,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--tools", type=_tools, default=TOOLS, help="default: all three")
+    parser.add_argument("--tools", type=_tools, default=TOOLS, help="default: all four")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="the peers' venv")
     parser.add_argument("--reinstall", action="store_true", help="make the peers' venv anew")
     parser.add_argument("--install-only", action="store_true", help="prepare the venv, exit")
@@ -513,8 +544,7 @@ def main() -> int:
         print(json.dumps(result))
         left = result["leftovers"]
         bad = (
-            left.get("undestroyed")
-            or left.get("stopped_after_destroy")
+            leftover(left)
             or left.get("peer_objects_not_dropped")
             or result["checks"]["bundle_missing"]
         )

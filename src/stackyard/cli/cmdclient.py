@@ -117,9 +117,13 @@ def delegate(argv: list[str]) -> int | None:
         except OSError:
             start_server(directory, key)
             return None
+        try:
+            cwd = os.getcwd()
+        except OSError:  # a removed directory: the command reports it as it would alone
+            return None
         mask = os.umask(0o077)
         os.umask(mask)
-        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": mask}
+        request = {"argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": mask}
         try:
             socket.send_fds(sock, [frame(request)], [0, 1, 2])
             reader = sock.makefile("rb")

@@ -41,13 +41,14 @@ import sys
 import time
 from typing import Any
 
-from stackyard.cli.cmdclient import socket_path
+from stackyard.cli.cmdclient import server_key, socket_path
 
 __all__ = ["PRELOAD", "serve"]
 
 DEFAULT_IDLE_S = 600.0
-#: How often an idle server checks that the code it preloaded is still what is on disk.
-_RECHECK_S = 30.0
+#: How often an idle server checks that the code and packages it preloaded are still those on
+#: disk (a stale server exits instead of idling out).
+_RECHECK_S = 10.0
 _MAX_REQUEST = 4 * 1024 * 1024
 #: What the server imports before it forks its first child: the libraries and the modules of
 #: the commands' road (each import is tried; one that fails is imported by the child instead).
@@ -181,7 +182,7 @@ class _Server:
                 return
             if now >= recheck:
                 recheck = now + _RECHECK_S
-                if changed(self.sources):  # the code changed under us
+                if self.outdated():  # the code or the packages changed under us
                     self._stop()
                     continue
             for selected, _events in self.selector.select(timeout=5.0):
@@ -193,6 +194,11 @@ class _Server:
                         os.read(self.wake_r, 4096)
                 else:
                     self._from_client(what, selected.fileobj)  # type: ignore[arg-type]
+
+    def outdated(self) -> bool:
+        """Whether a source file it preloaded changed, or a package was installed or removed
+        since it started (then no client asks for this server's key any more)."""
+        return changed(self.sources) or server_key(dict(os.environ)) != self.key
 
     def _stop(self) -> None:
         if not self.stopping:
@@ -229,7 +235,7 @@ class _Server:
             for fd in fds:
                 os.close(fd)
             return
-        if not self.stopping and changed(self.sources):
+        if not self.stopping and self.outdated():
             self._stop()  # a command must never run code older than what is on disk
         if self.stopping or len(fds) != 3:
             for fd in fds:
@@ -361,8 +367,11 @@ def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: l
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         code = 130
-    except BaseException:
+    except BaseException as exc:  # setting up the command failed (invoke reports its own)
         code = 1
+        with contextlib.suppress(BaseException):
+            sys.stderr.write(f"error: the command server could not run the command: {exc}\n")
+            sys.stderr.write("  hint: STACKYARD_DAEMON=0 runs commands without it.\n")
     finally:
         import atexit
 
