@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, str, str], ...] = (
     ("errors", "foundation", "the exception tree; exceptions carry diagnostics"),
     ("canonical", "foundation", "canonical JSON and sha256 digests (stdlib only)"),
     ("cycles", "foundation", "cycles in a dependency graph (stdlib only)"),
+    ("lazy", "foundation", "modules imported on first use (stdlib only)"),
     ("settings", "foundation", "configuration, built once at the edge"),
     ("home", "foundation", "the home folder and its permissions"),
     ("host", "foundation", "OS processes and unprivileged accounts of this machine"),
@@ -49,6 +50,9 @@ LAYERS: tuple[tuple[str, str, str], ...] = (
     ("components", "components, runtime", "packaging, OCI registries, attestations, tests"),
     ("service", "service layer", "init_home and the operations the CLI calls"),
     ("environments", "service layer", "environments, deploy, releases, governance"),
+    ("identity", "service layer", "who calls the server: API tokens and OIDC identities"),
+    ("jobs", "adapters", "long operations as jobs: read model, queue, handlers, worker"),
+    ("api", "adapters", "the REST API: FastAPI app, routers, problem details, SSE, the edge"),
     ("cli", "adapters", "Typer commands and Rich rendering"),
 )
 
@@ -60,7 +64,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {}
 #: runtime, which runs processes through ``host`` and needs no adapter. It imports no driver,
 #: and from the adapter packages (``providers``, ``state``) only their ports.
 CORE_PACKAGES = frozenset(
-    {"stackyard", "diagnostics", "errors", "canonical", "cycles", "settings", "home", "host"}
+    {"stackyard", "diagnostics", "errors", "canonical", "cycles", "lazy", "settings", "home"}
+    | {"host"}
     | {"model", "resolve", "engine", "policy", "runtime"}
 )
 #: The interfaces of the two adapter packages the core may import: the provider SDK and the
@@ -70,15 +75,19 @@ PORTS = frozenset({"stackyard.providers.api", "stackyard.state.api"})
 #: Web, CLI and database libraries, and the only modules that may import each (by prefix). The
 #: ports never may.
 DRIVERS: dict[str, tuple[str, ...]] = {
-    "fastapi": (),
-    "starlette": (),
-    "uvicorn": (),
+    "fastapi": ("stackyard.api",),
+    "starlette": ("stackyard.api",),
+    "uvicorn": ("stackyard.cli.server",),
     "typer": ("stackyard.cli",),
     "click": ("stackyard.cli",),
     "rich": ("stackyard.cli",),
-    "sqlalchemy": ("stackyard.state",),
+    "sqlalchemy": ("stackyard.state", "stackyard.jobs.store"),
     "alembic": ("stackyard.state",),
-    "psycopg": ("stackyard.providers.postgres", "stackyard.providers.local"),
+    "psycopg": (
+        "stackyard.providers.postgres",
+        "stackyard.providers.local",
+        "stackyard.jobs.pgqueue",
+    ),
     "redis": ("stackyard.providers.redis", "stackyard.providers.local"),
 }
 

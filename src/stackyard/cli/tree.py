@@ -135,6 +135,7 @@ COMMANDS: tuple[Entry, ...] = (
         "audit", "governance", "audit_app", "The audit log: every mutating action, hash-chained."
     ),
     Entry("access", "governance", "access_app", "Role grants: who may do what, where."),
+    Entry("token", "tokens", "app", "API tokens for the server: create, list and revoke them."),
     Entry("policy", "governance", "policy_app", "Rego policies: test and evaluate them."),
     Entry("component", "component", "app", "Build, check and publish infrastructure components."),
     Entry(
@@ -143,6 +144,21 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("providers", "providers", "app", "List the installed providers and their kinds."),
     Entry("state", "state", "app", "Inspect and repair environment state."),
     Entry("keys", "keys", "app", "Show, generate, import, remove and export signing keys."),
+    Entry(
+        "daemon", "daemon", "app", "The command server that keeps commands fast: show or stop it."
+    ),
+    Entry(
+        "server",
+        "server",
+        "server",
+        "Serve the REST API (and run jobs in process on a SQLite home).",
+    ),
+    Entry(
+        "worker",
+        "worker",
+        "worker",
+        "Run queued jobs (deploys, environment changes, promotions) until stopped.",
+    ),
 )
 
 

@@ -1,0 +1,172 @@
+"""The server's context: its settings and limits, the authenticator and the job queue, and the
+one way a route runs a service call (as the authenticated identity, in a worker thread, within
+the request timeout).
+
+A route never opens a workspace itself: ``Yard.call`` makes one for the identity, in the
+thread that runs the call, on the store, registry and provider kinds the server opened once
+(a call that outlives its request's timeout, whose client got a 504, holds nothing of its
+own to close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from stackyard.settings import Settings
+
+if TYPE_CHECKING:
+    from stackyard.components.registry import Registry
+    from stackyard.environments.workspace import Workspace
+    from stackyard.identity import Authenticator, Identity
+    from stackyard.jobs import Jobs
+    from stackyard.providers.registry import ProviderRegistry
+    from stackyard.state.sql import SqlStateStore
+
+T = TypeVar("T")
+
+#: The largest request body accepted (bytes): Score files and platform folders are small.
+DEFAULT_BODY_LIMIT = 1024 * 1024
+#: How long a synchronous route may take (seconds); long operations are jobs.
+DEFAULT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The edge's limits: request body size, synchronous request timeout, CORS origins (none:
+    no CORS headers at all), failed authentications allowed per client and minute (None: the
+    authenticator's default), and the poll interval of the event streams."""
+
+    body_limit: int = DEFAULT_BODY_LIMIT
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    cors_origins: tuple[str, ...] = ()
+    auth_failures: int | None = None
+    poll_s: float = 0.2
+    heartbeat_s: float = 15.0
+
+
+def acting(settings: Settings, who: Identity) -> Settings:
+    """``settings`` for a request by ``who``: their user and extra teams; nothing the request
+    itself says (no header or variable) names the actor."""
+    return dataclasses.replace(settings, actor=who.user, teams=tuple(who.teams))
+
+
+class Yard:
+    """What every request of one server shares (``app.state.yard``)."""
+
+    def __init__(self, settings: Settings, config: ApiConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self._authenticator: Authenticator | None = None
+        self._jobs: Jobs | None = None
+        self._parts: tuple[SqlStateStore, Registry, ProviderRegistry] | None = None
+        self._mutex = threading.Lock()
+
+    # -- opened at startup, closed at shutdown ------------------------------------------------
+
+    def start(self) -> None:
+        """Open the authenticator and the job queue."""
+        from stackyard.identity import Authenticator
+        from stackyard.identity.limiter import FailureLimiter
+        from stackyard.jobs import open_jobs
+
+        limit = self.config.auth_failures
+        self._authenticator = Authenticator(
+            self.settings, limiter=None if limit is None else FailureLimiter(limit=limit)
+        )
+        self._jobs = open_jobs(self.settings)
+
+    def stop(self) -> None:
+        """Close what ``start`` (and the first request) opened."""
+        parts, self._parts = self._parts, None
+        try:
+            if self._jobs is not None:
+                self._jobs.close()
+        finally:
+            if self._authenticator is not None:
+                self._authenticator.close()
+            self._jobs = self._authenticator = None
+            if parts is not None:
+                try:
+                    parts[1].close()
+                finally:
+                    parts[0].close()
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """The authenticator (opened at startup)."""
+        if self._authenticator is None:
+            self.start()
+        assert self._authenticator is not None
+        return self._authenticator
+
+    @property
+    def jobs(self) -> Jobs:
+        """The job queue (opened at startup)."""
+        if self._jobs is None:
+            self.start()
+        assert self._jobs is not None
+        return self._jobs
+
+    # -- running service calls ------------------------------------------------------------------
+
+    async def call(self, who: Identity, fn: Callable[[Workspace], T]) -> T:
+        """``fn(workspace)`` for ``who``, in a worker thread, within the request timeout."""
+        settings = acting(self.settings, who)
+
+        def run() -> T:
+            from stackyard.environments.workspace import Workspace
+
+            store, registry, kinds = self.parts()
+            ws = Workspace(settings, store, registry, kinds)
+            ws.access.bootstrap()  # a home without grants: its first user is its admin
+            return fn(ws)
+
+        return await self.bounded(run)
+
+    def parts(self) -> tuple[SqlStateStore, Registry, ProviderRegistry]:
+        """The state store, the registry and the provider kinds, opened once and shared by
+        every request (each gets its own workspace on them, as its own actor): opening them
+        is most of what a read costs."""
+        with self._mutex:
+            if self._parts is None:
+                from stackyard.components.registry import open_registry
+                from stackyard.environments.workspace import Workspace
+                from stackyard.home import enforce_private
+                from stackyard.providers.registry import ProviderRegistry
+                from stackyard.state import open_store
+
+                if not (self.settings.home / "state.db").exists() and (
+                    self.settings.database_url.startswith("sqlite")
+                ):
+                    Workspace.open(self.settings).close()  # raises: no home here
+                enforce_private(self.settings.home)
+                store = open_store(self.settings)
+                try:
+                    registry = open_registry(
+                        self.settings.registry,
+                        home=self.settings.home,
+                        plain_http=self.settings.registry_plain_http,
+                    )
+                except BaseException:
+                    store.close()
+                    raise
+                self._parts = (store, registry, ProviderRegistry.discover())
+            return self._parts
+
+    async def bounded(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in a worker thread; a 504 problem past the request timeout (the call goes
+        on in its thread and closes what it opened; its result is dropped)."""
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn), self.config.timeout_s)
+        except TimeoutError:
+            raise HTTPException(
+                504, f"The request took longer than {self.config.timeout_s:g} s"
+            ) from None

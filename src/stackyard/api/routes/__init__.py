@@ -1,0 +1,1 @@
+"""The routers of API v1, one per area (each route calls the function the CLI calls)."""
