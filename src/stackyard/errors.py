@@ -14,8 +14,10 @@ classes the same. The tree::
     ├── CancelledError               a confirmation was declined; nothing was changed; exit 10
     ├── ProviderError                raised by providers only (.address); exit 7
     │   ├── ProviderTransientError   retrying may help (timeouts, lost connections)
-    │   └── ProviderPermanentError   retrying will not help (bad config, refused)
-    │       └── ForeignObjectError   another owner's (or an unlabelled) object; nothing written
+    │   ├── ProviderPermanentError   retrying will not help (bad config, refused)
+    │   │   └── ForeignObjectError   another owner's (or an unlabelled) object; nothing written
+    │   ├── S3ApiError               [providers.s3.api] an S3 or IAM error reply, until translated
+    │   └── RabbitApiError           [providers.rabbitmq.client] a management API error reply, until translated
     ├── ApplyFailedError             an apply stopped: a backend failed (.env, .failed); exit 7
     ├── WorkloadFailedError          a workload did not start or become ready (.workload); exit 7
     ├── EngineError                  plan/apply failures that are not a provider's (a bug)

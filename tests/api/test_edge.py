@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conftest import ADMIN, Live
+from _apisupport import ADMIN, Live
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +188,8 @@ def test_failed_authentications_are_rate_limited_per_client(
     volume_template,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    from conftest import prepare, serving, teardown
+    from _apisupport import prepare, serving, teardown
+
     from stackyard.api.context import ApiConfig
 
     settings = prepare(tmp_path / "home", volume_template, "ratelimited")
@@ -216,13 +216,14 @@ def test_a_synchronous_request_past_the_timeout_is_a_504(
     volume_template,
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    from conftest import prepare, serving, teardown
+    from _apisupport import prepare, serving, teardown
+
     from stackyard.api.context import ApiConfig
 
     settings = prepare(tmp_path / "home", volume_template, "slow")
     try:
         with serving(settings, worker=False, config=ApiConfig(timeout_s=0)) as (url, _logs):
-            from conftest import Live
+            from _apisupport import Live
 
             live = Live(url, tmp_path / "home", settings, "slow", _logs)
             with live.client(ADMIN) as c:

@@ -10,8 +10,7 @@ import textwrap
 
 import httpx
 import pytest
-
-from conftest import ADMIN, Live
+from _apisupport import ADMIN, Live
 
 pytestmark = pytest.mark.integration
 

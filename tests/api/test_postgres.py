@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _apisupport import ADMIN, Live, prepare, serving, teardown
 
 from _lite import sleeper_score
-from conftest import ADMIN, Live, prepare, serving, teardown
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from _apisupport import ADMIN, Live
 
 from _lite import sleeper_score
-from conftest import ADMIN, Live
 from stackyard.policy.rbac import ORG, SCOPED, TABLE, Action, Grant, Role
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from _apisupport import ADMIN, Live
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -17,8 +18,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from conftest import ADMIN, Live
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from _apisupport import ADMIN, free_socket, prepare, teardown
 
 from _lite import sleeper_score
-from conftest import ADMIN, free_socket, prepare, teardown
 
 pytestmark = pytest.mark.integration
 

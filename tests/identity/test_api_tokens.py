@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from _idsupport import ADMIN
 
-from conftest import ADMIN
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.identity import Authenticator, NotAuthenticated

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _idsupport import ADMIN
 
 from _as_user import cli
 from _cli import Result, finished, ok
-from conftest import ADMIN
 from stackyard.identity import Authenticator, NotAuthenticated
 from stackyard.settings import Settings
 

@@ -43,9 +43,9 @@ def test_an_unprovided_type_is_a_clear_failure(tmp_path: Path, home: Path) -> No
     shutil.copytree(library.path("local-volume"), folder)
     (folder / "tests" / "basic.yaml").write_text(
         "workload:\n  apiVersion: score.dev/v1b1\n  metadata: {name: wl}\n  containers:\n    main: {image: busybox}\n"
-        "  resources:\n    queue: {type: amqp}\nexpect: {outputs: []}\n",
+        "  resources:\n    queue: {type: kafka-topic}\nexpect: {outputs: []}\n",
         encoding="utf-8",
     )
     [outcome] = run_tests(folder, load_component(folder), kinds=ProviderRegistry.discover())
     assert not outcome.ok
-    assert "No component provides 'amqp'" in outcome.diagnostics[0].detail
+    assert "No component provides 'kafka-topic'" in outcome.diagnostics[0].detail

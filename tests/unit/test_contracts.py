@@ -50,6 +50,24 @@ CASES = [
         "a server: admin_url is how components provision on it",
     ),
     (
+        "amqp-instance",
+        ["host", "port", "admin_url"],
+        ["admin_url", "password"],
+        "a server: admin_url (the management API's) is how components provision on it",
+    ),
+    (
+        "s3-instance",
+        ["endpoint", "iam_endpoint", "region", "admin_access_key_id", "admin_secret_key"],
+        ["admin_secret_key"],
+        "a server: an admin key is how components provision buckets and users on it",
+    ),
+    (
+        "mysql-instance",
+        ["host", "port", "admin_url"],
+        ["admin_url", "password"],
+        "a server: admin_url is how components provision on it",
+    ),
+    (
         "redis-instance",
         ["host", "port", "admin_url"],
         ["admin_url", "password", "url"],

@@ -81,7 +81,7 @@ DRIVERS: dict[str, tuple[str, ...]] = {
     "typer": ("stackyard.cli",),
     "click": ("stackyard.cli",),
     "rich": ("stackyard.cli",),
-    "sqlalchemy": ("stackyard.state", "stackyard.jobs.store"),
+    "sqlalchemy": ("stackyard.state", "stackyard.jobs.store", "stackyard.jobs.pgqueue"),
     "alembic": ("stackyard.state",),
     "psycopg": (
         "stackyard.providers.postgres",

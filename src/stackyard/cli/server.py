@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -70,6 +71,14 @@ def server(
             "home, 0 on PostgreSQL, where 'stackyard worker' processes run them).",
         ),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Server processes sharing the port (a PostgreSQL store only; default 1).",
+        ),
+    ] = 1,
     body_limit: Annotated[
         int, typer.Option("--body-limit", min=1024, help="Largest request body, in bytes.")
     ] = 1024 * 1024,
@@ -90,6 +99,7 @@ def server(
         import uvicorn
 
         from stackyard.api import create_app
+        from stackyard.api.app import CONFIG_ENV, LOG_FORMAT, config_json
         from stackyard.api.context import ApiConfig
         from stackyard.api.edge import guard_logs
     except ImportError:
@@ -103,13 +113,20 @@ def server(
     settings = Settings.load()
     postgres = settings.database_url.startswith("postgresql")
     concurrency = workers_in_process if workers_in_process is not None else (0 if postgres else 2)
+    if processes > 1 and not postgres:
+        raise InvalidInputError(
+            "--processes needs a PostgreSQL store",
+            hint="Set STACKYARD_DATABASE_URL=postgresql://… (a SQLite home is served by one "
+            "process), or leave --processes out.",
+        )
     config = ApiConfig(
         body_limit=body_limit,
         timeout_s=request_timeout,
         cors_origins=tuple(cors_origin or ()),
     )
-    app = create_app(settings, config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # one process: the app here; several: uvicorn's processes each build theirs
+    app = create_app(settings, config) if processes == 1 else None
     guard_logs()
     stop = threading.Event()
     thread = None
@@ -119,9 +136,13 @@ def server(
         worker = Worker(settings, concurrency=concurrency, name=f"server-{port}")
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         thread.start()
+    if app is None:
+        os.environ[CONFIG_ENV] = config_json(config)
     try:
         uvicorn.run(
-            app,
+            app if app is not None else "stackyard.api.app:create_app_from_env",
+            factory=app is None,
+            workers=processes if app is None else None,
             host=host,
             port=port,
             ssl_certfile=str(tls_cert) if tls_cert else None,

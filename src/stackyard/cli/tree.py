@@ -142,6 +142,12 @@ COMMANDS: tuple[Entry, ...] = (
         "workload", "workload", "app", "Score workloads: validate the files software teams write."
     ),
     Entry("providers", "providers", "app", "List the installed providers and their kinds."),
+    Entry(
+        "doctor",
+        "doctor",
+        "doctor",
+        "Say which runtimes this machine can use (local, containers) and why not.",
+    ),
     Entry("state", "state", "app", "Inspect and repair environment state."),
     Entry("keys", "keys", "app", "Show, generate, import, remove and export signing keys."),
     Entry(
@@ -158,6 +164,18 @@ COMMANDS: tuple[Entry, ...] = (
         "worker",
         "worker",
         "Run queued jobs (deploys, environment changes, promotions) until stopped.",
+    ),
+    Entry(
+        "login",
+        "remote",
+        "login",
+        "Log in to a stackyard server: every command then runs there.",
+    ),
+    Entry(
+        "logout",
+        "remote",
+        "logout",
+        "Forget the stored server and token: commands work on the local home again.",
     ),
 )
 

@@ -29,7 +29,7 @@ from stackyard.diagnostics import Diagnostic, error
 from stackyard.engine.engine import Engine
 from stackyard.engine.events import Events
 from stackyard.engine.kinds import Kinds, naming_lookup
-from stackyard.errors import StackyardError
+from stackyard.errors import InvalidInputError, StackyardError
 from stackyard.model.component import ComponentManifest, apply_inputs, load_component
 from stackyard.model.ids import ResourceUid
 from stackyard.model.placeholders import lookup, substitute
@@ -138,13 +138,21 @@ def _instances(
     """One instance per request, plus shared library instances for every requirement."""
     out: dict[ResourceUid, Instance] = {}
 
-    def component_for(type_: str) -> ComponentManifest:
+    def component_for(type_: str, params: Mapping[str, Any] | None) -> ComponentManifest:
+        """The tested component for its own type; else the first library component (by name)
+        that provides ``type_`` and takes ``params`` as they are (an ``*-external`` one whose
+        server must be named gives way to one that needs nothing, such as ``*-server``)."""
         if type_ == manifest.provides:
             return manifest
         for name in library.names():
             candidate = load_component(library.path(name))
-            if candidate.provides == type_:
-                return candidate
+            if candidate.provides != type_:
+                continue
+            try:
+                apply_inputs(candidate, params)
+            except InvalidInputError:
+                continue
+            return candidate
         raise StackyardError(
             f"No component provides '{type_}' in the test environment",
             hint="A component test may only request the tested type or a type the built-in library provides.",
@@ -156,7 +164,7 @@ def _instances(
         requires: dict[str, ResourceUid] = {}
         for alias, req in comp.requires.items():
             target = ResourceUid(req.type, req.klass or "default", req.id or "test-core")
-            add(target, component_for(req.type), req.params)
+            add(target, component_for(req.type, req.params), req.params)
             requires[alias] = target
         out[uid] = Instance(
             uid=uid,
@@ -174,7 +182,7 @@ def _instances(
         )
 
     for req in workload.resources.values():
-        add(req.uid, component_for(req.type), req.params)
+        add(req.uid, component_for(req.type, req.params), req.params)
     return out
 
 

@@ -30,7 +30,7 @@ from stackyard.environments import governed
 from stackyard.environments.expansion import expand_resolution
 from stackyard.environments.outputs import instance_outputs, record, workload_outputs
 from stackyard.environments.resolver import Sources, resolve_target
-from stackyard.environments.runner import run, runtime_for
+from stackyard.environments.runner import run
 from stackyard.environments.target import Target, live_workloads, request_of, under_lock
 from stackyard.environments.workloads import parse_spec
 from stackyard.environments.workspace import Workspace
@@ -224,7 +224,7 @@ def _converge(
     dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     try:
-        runtime = runtime_for(ws.settings.home, env.name)
+        runtime = ws.runtime(env.name)
         if target.removed:
             runtime.stop(target.removed)
         if planned.has_changes:

@@ -461,9 +461,11 @@ def resolve_target(
         requests.extend(workload_requests(target.workloads[name]))
     res = resolver.resolve(requests)
     diags = list(res.diagnostics)
+    env_type = sources.platform.types.get(env.type)
+    runtime = env_type.runtime if env_type is not None else "local"
     for name in sorted(target.changed):
         wl = target.workloads[name]
-        diags.extend(runtime_diagnostics(wl))
+        diags.extend(runtime_diagnostics(wl, runtime))
         comps = {
             r.name: res.instances[r.uid].component
             for r in wl.resources.values()

@@ -11,7 +11,9 @@ from stackyard.environments.workloads import render
 
 if TYPE_CHECKING:
     from stackyard.engine.lease import HeldLock
+    from stackyard.environments.platform import Platform
     from stackyard.environments.target import Target
+    from stackyard.model.environment import Environment
     from stackyard.runtime.local import LocalRuntime
     from stackyard.runtime.spec import WorkloadStatus
 
@@ -21,12 +23,36 @@ def env_dir(home: Path, env: str) -> Path:
     return home / "envs" / env
 
 
-def runtime_for(home: Path, env: str) -> LocalRuntime:
-    """The environment's local runtime."""
+def runtime_for(
+    home: Path, env: str, *, kind: str = "local", installation: str = ""
+) -> LocalRuntime:
+    """The environment's runtime: ``kind`` is its type's ``runtime`` (``local`` or
+    ``containers``; see ``runtime_kind``). ``installation`` labels what a container engine
+    makes."""
+    if kind == "containers":
+        import os
+
+        from stackyard.runtime.containers.runtime import ContainersRuntime
+
+        return ContainersRuntime(
+            env_dir(home, env) / "containers",
+            home=home,
+            env=env,
+            installation=installation,
+            environ=os.environ,
+        )
     from stackyard.runtime.isolation import env_purpose
     from stackyard.runtime.local import LocalRuntime
 
     return LocalRuntime(env_dir(home, env) / "workloads", account_for=env_purpose(home, env))
+
+
+def runtime_kind(platform: Platform, env: Environment | None) -> str:
+    """The runtime of ``env``'s type (``local`` for an unknown environment or type)."""
+    if env is None:
+        return "local"
+    found = platform.types.get(env.type)
+    return found.runtime if found is not None else "local"
 
 
 def run(

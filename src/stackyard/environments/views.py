@@ -7,6 +7,7 @@ the API of a later issue will serve the same.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,37 @@ from stackyard.model.platform import STAGES
 from stackyard.policy.audit import AuditEvent, Verification
 from stackyard.policy.decision import Decision, PolicySet
 from stackyard.policy.rbac import Action
+
+# -- the platform ------------------------------------------------------------------------------
+
+#: Keys whose values a platform document shows masked (a binding's password, a token): a
+#: component's inputs may take credentials, and ``view`` is not ``reveal``.
+SECRET_KEYS = re.compile(r"password|passwd|secret|token|credential|private", re.IGNORECASE)
+MASK = "***"
+
+
+def platform_documents(ws: Workspace) -> list[dict[str, Any]]:
+    """The applied platform documents (kind, name, spec, digest), for anyone who may ``view``
+    the organisation; values under credential-like keys are masked."""
+    ws.access.authorize(Action.VIEW)
+    return [
+        {"kind": d.kind, "name": d.name, "spec": _masked(d.spec), "digest": d.digest}
+        for d in ws.records.documents()
+    ]
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: MASK
+            if isinstance(k, str) and SECRET_KEYS.search(k) and v not in ("", None)
+            else _masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
 
 # -- environments ------------------------------------------------------------------------------
 

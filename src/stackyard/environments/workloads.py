@@ -20,6 +20,7 @@ from stackyard.model.values import reveal
 from stackyard.model.workload import Workload, check_workload
 from stackyard.runtime.spec import (
     ContainerSpec,
+    ExecProbe,
     FileSpec,
     HttpProbe,
     PortSpec,
@@ -190,6 +191,7 @@ def render(
             VolumeSpec(v.target, str(sub(v.source, f"{base}.volumes.{k}")), v.read_only)
             for k, v in c.volumes.items()
         ]
+        limits = c.resources.limits if c.resources is not None else None
         containers.append(
             ContainerSpec(
                 name=cname,
@@ -199,15 +201,21 @@ def render(
                 volumes=tuple(volumes),
                 readiness=_probe(c.readiness_probe),
                 liveness=_probe(c.liveness_probe),
+                image=c.image,
+                entrypoint=argv[: len(c.command)] if c.command is not None else None,
+                cpu=limits.cpu if limits is not None else None,
+                memory=limits.memory if limits is not None else None,
             )
         )
     ports = tuple(PortSpec(n, p.port, p.target_port) for n, p in workload.service.ports.items())
     return WorkloadSpec(env=env, name=workload.name, containers=tuple(containers), ports=ports)
 
 
-def _probe(probe: Any) -> HttpProbe | None:
-    if probe is None or probe.http_get is None:
+def _probe(probe: Any) -> HttpProbe | ExecProbe | None:
+    if probe is None:
         return None
+    if probe.http_get is None:
+        return ExecProbe(tuple(probe.exec_command)) if probe.exec_command else None
     hp = probe.http_get
     return HttpProbe(port=hp.port, path=hp.path or "/", scheme=hp.scheme, headers=tuple(hp.headers))
 

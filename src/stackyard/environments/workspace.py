@@ -16,7 +16,7 @@ from stackyard.environments.access import Access
 from stackyard.environments.catalog import Catalog
 from stackyard.environments.governed import Governor
 from stackyard.environments.platform import Applied
-from stackyard.environments.runner import runtime_for
+from stackyard.environments.runner import runtime_for, runtime_kind
 from stackyard.environments.target import environment
 from stackyard.errors import InvalidInputError
 from stackyard.settings import Settings
@@ -119,5 +119,7 @@ class Workspace:
         return environment(self.records, name)
 
     def runtime(self, env: str) -> LocalRuntime:
-        """The environment's local runtime."""
-        return runtime_for(self.settings.home, env)
+        """The environment's runtime: its type's (``local`` or ``containers``)."""
+        kind = runtime_kind(self.platform(), self.records.environment(env))
+        installation = self.store.installation_id() if kind != "local" else ""
+        return runtime_for(self.settings.home, env, kind=kind, installation=installation)

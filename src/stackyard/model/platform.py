@@ -23,7 +23,7 @@ STAGES = ("publish", "environment", "plan", "promote", "destroy")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
-RUNTIMES = ("local",)
+RUNTIMES = ("local", "containers")
 #: ``required`` (the default): resolution picks only builds a trusted key attested;
 #: ``optional``: any published build, attested or not (an explicit opt-out).
 ATTESTATION = ("required", "optional")

@@ -14,7 +14,14 @@ from stackyard.diagnostics import Diagnostic, error, warning
 from stackyard.model.workload import Workload
 from stackyard.runtime.spec import PortSpec
 
-__all__ = ["IGNORED", "UNHONOURED", "probe_target", "runnable", "runtime_diagnostics"]
+__all__ = [
+    "IGNORED",
+    "UNHONOURED",
+    "container_diagnostics",
+    "probe_target",
+    "runnable",
+    "runtime_diagnostics",
+]
 
 UNHONOURED = "Not supported by the local runtime"
 IGNORED = "Ignored by the local runtime"
@@ -36,8 +43,10 @@ def probe_target(port: int, ports: Iterable[PortSpec]) -> PortSpec | None:
     return next((p for p in ports if port in (p.port, p.target_port)), None)
 
 
-def runtime_diagnostics(workload: Workload) -> list[Diagnostic]:
-    """What the local runtime cannot honour (errors) or ignores (warnings)."""
+def runtime_diagnostics(workload: Workload, runtime: str = "local") -> list[Diagnostic]:
+    """What ``runtime`` (an environment type's) cannot honour (errors) or ignores (warnings)."""
+    if runtime == "containers":
+        return container_diagnostics(workload)
     out: list[Diagnostic] = []
 
     def unhonoured(detail: str, path: str) -> None:
@@ -54,7 +63,7 @@ def runtime_diagnostics(workload: Workload) -> list[Diagnostic]:
         base = f"containers.{cname}"
         if not runnable(c.command):
             unhonoured(
-                f"Container '{cname}' has no command: the local runtime runs host processes and does not pull image '{c.image}'. Give 'command' (and 'args'): the local runtime is the only runtime today, so an image-only container cannot run yet.",
+                f"Container '{cname}' has no command: the local runtime runs host processes and does not pull image '{c.image}'. Give 'command' (and 'args'), or deploy to an environment whose type has runtime 'containers' ('stackyard doctor' says whether this machine can run containers).",
                 f"{base}.command",
             )
         if c.resources is not None:
@@ -94,4 +103,58 @@ def runtime_diagnostics(workload: Workload) -> list[Diagnostic]:
                     f"Volume '{vname}' of '{cname}' mounts a sub-path; the local runtime links whole directories.",
                     f"{base}.volumes.{vname}.path",
                 )
+    return out
+
+
+def container_diagnostics(workload: Workload) -> list[Diagnostic]:
+    """What the ``containers`` runtime cannot honour: probes of another host or of a port no
+    service port publishes (it probes through the published port), volume sub-paths, and
+    ``before`` (containers start together)."""
+    out: list[Diagnostic] = []
+    unsupported = "Not supported by the containers runtime"
+    ports = [PortSpec(n, p.port, p.target_port) for n, p in workload.service.ports.items()]
+    for cname, c in workload.containers.items():
+        base = f"containers.{cname}"
+        for label, probe in (
+            ("readinessProbe", c.readiness_probe),
+            ("livenessProbe", c.liveness_probe),
+        ):
+            hp = probe.http_get if probe is not None else None
+            if hp is not None and hp.host not in PROBE_HOSTS:
+                out.append(
+                    error(
+                        unsupported,
+                        f"The {label} of '{cname}' targets host '{hp.host}'; probes go to the workload's published port on 127.0.0.1.",
+                        file=workload.file,
+                        path=f"{base}.{label}.httpGet.host",
+                    )
+                )
+            if hp is not None and probe_target(hp.port, ports) is None:
+                out.append(
+                    error(
+                        unsupported,
+                        f"The {label} of '{cname}' probes port {hp.port}, which no service port declares; the containers runtime probes a workload through its published service ports (or use an exec probe).",
+                        file=workload.file,
+                        path=f"{base}.{label}.httpGet.port",
+                    )
+                )
+        for vname, vol in c.volumes.items():
+            if vol.path:
+                out.append(
+                    error(
+                        unsupported,
+                        f"Volume '{vname}' of '{cname}' mounts a sub-path; mount the whole volume (a sub-path is not supported yet).",
+                        file=workload.file,
+                        path=f"{base}.volumes.{vname}.path",
+                    )
+                )
+        if c.before:
+            out.append(
+                warning(
+                    "Ignored by the containers runtime",
+                    f"Container '{cname}' sets 'before'; the containers of a workload start together.",
+                    file=workload.file,
+                    path=f"{base}.before",
+                )
+            )
     return out

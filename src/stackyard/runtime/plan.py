@@ -19,7 +19,7 @@ from stackyard.host.accounts import Account
 from stackyard.runtime.capabilities import probe_target, runnable
 from stackyard.runtime.isolation import Confinement, python_for
 from stackyard.runtime.layout import WorkloadPaths, check_name
-from stackyard.runtime.spec import ContainerSpec, HttpProbe, WorkloadSpec
+from stackyard.runtime.spec import ContainerSpec, ExecProbe, HttpProbe, WorkloadSpec
 from stackyard.runtime.supervisor import Limits, ProbePlan, ProcessPlan, SupervisorPlan
 
 __all__ = ["allocate_ports", "build_plan", "check_spec"]
@@ -168,12 +168,17 @@ def _resolve(spec: WorkloadSpec, c: ContainerSpec, env: dict[str, str]) -> str:
 def _probe(
     spec: WorkloadSpec,
     c: ContainerSpec,
-    probe: HttpProbe | None,
+    probe: HttpProbe | ExecProbe | None,
     ports: dict[str, int],
     what: str,
 ) -> ProbePlan | None:
     if probe is None:
         return None
+    if isinstance(probe, ExecProbe):
+        raise InvalidInputError(
+            f"The {what} probe of container '{c.name}' in workload '{spec.name}' is an exec "
+            "probe; the local runtime honours httpGet probes only"
+        )
     port = probe_target(probe.port, spec.ports)
     if port is None:
         declared = ", ".join(f"{p.name} ({p.port}->{p.target_port})" for p in spec.ports)

@@ -20,6 +20,7 @@ from stackyard.model.status import WORKLOAD, WorkloadState
 __all__ = [
     "STATES",
     "ContainerSpec",
+    "ExecProbe",
     "FileSpec",
     "HttpProbe",
     "PortSpec",
@@ -43,6 +44,13 @@ class HttpProbe:
 
 
 @dataclass(frozen=True)
+class ExecProbe:
+    """A Score ``exec`` probe: ``argv`` runs inside the container; exit 0 passes."""
+
+    argv: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class FileSpec:
     """A file to write under the workload root; ``mode`` defaults to ``0o600``."""
 
@@ -62,15 +70,25 @@ class VolumeSpec:
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """One container, already substituted. ``argv`` and ``variables`` may hold secrets."""
+    """One container, already substituted. ``argv`` and ``variables`` may hold secrets.
+
+    ``argv`` is Score's ``command`` followed by its ``args``; ``entrypoint`` is the
+    ``command`` part alone (None: the image's entrypoint applies), which only a runtime that
+    runs images needs. ``image``, ``cpu`` and ``memory`` (Score's limits, as written) are
+    likewise ignored by the ``local`` runtime.
+    """
 
     name: str
     argv: tuple[str, ...] = field(repr=False)
     variables: Mapping[str, str] = field(repr=False)
     files: tuple[FileSpec, ...] = ()
     volumes: tuple[VolumeSpec, ...] = ()
-    readiness: HttpProbe | None = None
-    liveness: HttpProbe | None = None
+    readiness: HttpProbe | ExecProbe | None = None
+    liveness: HttpProbe | ExecProbe | None = None
+    image: str = ""
+    entrypoint: tuple[str, ...] | None = field(default=None, repr=False)
+    cpu: str | None = None
+    memory: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,9 +115,11 @@ class WorkloadSpec:
 
 
 def _canonical(spec: WorkloadSpec) -> dict[str, Any]:
-    def probe(p: HttpProbe | None) -> dict[str, Any] | None:
+    def probe(p: HttpProbe | ExecProbe | None) -> dict[str, Any] | None:
         if p is None:
             return None
+        if isinstance(p, ExecProbe):
+            return {"exec": list(p.argv)}
         return {
             "port": p.port,
             "path": p.path,
@@ -107,12 +127,27 @@ def _canonical(spec: WorkloadSpec) -> dict[str, Any]:
             "headers": [list(h) for h in p.headers],
         }
 
+    def image_fields(c: ContainerSpec) -> dict[str, Any]:
+        # Only when set: the digests of specs without them (the local runtime's) stay as
+        # they were, so no running workload restarts for an upgrade.
+        out: dict[str, Any] = {}
+        if c.image:
+            out["image"] = c.image
+        if c.entrypoint is not None:
+            out["entrypoint"] = list(c.entrypoint)
+        if c.cpu is not None:
+            out["cpu"] = c.cpu
+        if c.memory is not None:
+            out["memory"] = c.memory
+        return out
+
     return {
         "env": spec.env,
         "name": spec.name,
         "ports": [[p.name, p.port, p.target_port] for p in spec.ports],
         "containers": [
             {
+                **image_fields(c),
                 "name": c.name,
                 "argv": list(c.argv),
                 "variables": dict(sorted(c.variables.items())),

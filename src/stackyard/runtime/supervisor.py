@@ -52,10 +52,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class ProbePlan:
-    """An HTTP probe against a host port: ``url`` is complete."""
+    """An HTTP probe against a host port (``url`` is complete), or, when ``argv`` is given, a
+    command run on the host that passes when it exits 0 (the containers runtime's
+    ``podman exec``)."""
 
     url: str
     headers: tuple[tuple[str, str], ...] = ()
+    argv: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ class SupervisorPlan:
         """A JSON-ready dict (the inverse of ``from_json``)."""
 
         def probe(p: ProbePlan | None) -> dict[str, Any] | None:
-            return None if p is None else {"url": p.url, "headers": [list(h) for h in p.headers]}
+            if p is None:
+                return None
+            return {"url": p.url, "headers": [list(h) for h in p.headers], "argv": list(p.argv)}
 
         return {
             "workload": self.workload,
@@ -120,7 +125,11 @@ class SupervisorPlan:
         def probe(p: Mapping[str, Any] | None) -> ProbePlan | None:
             if p is None:
                 return None
-            return ProbePlan(str(p["url"]), tuple((str(k), str(v)) for k, v in p["headers"]))
+            return ProbePlan(
+                str(p["url"]),
+                tuple((str(k), str(v)) for k, v in p["headers"]),
+                tuple(str(a) for a in p.get("argv", ())),
+            )
 
         return cls(
             workload=str(data["workload"]),
@@ -259,7 +268,9 @@ class Prober:
         )
 
     def ok(self, probe: ProbePlan) -> bool:
-        """Whether ``probe`` answers 2xx or 3xx within the timeout."""
+        """Whether ``probe`` answers 2xx or 3xx (a command: exits 0) within the timeout."""
+        if probe.argv:
+            return self._command_ok(probe.argv)
         import http.client
         import urllib.error
         import urllib.request
@@ -274,6 +285,22 @@ class Prober:
             return 300 <= exc.code < 400
         except (OSError, ValueError, http.client.HTTPException):
             return False
+
+    def _command_ok(self, argv: tuple[str, ...]) -> bool:
+        # A container's exec probe may take longer than an HTTP answer: starting a process in
+        # a container costs a few hundred milliseconds.
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=max(self._timeout, 10.0),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
 
 
 class Runner:

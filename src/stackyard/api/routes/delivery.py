@@ -19,8 +19,7 @@ from stackyard.api.schemas import (
     ReleaseRequest,
     Verdict,
 )
-from stackyard.errors import InvalidInputError
-from stackyard.policy.rbac import Action
+from stackyard.jobs import admission
 
 if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
@@ -89,18 +88,14 @@ async def promote(request: Request, who: Who, body: PromoteRequest) -> Any:
             lambda ws: promotion.promote(ws, body.release, body.to, plan_only=True).to_json(),
         )
 
-    def precheck(ws: Workspace) -> None:
-        promotion.get_release(ws, body.release)
-        ws.environment(body.to)
-        ws.access.authorize(Action.PROMOTE, env=body.to, audit=True)
-
+    args = {"release": body.release, "to": body.to}
     return await submit(
         request,
         who,
         "promote",
         env=body.to,
-        args={"release": body.release, "to": body.to},
-        precheck=precheck,
+        args=args,
+        precheck=lambda ws: admission.admit(ws, "promote", args),
     )
 
 
@@ -122,16 +117,6 @@ async def approvals(
     return page(request, rows, limit, cursor)
 
 
-def _parked(ws: Workspace, deployment: str) -> str:
-    """The environment of a parked deployment (``No deployment`` when there is none)."""
-    dep = ws.records.deployment(deployment)
-    if dep is None:
-        raise InvalidInputError(
-            f"No deployment '{deployment}'", hint="GET /api/v1/approvals lists them."
-        )
-    return dep.env
-
-
 @router.post(
     "/approvals/{deployment}/approve",
     status_code=202,
@@ -143,19 +128,15 @@ async def approve(
     request: Request, who: Who, deployment: DeploymentId, body: Verdict | None = None
 ) -> JSONResponse:
     """Approve: the deployment is re-planned, re-evaluated and applied, as a job."""
-
-    def precheck(ws: Workspace) -> None:
-        ws.access.authorize(Action.APPROVE, env=_parked(ws, deployment), audit=True)
-
-    env = await yard(request).call(who, lambda ws: _parked(ws, deployment))
-    comment = body.comment if body else ""
+    args = {"deployment": deployment, "reason": body.comment if body else ""}
+    env = await yard(request).call(who, lambda ws: admission.parked_env(ws, deployment))
     return await submit(
         request,
         who,
         "approve",
         env=env,
-        args={"deployment": deployment, "reason": comment},
-        precheck=precheck,
+        args=args,
+        precheck=lambda ws: admission.admit(ws, "approve", args),
     )
 
 

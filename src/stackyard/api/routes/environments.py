@@ -25,7 +25,7 @@ from stackyard.api.schemas import (
     Status,
 )
 from stackyard.errors import InvalidInputError
-from stackyard.policy.rbac import Action
+from stackyard.jobs import admission
 
 if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
@@ -84,13 +84,6 @@ async def create_environment(request: Request, who: Who, body: EnvironmentCreate
     """Create an environment and deploy its type's core, as a job."""
     _ttl(body.ttl)  # an invalid ttl: 400 now, not a failed job
 
-    def precheck(ws: Workspace) -> None:
-        env_type = body.type
-        if env_type is None and body.parent:  # a child takes its parent's type
-            parent = ws.environment(body.parent)
-            env_type = parent.type
-        ws.access.authorize(Action.ENV_CREATE, env=body.name, env_type=env_type, audit=True)
-
     args: dict[str, Any] = {
         "name": body.name,
         "type": body.type,
@@ -98,7 +91,14 @@ async def create_environment(request: Request, who: Who, body: EnvironmentCreate
         "ttl": body.ttl,
         "owner": body.owner,
     }
-    return await submit(request, who, "env.create", env=body.name, args=args, precheck=precheck)
+    return await submit(
+        request,
+        who,
+        "env.create",
+        env=body.name,
+        args=args,
+        precheck=lambda ws: admission.admit(ws, "env.create", args),
+    )
 
 
 @router.post(
@@ -127,13 +127,15 @@ async def extend_environment(
 )
 async def destroy_environment(request: Request, who: Who, env: EnvName) -> JSONResponse:
     """Stop the workloads and destroy what the environment owns, as a job."""
-    from stackyard.environments import confirmation
-
-    def precheck(ws: Workspace) -> None:
-        confirmation.destroy(ws, env)  # refuses what the destroy would refuse
-        ws.access.authorize(Action.ENV_DESTROY, env=env, audit=True)
-
-    return await submit(request, who, "env.destroy", env=env, args={"name": env}, precheck=precheck)
+    args = {"name": env}
+    return await submit(
+        request,
+        who,
+        "env.destroy",
+        env=env,
+        args=args,
+        precheck=lambda ws: admission.admit(ws, "env.destroy", args),
+    )
 
 
 @router.post(
@@ -145,11 +147,9 @@ async def destroy_environment(request: Request, who: Who, env: EnvName) -> JSONR
 )
 async def reap(request: Request, who: Who) -> JSONResponse:
     """Destroy every expired environment, as a job (``stackyard env reap``)."""
-
-    def precheck(ws: Workspace) -> None:
-        ws.access.authorize(Action.ENV_REAP, audit=True)
-
-    return await submit(request, who, "reap", env=None, args={}, precheck=precheck)
+    return await submit(
+        request, who, "reap", env=None, args={}, precheck=lambda ws: admission.admit(ws, "reap", {})
+    )
 
 
 # -- deploy and explain ------------------------------------------------------------------------
@@ -188,8 +188,7 @@ async def deploy(request: Request, who: Who, env: EnvName, body: DeployRequest) 
         return await y.call(who, plan)
 
     def precheck(ws: Workspace) -> None:
-        ws.environment(env)
-        ws.access.authorize(Action.DEPLOY, env=env, audit=True)
+        admission.admit(ws, "deploy", {"env": env})
         if body.scores:
             with score_files(body.scores) as paths:  # invalid Score files: 422 now
                 from stackyard.environments.workloads import load_score

@@ -194,16 +194,9 @@ async def platform_show(
     request: Request, who: Who, limit: Limit = 50, cursor: Cursor = None
 ) -> Page:
     """The applied documents (``stackyard platform show -o json``, paginated)."""
-    from stackyard.policy.rbac import Action
+    from stackyard.environments.views import platform_documents
 
-    def read(ws: Workspace) -> list[dict[str, Any]]:
-        ws.access.authorize(Action.VIEW)
-        return [
-            {"kind": d.kind, "name": d.name, "spec": d.spec, "digest": d.digest}
-            for d in ws.records.documents()
-        ]
-
-    rows = await yard(request).call(who, read)
+    rows = await yard(request).call(who, platform_documents)
     return page(request, rows, limit, cursor)
 
 

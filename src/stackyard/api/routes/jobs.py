@@ -17,7 +17,7 @@ from stackyard.api import schemas
 from stackyard.api.routing import Cursor, Limit, Who, next_link, yard
 from stackyard.api.schemas import Page
 from stackyard.errors import InvalidInputError
-from stackyard.policy.rbac import Action
+from stackyard.jobs import admission
 
 if TYPE_CHECKING:
     from stackyard.api.context import Yard
@@ -66,18 +66,10 @@ def _missing(job_id: str) -> InvalidInputError:
     )
 
 
-def visible(ws: Workspace, job: Job) -> bool:
-    """Whether the workspace's actor may see ``job``: their own, or one in an environment they
-    may view (a job of no environment: an organisation-wide ``view``)."""
-    if job.actor == ws.access.actor:
-        return True
-    return ws.access.allowed(Action.VIEW, ws.access.target(job.env))
-
-
 async def _job(y: Yard, who: Identity, job_id: str) -> Job:
     """The job ``job_id`` if the caller may see it (404 otherwise: its existence is not told)."""
     job = await y.bounded(lambda: y.jobs.get(job_id))
-    if job is None or not await y.call(who, lambda ws: visible(ws, job)):
+    if job is None or not await y.call(who, lambda ws: admission.visible(ws, job)):
         raise _missing(job_id)
     return job
 
@@ -95,7 +87,7 @@ async def list_jobs(
     jobs = await y.bounded(lambda: y.jobs.list(env=env, limit=limit + 1, before=cursor))
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    shown = await y.call(who, lambda ws: [j.to_json() for j in jobs if visible(ws, j)])
+    shown = await y.call(who, lambda ws: [j.to_json() for j in jobs if admission.visible(ws, j)])
     return Page(items=shown, next=next_link(request, jobs[-1].id) if more and jobs else None)
 
 
