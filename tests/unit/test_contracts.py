@@ -43,6 +43,14 @@ CASES = [
         "score-compose's s3 outputs",
     ),
     ("volume", ["source"], [], "a volume is mounted from its source"),
+    ("dns", ["host"], [], "Score's dns outputs: a host name"),
+    ("route", [], [], "Score's route provisioners output nothing; ours add host, path, url"),
+    (
+        "proxy-instance",
+        ["host", "port", "url", "admin_url"],
+        [],
+        "a proxy: admin_url is how route components configure it",
+    ),
     (
         "postgres-instance",
         ["host", "port", "admin_url"],
