@@ -17,7 +17,8 @@ classes the same. The tree::
     │   ├── ProviderPermanentError   retrying will not help (bad config, refused)
     │   │   └── ForeignObjectError   another owner's (or an unlabelled) object; nothing written
     │   ├── S3ApiError               [providers.s3.api] an S3 or IAM error reply, until translated
-    │   └── RabbitApiError           [providers.rabbitmq.client] a management API error reply, until translated
+    │   ├── RabbitApiError           [providers.rabbitmq.client] a management API error reply, until translated
+    │   └── AdminError               [providers.proxy.admin] a Caddy admin API error reply, until translated
     ├── ApplyFailedError             an apply stopped: a backend failed (.env, .failed); exit 7
     ├── WorkloadFailedError          a workload did not start or become ready (.workload); exit 7
     ├── EngineError                  plan/apply failures that are not a provider's (a bug)
@@ -31,8 +32,10 @@ classes the same. The tree::
     │   └── InvalidTransitionError   a status change its transition table forbids (.old, .new)
     ├── PolicyDeniedError            a policy denied it (.decision_id, .diagnostics); exit 5
     ├── PermissionDeniedError        RBAC: the actor holds no role allowing it (.action); exit 6
+    │   └── Forbidden                [portal.web] a portal form without its CSRF token (HTTP 403)
     ├── NotAuthenticated             [identity.errors] no valid credential (HTTP 401); exit 6
-    │   └── TooManyAttempts          [identity.errors] too many failures (.retry_after; HTTP 429)
+    │   ├── TooManyAttempts          [identity.errors] too many failures (.retry_after; HTTP 429)
+    │   └── SignInNeeded             [portal.web] a portal page without a session (sign-in page)
     ├── IdentityUnavailableError     [identity.errors] the OIDC keys cannot be read; exit 7
     ├── JobConflictError             [jobs.model] the job is past that (.job_id; HTTP 409); exit 2
     ├── VerificationFailedError      audit chain, release digest or policy tests failed; exit 8

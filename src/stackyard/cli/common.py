@@ -46,7 +46,13 @@ _COLOURS = {
 
 @contextmanager
 def workspace(*, lock_timeout: str | None = None) -> Iterator[Workspace]:
-    """The workspace of the current settings (``lock_timeout`` from ``--lock-timeout``)."""
+    """The workspace of the current settings (``lock_timeout`` from ``--lock-timeout``).
+
+    Refused in remote mode: a command that reaches the local home there has no remote form,
+    and must say so rather than act on this machine's state."""
+    from stackyard.cli.remote import refuse
+
+    refuse(_command_path())
     from stackyard.environments.workspace import Workspace
     from stackyard.settings import parse_duration
 
@@ -56,6 +62,18 @@ def workspace(*, lock_timeout: str | None = None) -> Iterator[Workspace]:
         yield ws
     finally:
         ws.close()
+
+
+def _command_path() -> str:
+    """The running command's words after ``stackyard`` (``env repair``)."""
+    try:  # Typer vendors click privately from 0.27; older releases use click itself
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - an older Typer
+        from click import get_current_context  # type: ignore[no-redef]
+
+    ctx = get_current_context(silent=True)
+    path = str(ctx.command_path) if ctx is not None else "this command"
+    return path.removeprefix("stackyard").strip() or "this command"
 
 
 def progress(output: OutputFormat) -> Callable[[str], None]:

@@ -57,6 +57,9 @@ def build_cmd(
     output: Output = OutputFormat.TEXT,
 ) -> None:
     """Build the component's reproducible archive; prints its digest."""
+    from stackyard.cli.remote import refuse
+
+    refuse("component build", "a builder's machine builds and signs; publish from there")
     from stackyard.components.package import build as build_archive
     from stackyard.components.package import write
 
@@ -94,9 +97,13 @@ NameVersion = Annotated[str, typer.Argument(help="NAME@VERSION", show_default=Fa
 
 
 def _registry(ref: str | None, plain_http: bool) -> Any:
+    from stackyard.cli.common import _command_path
+    from stackyard.cli.remote import refuse
     from stackyard.components.registry import open_registry
     from stackyard.settings import Settings
 
+    if ref is None:  # the home's registry: not this machine's in remote mode
+        refuse(_command_path(), "it works on this machine's registry (or give --registry)")
     settings = Settings.load(registry=ref)
     return open_registry(
         settings.registry,
@@ -202,13 +209,20 @@ def list_cmd(
     registry: RegistryRef = None, plain_http: PlainHttp = False, output: Output = OutputFormat.TEXT
 ) -> None:
     """List published components: name, latest version, owner, lifecycle, type and SLA."""
+    from stackyard.cli.remote import target
     from stackyard.components.catalog import entries
 
-    reg = _registry(registry, plain_http)
-    try:
-        rows = entries(reg, warn=_warn)
-    finally:
-        reg.close()
+    server = target() if registry is None else None
+    if server is not None:
+        from stackyard.cli.remote_backend import RemoteBackend
+
+        rows = RemoteBackend(server).components()
+    else:
+        reg = _registry(registry, plain_http)
+        try:
+            rows = entries(reg, warn=_warn)
+        finally:
+            reg.close()
     if output is OutputFormat.JSON:
         print_json([r.to_json() for r in rows])
         return
@@ -240,16 +254,23 @@ def show_cmd(
     output: Output = OutputFormat.TEXT,
 ) -> None:
     """Show a component: README, inputs, outputs, versions, attestation status and cost."""
+    from stackyard.cli.remote import target
     from stackyard.components.catalog import details
     from stackyard.components.keys import Keyring
     from stackyard.settings import Settings
 
     name, _, version = ref.partition("@")
-    reg = _registry(registry, plain_http)
-    try:
-        info = details(reg, Keyring(Settings.load().home), name, version or None, warn=_warn)
-    finally:
-        reg.close()
+    server = target() if registry is None else None
+    if server is not None:
+        from stackyard.cli.remote_backend import RemoteBackend
+
+        info = RemoteBackend(server).component(name, version or None)
+    else:
+        reg = _registry(registry, plain_http)
+        try:
+            info = details(reg, Keyring(Settings.load().home), name, version or None, warn=_warn)
+        finally:
+            reg.close()
     if output is OutputFormat.JSON:
         print_json(info)
         return

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stackyard.cli.backend import backend
 from stackyard.cli.common import (
     LOCK_TIMEOUT,
     OUTPUT,
@@ -42,9 +43,6 @@ def deploy(
 ) -> None:
     """Resolve, plan, confirm, apply and run workloads in an environment."""
     from stackyard.environments import confirmation
-    from stackyard.environments.deploy import deploy_files
-    from stackyard.environments.promotion import deploy_release
-    from stackyard.environments.workloads import score_paths
 
     if bool(scores) == bool(release):
         raise InvalidInputError(
@@ -58,20 +56,16 @@ def deploy(
             render_plan(plan)
         return confirm(confirmation.apply_plan(plan).question, yes=yes)
 
-    with workspace(lock_timeout=lock_timeout) as ws:
-        if release:
-            result = deploy_release(
-                ws, release, env, plan_only=plan_only, confirm=ask, progress=progress(output)
-            )
-        else:
-            result = deploy_files(
-                ws,
-                score_paths(scores or []),
-                env,
-                plan_only=plan_only,
-                confirm=ask,
-                progress=progress(output),
-            )
+    result = backend().deploy(
+        env,
+        scores=scores or [],
+        release=release,
+        plan_only=plan_only,
+        yes=yes,
+        ask=ask,
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     report(result, output, plan_only=plan_only)
 
 
@@ -119,11 +113,7 @@ def explain(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show every candidate binding for each resource request, why it matched or not, and the winner."""
-    from stackyard.environments import inspect
-    from stackyard.environments.workloads import score_paths
-
-    with workspace() as ws:
-        data = inspect.explain(ws, score_paths([score]), env)
+    data = backend().explain(score, env)
     if output is OutputFormat.JSON:
         print_json(data)
         return
@@ -163,10 +153,7 @@ def status(
     env: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT
 ) -> None:
     """Resources with observed health, workloads with readiness and endpoints, last deployments."""
-    from stackyard.environments import inspect
-
-    with workspace() as ws:
-        data = inspect.status(ws, env)
+    data = backend().status(env)
     if output is OutputFormat.JSON:
         print_json(data)
         return
@@ -208,10 +195,7 @@ def outputs(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show resource outputs; secrets are masked unless --reveal."""
-    from stackyard.environments import inspect
-
-    with workspace() as ws:
-        data = inspect.outputs(ws, env, workload, reveal=reveal)
+    data = backend().outputs(env, workload, reveal=reveal)
     if output is OutputFormat.JSON:
         print_json(data)
         return
@@ -230,10 +214,7 @@ def logs(
     lines: int | None = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
 ) -> None:
     """Print a workload's captured logs."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        captured = views.logs(ws, env, workload, container=container, follow=follow, lines=lines)
+    captured = backend().logs(env, workload, container=container, follow=follow, lines=lines)
     try:
         for line in captured:
             typer.echo(line.rstrip("\n"))
@@ -249,11 +230,8 @@ def deployments(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """List an environment's deployments, or show one with its events."""
-    from stackyard.environments import views
-
     if deployment:
-        with workspace() as ws:
-            shown = views.deployment(ws, env, deployment)
+        shown = backend().deployment(env, deployment)
         if output is OutputFormat.JSON:
             print_json(shown.to_json())
             return
@@ -273,8 +251,7 @@ def deployments(
                 f"  {when(e.at)}  {e.kind:9} {escape(e.address)}  [dim]{escape(e.message)}[/]"
             )
         return
-    with workspace() as ws:
-        deps = views.deployments(ws, env)
+    deps = backend().deployments(env)
     if output is OutputFormat.JSON:
         print_json([d.to_json() for d in deps])
         return

@@ -6,9 +6,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stackyard.cli.backend import backend
 from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
-from stackyard.errors import ApplyFailedError, CancelledError, InvalidInputError
+from stackyard.errors import ApplyFailedError, InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
 from stackyard.model.status import DeploymentStatus
 
@@ -49,19 +50,16 @@ def create(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Create an environment and deploy its type's core infrastructure."""
-    from stackyard.environments import lifecycle
-
-    with workspace(lock_timeout=lock_timeout) as ws:
-        env, result, created = lifecycle.create(
-            ws,
-            name,
-            type_name=type_name,
-            parent=parent,
-            ttl_s=_ttl(ttl),
-            owner=owner,
-            progress=progress(output),
-        )
-        now = ws.store.now()
+    _ttl(ttl)
+    env, result, created, now = backend().env_create(
+        name,
+        type_name=type_name,
+        parent=parent,
+        ttl=ttl,
+        owner=owner,
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     if output is OutputFormat.JSON:
         print_json(
             {
@@ -85,10 +83,7 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List environments."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        listed = views.environments(ws)
+    listed = backend().env_list()
     envs, now = listed.environments, listed.now
     if output is OutputFormat.JSON:
         print_json(listed.to_json())
@@ -113,10 +108,7 @@ def show(
     name: str = typer.Argument(..., help="The environment."), output: OutputFormat = OUTPUT
 ) -> None:
     """Show one environment: type, parent, owner, expiry, children and workloads."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        shown = views.environment(ws, name)
+    shown = backend().env_show(name)
     if output is OutputFormat.JSON:
         print_json(shown.to_json())
         return
@@ -142,13 +134,8 @@ def extend(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Push an environment's expiry out, within its type's maximum TTL."""
-    from stackyard.environments import lifecycle
-
-    seconds = _ttl(ttl)
-    assert seconds is not None
-    with workspace() as ws:
-        env = lifecycle.extend(ws, name, ttl_s=seconds)
-        now = ws.store.now()
+    _ttl(ttl)
+    env, now = backend().env_extend(name, ttl)
     if output is OutputFormat.JSON:
         print_json(env.to_json())
         return
@@ -163,12 +150,12 @@ def destroy(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Stop the environment's workloads and destroy everything it owns (never its parent's)."""
-    from stackyard.environments import confirmation, lifecycle
-
-    with workspace(lock_timeout=lock_timeout) as ws:
-        if not confirm(confirmation.destroy(ws, name).question, yes=yes):
-            raise CancelledError("Cancelled: nothing was changed")
-        result = lifecycle.destroy(ws, name, progress=progress(output))
+    result = backend().env_destroy(
+        name,
+        ask=lambda question: confirm(question, yes=yes),
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     if output is OutputFormat.JSON:
         print_json(result.to_json())
         return
@@ -191,8 +178,10 @@ def repair(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Restart stopped servers and workloads, and re-make what they lost (no files needed)."""
+    from stackyard.cli.remote import refuse
     from stackyard.environments.repair import repair as repair_env
 
+    refuse("env repair")
     with workspace(lock_timeout=lock_timeout) as ws:
         result = repair_env(ws, name, progress=progress(output))
     if output is OutputFormat.JSON:
@@ -212,10 +201,7 @@ def repair(
 @app.command("reap")
 def reap(output: OutputFormat = OUTPUT) -> None:
     """Destroy expired environments (safe from cron, and safe to run twice at once)."""
-    from stackyard.environments import lifecycle
-
-    with workspace() as ws:
-        result = lifecycle.reap(ws, progress=progress(output))
+    result = backend().env_reap(progress=progress(output))
     if output is OutputFormat.JSON:
         print_json(result)
         return

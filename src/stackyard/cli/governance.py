@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stackyard.cli.backend import backend
 from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import InvalidInputError, PolicyDeniedError, VerificationFailedError
@@ -48,12 +49,13 @@ def approve(
 ) -> None:
     """Approve a parked deployment: it is re-planned, re-evaluated and applied."""
     from stackyard.cli.deploy import report
-    from stackyard.environments.approvals import approve as run
-    from stackyard.environments.deploy import DeployResult
 
-    with workspace(lock_timeout=lock_timeout) as ws:
-        result = run(ws, deployment, comment=comment, progress=progress(output))
-    if isinstance(result, DeployResult):
+    result = backend().approve(
+        deployment, comment=comment, lock_timeout=lock_timeout, progress=progress(output)
+    )
+    from stackyard.environments.lifecycle import DestroyResult
+
+    if not isinstance(result, DestroyResult):
         report(result, output)
         return
     if output is OutputFormat.JSON:
@@ -69,10 +71,7 @@ def reject(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Reject a parked deployment: nothing is applied."""
-    from stackyard.environments.approvals import reject as run
-
-    with workspace() as ws:
-        dep = run(ws, deployment, comment=comment)
+    dep = backend().reject(deployment, comment=comment)
     if output is OutputFormat.JSON:
         print_json(dep.to_json())
         return
@@ -84,10 +83,7 @@ def approvals(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """List deployments awaiting approval, with the policies that asked for it."""
-    from stackyard.environments.approvals import pending
-
-    with workspace() as ws:
-        rows = pending(ws, env)
+    rows = backend().approvals(env)
     if output is OutputFormat.JSON:
         print_json(rows)
         return
@@ -114,10 +110,7 @@ def decisions(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Read the decision log: every policy evaluation with its results and policy revision."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        rows = views.decisions(ws, env=env, limit=limit, decision_id=decision)
+    rows = backend().decisions(env=env, limit=limit, decision_id=decision)
     if output is OutputFormat.JSON:
         print_json(rows)
         return
@@ -165,10 +158,7 @@ def audit(
     """Read the audit log (who, what, target, result, when)."""
     if ctx.invoked_subcommand is not None:
         return
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        events = views.audit(ws, since=_since(since))
+    events = backend().audit(since=_since(since))
     if output is OutputFormat.JSON:
         print_json([e.to_json() for e in events])
         return
@@ -192,10 +182,7 @@ def audit(
 def audit_verify(output: OutputFormat = OUTPUT) -> None:
     """Check the audit log's keyed hash chain and its signed head; exit 8 when a row was
     edited, removed or inserted, or the newest rows were cut."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        result = views.audit_verification(ws)
+    result = backend().audit_verify()
     if output is OutputFormat.JSON:
         print_json(result.to_json())
     elif result.ok:
@@ -226,8 +213,7 @@ def grant(
     from stackyard.environments import grants
 
     g = grants.parse(role, user=user, team=team, env=env, env_type=env_type)
-    with workspace() as ws:
-        done = grants.grant(ws, g)
+    done = backend().grant(g)
     if output is OutputFormat.JSON:
         print_json(done.to_json())
         return
@@ -250,8 +236,7 @@ def revoke(
     from stackyard.environments import grants
 
     g = grants.parse(role, user=user, team=team, env=env, env_type=env_type)
-    with workspace() as ws:
-        done = grants.revoke(ws, g)
+    done = backend().revoke(g)
     if output is OutputFormat.JSON:
         print_json(done.to_json())
         return
@@ -265,10 +250,7 @@ def revoke(
 @access_app.command("list")
 def list_grants(output: OutputFormat = OUTPUT) -> None:
     """List every grant."""
-    from stackyard.environments import grants
-
-    with workspace() as ws:
-        listed = grants.grants(ws)
+    listed = backend().grants()
     if output is OutputFormat.JSON:
         print_json(listed.to_json())
         return
@@ -314,11 +296,10 @@ def cost(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Monthly cost from each component's declared cost (decimal, to the cent)."""
-    from stackyard.environments.cost import check_breakdown, report
+    from stackyard.environments.cost import check_breakdown
 
     check_breakdown(by)
-    with workspace() as ws:
-        data = report(ws, env=env, team=team, by=by)
+    data = backend().cost(env=env, team=team, by=by)
     currency = data.currency
     if output is OutputFormat.JSON:
         print_json(data.to_json())
@@ -431,10 +412,7 @@ def policy_eval(
 @policy_app.command("list")
 def policy_list(output: OutputFormat = OUTPUT) -> None:
     """List the applied policies: layer, target, stages and modules."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        applied = views.policies(ws)
+    applied = backend().policies()
     if output is OutputFormat.JSON:
         print_json(applied.to_json())
         return

@@ -75,6 +75,7 @@ def invoke(args: Sequence[str]) -> int:
 
     debug = "--debug" in argv
     try:
+        _refuse_local_only(argv)
         from stackyard.cli.tree import app
 
         app(args=argv, prog_name="stackyard")  # standalone: usage errors exit 2 with click's text
@@ -96,6 +97,26 @@ def invoke(args: Sequence[str]) -> int:
         stderr().print("  Run again with --debug for the traceback, and report it.")
         return 1
     return 0
+
+
+#: Commands that work on this machine's home or processes, never through a server.
+_LOCAL_ONLY = {
+    "init": "it creates this machine's home",
+    "keys": "signing keys live on the machine that signs",
+    "daemon": "it manages this machine's command server",
+    "server": "it serves a home; run it where the home is",
+    "worker": "it runs the jobs of a home; run it where the home is",
+}
+
+
+def _refuse_local_only(argv: Sequence[str]) -> None:
+    """In remote mode, refuse a command that only works on the local home (exit 2)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] not in _LOCAL_ONLY or "--help" in argv:
+        return
+    from stackyard.cli.remote import refuse
+
+    refuse(words[0], _LOCAL_ONLY[words[0]])
 
 
 def _print_traceback() -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from stackyard.cli.common import OUTPUT, YES, confirm, workspace
+from stackyard.cli.backend import backend
+from stackyard.cli.common import OUTPUT, YES, confirm
 from stackyard.cli.output import OutputFormat, print_json, stdout
 
 if TYPE_CHECKING:
@@ -34,16 +35,11 @@ def apply(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show what changes, then apply the folder's documents (idempotent)."""
-    from stackyard.environments import platform as plat
-
-    with workspace() as ws:
-        result = plat.apply_dir(
-            ws.platform,
-            ws.access,
-            directory,
-            confirm=lambda q: confirm(q, yes=yes),
-            show=None if output is OutputFormat.JSON else _show,
-        )
+    result = backend().platform_apply(
+        directory,
+        ask=lambda q: confirm(q, yes=yes),
+        show=None if output is OutputFormat.JSON else _show,
+    )
     if output is OutputFormat.JSON:
         print_json(result)
         return
@@ -70,15 +66,12 @@ def _show(changes: list[Change]) -> None:
 @app.command("show")
 def show(output: OutputFormat = OUTPUT) -> None:
     """Show the applied platform configuration."""
-    with workspace() as ws:
-        docs = ws.records.documents()
+    docs = backend().platform_show()
     if output is OutputFormat.JSON:
-        print_json(
-            [{"kind": d.kind, "name": d.name, "spec": d.spec, "digest": d.digest} for d in docs]
-        )
+        print_json(docs)
         return
     out = stdout()
     if not docs:
         out.print("No platform configuration applied. Run 'stackyard platform apply DIR'.")
     for d in docs:
-        out.print(f"{d.kind:16} {escape(d.name)}")
+        out.print(f"{d['kind']:16} {escape(d['name'])}")

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stackyard.cli.backend import backend
 from stackyard.cli.common import (
     LOCK_TIMEOUT,
     OUTPUT,
@@ -17,7 +18,6 @@ from stackyard.cli.common import (
     progress,
     render_plan,
     when,
-    workspace,
 )
 from stackyard.cli.deploy import report
 from stackyard.cli.output import OutputFormat, print_json, stdout
@@ -43,13 +43,7 @@ def create(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Pin workload specs, app builds and the component lock into a release."""
-    from stackyard.environments import promotion
-    from stackyard.environments.workloads import score_paths
-
-    with workspace() as ws:
-        rel, created = promotion.create_release(
-            ws, score_paths(scores), env=env, images=promotion.parse_images(image or [])
-        )
+    rel, created = backend().release_create(scores, env=env, images=image or [])
     if output is OutputFormat.JSON:
         print_json({**rel.to_json(), "created": created})
         return
@@ -66,10 +60,7 @@ def create(
 @app.command("list")
 def list_(output: OutputFormat = OUTPUT) -> None:
     """List releases, newest first."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        rels = views.releases(ws)
+    rels = backend().releases()
     if output is OutputFormat.JSON:
         print_json([r.to_json() for r in rels])
         return
@@ -89,10 +80,7 @@ def show(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Show a release and where it was deployed."""
-    from stackyard.environments import views
-
-    with workspace() as ws:
-        shown = views.release(ws, release)
+    shown = backend().release(release)
     if output is OutputFormat.JSON:
         print_json(shown.to_json())
         return
@@ -114,17 +102,22 @@ def promote(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Deploy a release's pinned builds to the next stage (after it succeeded in the previous one)."""
-    from stackyard.environments import confirmation, promotion
+    from stackyard.environments import confirmation
 
     def ask(plan: Plan) -> bool:
         if output is OutputFormat.TEXT:
             render_plan(plan)
         return confirm(confirmation.promote(plan, to).question, yes=yes)
 
-    with workspace(lock_timeout=lock_timeout) as ws:
-        result = promotion.promote(
-            ws, release, to, plan_only=plan_only, confirm=ask, progress=progress(output)
-        )
+    result = backend().promote(
+        release,
+        to,
+        plan_only=plan_only,
+        yes=yes,
+        ask=ask,
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     report(result, output, plan_only=plan_only)
 
 
@@ -135,8 +128,11 @@ def quickstart(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """From nothing to a running app: home, platform, dev, an ephemeral env and the hello app."""
+    from stackyard.cli.remote import refuse
     from stackyard.environments.quickstart import quickstart as run
     from stackyard.settings import Settings
+
+    refuse("quickstart", "it makes a home and runs the app on this machine")
 
     data = run(Settings.load(), examples=examples, progress=progress(output))
     if output is OutputFormat.JSON:

@@ -13,6 +13,27 @@ from stackyard.errors import InvalidInputError
 from stackyard.model.status import AuditResult
 from stackyard.policy.rbac import SCOPED, TABLE, Action, Grant, Role
 
+__all__ = [
+    "Change",
+    "Grant",
+    "Grants",
+    "RoleTable",
+    "from_json",
+    "grant",
+    "grants",
+    "parse",
+    "revoke",
+    "role_table",
+]
+
+
+def from_json(doc: Any) -> Grant:
+    """A grant as the API sends it (``Grant.to_json``); ``InvalidInputError`` when it is not."""
+    try:
+        return Grant(str(doc["subject"]), Role(doc["role"]), str(doc["scope"]))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInputError("Not a grant document", hint="subject, role and scope") from None
+
 
 def parse(
     role: str, *, user: str | None, team: str | None, env: str | None, env_type: str | None

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from stackyard.errors import ProviderPermanentError
+from stackyard.errors import ProviderError, ProviderPermanentError
 from stackyard.providers.boundary import translate
 
 __all__ = ["ORIGIN", "AdminError", "admin_url", "locked", "provider_errors", "request", "socket_of"]
@@ -30,8 +30,9 @@ MAX_SOCKET_PATH = 100
 SCHEME = "unix://"
 
 
-class AdminError(Exception):
-    """A reply of the admin API that is not a success: ``status`` and Caddy's message."""
+class AdminError(ProviderError):
+    """A reply of the admin API that is not a success: ``status`` and Caddy's message. It
+    never leaves the provider: the boundary translates it into a transient or permanent error."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
