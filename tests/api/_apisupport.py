@@ -97,14 +97,14 @@ def serving(settings: Any, *, worker: bool, config: Any = None) -> Iterator[tupl
     """uvicorn on a free port in a thread (and a worker thread when ``worker``)."""
     import uvicorn
 
-    from stackyard.api import create_app
+    from stackyard.portal import site
 
     capture = LogCapture()
     root = logging.getLogger()
     root.addHandler(capture)
     previous = root.level
     root.setLevel(logging.INFO)
-    app = create_app(settings, config)
+    app = site(settings, config)  # the API and the portal, as `stackyard server` serves them
     sock = free_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(

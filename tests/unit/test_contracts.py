@@ -46,6 +46,12 @@ CASES = [
     ("dns", ["host"], [], "Score's dns outputs: a host name"),
     ("route", [], [], "Score's route provisioners output nothing; ours add host, path, url"),
     (
+        "service-port",
+        ["hostname", "port"],
+        [],
+        "score-compose's service-port outputs: where the other workload listens",
+    ),
+    (
         "proxy-instance",
         ["host", "port", "url", "admin_url"],
         [],

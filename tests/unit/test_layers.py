@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, str, str], ...] = (
     ("identity", "service layer", "who calls the server: API tokens and OIDC identities"),
     ("jobs", "adapters", "long operations as jobs: read model, queue, handlers, worker"),
     ("api", "adapters", "the REST API: FastAPI app, routers, problem details, SSE, the edge"),
+    ("portal", "adapters", "server-rendered pages over the service layer and the API's context"),
     ("cli", "adapters", "Typer commands and Rich rendering"),
 )
 
@@ -75,8 +76,14 @@ PORTS = frozenset({"stackyard.providers.api", "stackyard.state.api"})
 #: Web, CLI and database libraries, and the only modules that may import each (by prefix). The
 #: ports never may.
 DRIVERS: dict[str, tuple[str, ...]] = {
-    "fastapi": ("stackyard.api",),
-    "starlette": ("stackyard.api",),
+    "fastapi": (
+        "stackyard.portal",
+        "stackyard.api",
+    ),
+    "starlette": (
+        "stackyard.portal",
+        "stackyard.api",
+    ),
     "uvicorn": ("stackyard.cli.server",),
     "typer": ("stackyard.cli",),
     "click": ("stackyard.cli",),

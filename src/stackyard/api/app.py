@@ -1,10 +1,14 @@
 """The application factory: ``create_app(settings)`` builds the FastAPI app with its routers,
 the problem-details error boundary and the edge (body limit, security headers, no CORS unless
-configured)."""
+configured). ``create_app_from_env`` is the factory of each process of ``stackyard server
+--processes N``."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +25,11 @@ from stackyard.errors import StackyardError
 from stackyard.settings import Settings
 
 log = logging.getLogger("stackyard.api")
+
+#: How ``stackyard server --processes N`` hands its limits to its processes (``ApiConfig`` as
+#: JSON; the settings come from the environment they inherit, as the parent's did).
+CONFIG_ENV = "STACKYARD_API_CONFIG"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 #: Every route may answer with a problem; these are documented on all of them.
 _PROBLEMS = {
@@ -130,3 +139,21 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=yard.config.body_limit)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def config_json(config: ApiConfig) -> str:
+    """``config`` for ``CONFIG_ENV``."""
+    return json.dumps(dataclasses.asdict(config))
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one process of ``stackyard server --processes N`` (uvicorn's factory): the
+    settings of the environment, the limits of ``CONFIG_ENV``, the server's log format."""
+    raw = json.loads(os.environ.get(CONFIG_ENV) or "{}")
+    fields = {f.name for f in dataclasses.fields(ApiConfig)}
+    values = {k: v for k, v in raw.items() if k in fields}
+    if "cors_origins" in values:
+        values["cors_origins"] = tuple(values["cors_origins"])
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return create_app(Settings.load(), ApiConfig(**values))

@@ -5,7 +5,8 @@ the request timeout).
 A route never opens a workspace itself: ``Yard.call`` makes one for the identity, in the
 thread that runs the call, on the store, registry and provider kinds the server opened once
 (a call that outlives its request's timeout, whose client got a 504, holds nothing of its
-own to close).
+own to close). The authenticator, the job queue and every workspace share one state store,
+so one connection pool per server process.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ DEFAULT_TIMEOUT_S = 30.0
 class ApiConfig:
     """The edge's limits: request body size, synchronous request timeout, CORS origins (none:
     no CORS headers at all), failed authentications allowed per client and minute (None: the
-    authenticator's default), and the poll interval of the event streams."""
+    authenticator's default), the poll interval of the event streams, and how long a
+    verified token is trusted before the store is read again (``token_cache_s``; 0: every
+    request reads it)."""
 
     body_limit: int = DEFAULT_BODY_LIMIT
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -50,6 +53,7 @@ class ApiConfig:
     auth_failures: int | None = None
     poll_s: float = 0.2
     heartbeat_s: float = 15.0
+    token_cache_s: float = 5.0
 
 
 def acting(settings: Settings, who: Identity) -> Settings:
@@ -66,26 +70,41 @@ class Yard:
         self.config = config
         self._authenticator: Authenticator | None = None
         self._jobs: Jobs | None = None
+        self._store: SqlStateStore | None = None
         self._parts: tuple[SqlStateStore, Registry, ProviderRegistry] | None = None
         self._mutex = threading.Lock()
 
     # -- opened at startup, closed at shutdown ------------------------------------------------
 
     def start(self) -> None:
-        """Open the authenticator and the job queue."""
+        """Open the state store, the authenticator and the job queue on it."""
         from stackyard.identity import Authenticator
         from stackyard.identity.limiter import FailureLimiter
         from stackyard.jobs import open_jobs
 
+        store = self.store()
         limit = self.config.auth_failures
         self._authenticator = Authenticator(
-            self.settings, limiter=None if limit is None else FailureLimiter(limit=limit)
+            self.settings,
+            limiter=None if limit is None else FailureLimiter(limit=limit),
+            store=store,
+            cache_s=self.config.token_cache_s,
         )
-        self._jobs = open_jobs(self.settings)
+        self._jobs = open_jobs(self.settings, store=store)
+
+    def store(self) -> SqlStateStore:
+        """The one state store of this server process (opened on first use)."""
+        with self._mutex:
+            if self._store is None:
+                from stackyard.state import open_store
+
+                self._store = open_store(self.settings)
+            return self._store
 
     def stop(self) -> None:
         """Close what ``start`` (and the first request) opened."""
         parts, self._parts = self._parts, None
+        store, self._store = self._store, None
         try:
             if self._jobs is not None:
                 self._jobs.close()
@@ -93,11 +112,12 @@ class Yard:
             if self._authenticator is not None:
                 self._authenticator.close()
             self._jobs = self._authenticator = None
-            if parts is not None:
-                try:
+            try:
+                if parts is not None:
                     parts[1].close()
-                finally:
-                    parts[0].close()
+            finally:
+                if store is not None:
+                    store.close()
 
     @property
     def authenticator(self) -> Authenticator:
@@ -126,7 +146,8 @@ class Yard:
 
             store, registry, kinds = self.parts()
             ws = Workspace(settings, store, registry, kinds)
-            ws.access.bootstrap()  # a home without grants: its first user is its admin
+            # No bootstrap here: a server never makes a caller admin (``stackyard init``
+            # made the OS account that created the home its first admin).
             return fn(ws)
 
         return await self.bounded(run)
@@ -135,29 +156,26 @@ class Yard:
         """The state store, the registry and the provider kinds, opened once and shared by
         every request (each gets its own workspace on them, as its own actor): opening them
         is most of what a read costs."""
+        if self._parts is not None:
+            return self._parts
+        from stackyard.components.registry import open_registry
+        from stackyard.environments.workspace import Workspace
+        from stackyard.home import enforce_private
+        from stackyard.providers.registry import ProviderRegistry
+
+        if not (self.settings.home / "state.db").exists() and (
+            self.settings.database_url.startswith("sqlite")
+        ):
+            Workspace.open(self.settings).close()  # raises: no home here
+        store = self.store()
         with self._mutex:
             if self._parts is None:
-                from stackyard.components.registry import open_registry
-                from stackyard.environments.workspace import Workspace
-                from stackyard.home import enforce_private
-                from stackyard.providers.registry import ProviderRegistry
-                from stackyard.state import open_store
-
-                if not (self.settings.home / "state.db").exists() and (
-                    self.settings.database_url.startswith("sqlite")
-                ):
-                    Workspace.open(self.settings).close()  # raises: no home here
                 enforce_private(self.settings.home)
-                store = open_store(self.settings)
-                try:
-                    registry = open_registry(
-                        self.settings.registry,
-                        home=self.settings.home,
-                        plain_http=self.settings.registry_plain_http,
-                    )
-                except BaseException:
-                    store.close()
-                    raise
+                registry = open_registry(
+                    self.settings.registry,
+                    home=self.settings.home,
+                    plain_http=self.settings.registry_plain_http,
+                )
                 self._parts = (store, registry, ProviderRegistry.discover())
             return self._parts
 

@@ -170,10 +170,12 @@ class Client:
         doc = response.json()
         if response.status_code != 202:  # answered at once (a plan)
             return dict(doc)
+        from stackyard.jobs.model import JobStatus
+
         job = self.follow(str(doc["id"]), progress=progress)
-        if job.get("status") == "succeeded":
+        if job.get("status") == JobStatus.SUCCEEDED:
             return dict(job.get("result") or {})
-        if job.get("status") == "cancelled":
+        if job.get("status") == JobStatus.CANCELLED:
             raise CancelledError(f"Job {job['id']} was cancelled: nothing more was done")
         raise remote_error(job.get("error") or {"detail": f"Job {job['id']} failed"})
 

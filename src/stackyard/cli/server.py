@@ -98,10 +98,10 @@ def server(
     try:
         import uvicorn
 
-        from stackyard.api import create_app
         from stackyard.api.app import CONFIG_ENV, LOG_FORMAT, config_json
         from stackyard.api.context import ApiConfig
         from stackyard.api.edge import guard_logs
+        from stackyard.portal import site
     except ImportError:
         raise InvalidInputError(
             "The server's dependencies are not installed",
@@ -126,7 +126,7 @@ def server(
     )
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # one process: the app here; several: uvicorn's processes each build theirs
-    app = create_app(settings, config) if processes == 1 else None
+    app = site(settings, config) if processes == 1 else None
     guard_logs()
     stop = threading.Event()
     thread = None
@@ -140,7 +140,7 @@ def server(
         os.environ[CONFIG_ENV] = config_json(config)
     try:
         uvicorn.run(
-            app if app is not None else "stackyard.api.app:create_app_from_env",
+            app if app is not None else "stackyard.portal:site_from_env",
             factory=app is None,
             workers=processes if app is None else None,
             host=host,

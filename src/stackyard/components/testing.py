@@ -36,6 +36,7 @@ from stackyard.model.placeholders import lookup, substitute
 from stackyard.model.source import load_yaml
 from stackyard.model.values import reveal
 from stackyard.model.workload import Workload, parse_workload
+from stackyard.resolve.facts import Facts, spread
 from stackyard.resolve.graph import Instance, expand, instance_context
 
 TEST_GLOB = "*.yaml"
@@ -166,10 +167,13 @@ def _instances(
             target = ResourceUid(req.type, req.klass or "default", req.id or "test-core")
             add(target, component_for(req.type, req.params), req.params)
             requires[alias] = target
+        # The inputs the environment fills (``resolve.facts``), as far as they are known
+        # without one: a route's upstream is its ``port``.
+        inputs, _ = Facts().fill(comp, apply_inputs(comp, params), workload="", where=str(uid))
         out[uid] = Instance(
             uid=uid,
-            component=comp,
-            inputs=apply_inputs(comp, params),
+            component=spread(comp, inputs),
+            inputs=inputs,
             # The throw-away environment belongs to the team that owns the component.
             context=instance_context(
                 env=env,

@@ -1,13 +1,14 @@
 """Deploy: the road of DESIGN §2, read top to bottom in ``_converge``, under one lease on the
 environment's lock, and recorded as a deployment.
 
-    resolve   resolver.resolve_target    (Sources: platform, records, catalog)
+    reserve   facts.reserve              (the runtime's host ports, the variables)
+    resolve   resolver.resolve_target    (Sources: platform, records, catalog; facts)
     expand    expansion.expand_resolution (kinds)
     plan      Engine.plan
     govern    governed.gate               (governor)
     apply     Engine.apply
     outputs   outputs.instance_outputs, outputs.record (engine, records)
-    run       runner.run                  (the environment's runtime)
+    run       runner.run                  (the environment's runtime; facts.order)
 
 Each step receives the parts it needs, never the workspace. The desired state of an
 environment is its core (when it owns one) plus every live workload: deploying one workload
@@ -27,11 +28,19 @@ from stackyard.engine.events import Event, Events
 from stackyard.engine.lease import HeldLock
 from stackyard.engine.plan import Plan
 from stackyard.environments import governed
+from stackyard.environments.adoption import deprecated_builds
 from stackyard.environments.expansion import expand_resolution
+from stackyard.environments.facts import reserve
 from stackyard.environments.outputs import instance_outputs, record, workload_outputs
 from stackyard.environments.resolver import Sources, resolve_target
-from stackyard.environments.runner import run
-from stackyard.environments.target import Target, live_workloads, request_of, under_lock
+from stackyard.environments.runner import run, runtime_kind
+from stackyard.environments.target import (
+    Target,
+    chain,
+    live_workloads,
+    request_of,
+    under_lock,
+)
 from stackyard.environments.workloads import parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import ApplyFailedError, InvalidInputError, LockHeldError, StackyardError
@@ -163,12 +172,21 @@ def _converge(
     )
     say(f"resolving {len(target.workloads)} workload(s) in '{env.name}'")
     sources = Sources(ws.platform(), ws.records, ws.catalog, ws.store.installation_id())
+    runtime = ws.runtime(env.name)
+    # Host ports are reserved before resolve: routes and service-ports name them.
+    facts = reserve(
+        runtime,
+        target,
+        runtime_kind=runtime_kind(sources.platform, env),
+        lineage=chain(ws.records, env),
+    )
     res, resolve_diags = resolve_target(
         target,
         sources,
         core_allowed=lambda: ws.access.allowed(
             Action.OUTPUTS_REVEAL_ADMIN, ws.access.target(env.name)
         ),
+        facts=facts,
     )
     graph, expand_diags = expand_resolution(
         res,
@@ -180,6 +198,7 @@ def _converge(
     diags = [*resolve_diags, *expand_diags]
     if has_errors(diags):
         raise InvalidInputError(f"Cannot deploy to '{env.name}'", diags)
+    diags.extend(deprecated_builds(ws.catalog, res.lock, env=env.name))
     planned = engine.plan(env.name, graph)
     if not planned.ok:
         raise InvalidInputError(f"The plan for '{env.name}' has errors", list(planned.diagnostics))
@@ -224,7 +243,6 @@ def _converge(
     dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     try:
-        runtime = ws.runtime(env.name)
         if target.removed:
             runtime.stop(target.removed)
         if planned.has_changes:
@@ -239,7 +257,9 @@ def _converge(
                 )
         outputs = instance_outputs(engine, env.name, graph, res)
         record(ws.records, target, dep, res, outputs, lease=held.lease)
-        by_workload = workload_outputs(target, res, outputs, ws.records)
+        found = workload_outputs(target, res, outputs, ws.records)
+        # A workload that reaches another through service-port starts after it is ready.
+        by_workload = {name: found[name] for name in facts.order(list(found))}
         statuses, started = run(
             runtime, target, by_workload, held=held, ready_timeout=ready_timeout, say=say
         )

@@ -15,6 +15,7 @@ checked against what resolved (runtime features, placeholders, core infrastructu
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from stackyard.components.catalog import (
     skipped_detail,
 )
 from stackyard.diagnostics import Diagnostic, Severity, error, warning
+from stackyard.environments.facts import unreserved
 from stackyard.environments.target import Target, chain, pins_of
 from stackyard.environments.workloads import placeholder_diagnostics
 from stackyard.errors import InvalidInputError, StackyardError
@@ -33,6 +35,7 @@ from stackyard.model.component import ComponentManifest, apply_inputs, binding_o
 from stackyard.model.ids import ResourceUid
 from stackyard.model.versions import Range, Version
 from stackyard.resolve.bindings import Level, Match, match
+from stackyard.resolve.facts import Facts, marked, spread
 from stackyard.resolve.graph import Instance, instance_context
 from stackyard.resolve.lock import Pin
 from stackyard.runtime.capabilities import runtime_diagnostics
@@ -103,8 +106,12 @@ class Resolver:
         owner: str = "",
         region: str = "",
         installation: str = "",
+        facts: Facts | None = None,
     ) -> None:
         self.env, self.env_type, self.levels = env, env_type, levels
+        # What the environment itself answers (``resolve.facts``): host ports,
+        # other workloads' service ports, variables.
+        self.facts = facts if facts is not None else Facts()
         # The rest of ${context.*} (model.context): the same for every instance here.
         self.owner, self.region, self.installation = owner, region, installation
         self.versions, self.fetch = versions, fetch
@@ -164,7 +171,7 @@ class Resolver:
         reserved = (
             set()
             if req.core or req.requirement
-            else set(req.params) & binding_only_inputs(manifest)
+            else set(req.params) & (binding_only_inputs(manifest) | set(marked(manifest)))
         )
         for key in sorted(reserved):
             self._diag(
@@ -188,6 +195,16 @@ class Resolver:
                     )
                 )
             return
+        inputs, problems = self.facts.fill(
+            manifest, inputs, workload=req.workload, where=req.location or str(uid)
+        )
+        for problem in problems:
+            self.result.diagnostics.append(
+                dataclasses.replace(problem, file=req.file, path=req.path, subject=str(uid))
+            )
+        if problems:
+            return
+        manifest = spread(manifest, inputs)
         self._origin[uid] = req
         requires: dict[str, ResourceUid] = {}
         external: dict[str, Mapping[str, Any]] = {}
@@ -369,8 +386,10 @@ def resolver_for(
     *,
     pins: Mapping[str, Pin] | None = None,
     strict: frozenset[str] = frozenset(),
+    facts: Facts | None = None,
 ) -> Resolver:
-    """A resolver for ``env``: its bindings, its ancestors' instances, and pins."""
+    """A resolver for ``env``: its bindings, its ancestors' instances, pins and ``facts``
+    (what the environment answers itself; none reserved when not given)."""
     platform, records, catalog = sources.platform, sources.records, sources.catalog
     lineage = chain(records, env)
     ancestors = []
@@ -391,6 +410,7 @@ def resolver_for(
         strict=strict,
         owner=env.owner or "",
         installation=sources.installation,
+        facts=facts if facts is not None else unreserved((), lineage),
     )
 
 
@@ -434,11 +454,16 @@ def resolve_workloads(
     requests = core_requests(sources.platform, env)
     for w in workloads:
         requests.extend(workload_requests(w))
-    return requests, resolver_for(env, sources).resolve(requests)
+    facts = unreserved(workloads, chain(sources.records, env))
+    return requests, resolver_for(env, sources, facts=facts).resolve(requests)
 
 
 def resolve_target(
-    target: Target, sources: Sources, *, core_allowed: Callable[[], bool]
+    target: Target,
+    sources: Sources,
+    *,
+    core_allowed: Callable[[], bool],
+    facts: Facts | None = None,
 ) -> tuple[Resolution, list[Diagnostic]]:
     """Resolve ``target``: its core and every workload, each instance already deployed pinned
     to its build (unless a changed workload requests it), the release's pins on top.
@@ -446,6 +471,8 @@ def resolve_target(
     Returns the resolution and every problem found (nothing is raised): the resolver's, and
     the changed workloads' checks against what resolved. ``core_allowed`` says whether the
     actor may deploy a workload that names core infrastructure (asked only when one does).
+    ``facts`` are the environment's reserved host ports and variables
+    (``environments.facts.reserve``); workloads waiting for each other are an error.
     """
     env, records = target.env, sources.records
     changed_uids = {
@@ -455,12 +482,12 @@ def resolve_target(
     pins = {uid: pin for uid, pin in current.items() if uid not in changed_uids}
     pins.update(target.release_pins)
     strict = frozenset(target.release_pins) if target.strict_pins else frozenset()
-    resolver = resolver_for(env, sources, pins=pins, strict=strict)
+    resolver = resolver_for(env, sources, pins=pins, strict=strict, facts=facts)
     requests = core_requests(sources.platform, env)
     for name in sorted(target.workloads):
         requests.extend(workload_requests(target.workloads[name]))
     res = resolver.resolve(requests)
-    diags = list(res.diagnostics)
+    diags = [*res.diagnostics, *resolver.facts.cycles()]
     env_type = sources.platform.types.get(env.type)
     runtime = env_type.runtime if env_type is not None else "local"
     for name in sorted(target.changed):

@@ -4,24 +4,37 @@ A request carries ``Bearer <token>``: a stackyard API token (``sy_...``) checked
 token table, or an OIDC JWT checked against the configured issuer. Every refusal is the same
 ``NotAuthenticated`` (it never says which part failed), and a client with too many recent
 refusals is turned away before its credential is looked at (``TooManyAttempts``).
+
+A verified stackyard token is remembered for ``cache_s`` seconds (default 5): requests in that
+window are not read from the store again (only the sha256 of the credential is kept, in
+memory). Its expiry is still checked on every request; a revocation takes effect at once in
+the process that revoked it (``tokens.revoke`` tells every authenticator of the process), and
+on other servers sharing the store within ``cache_s``. A failed check is never remembered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stackyard.identity import tokens as api_tokens
 from stackyard.identity.errors import NotAuthenticated
 from stackyard.identity.limiter import FailureLimiter
 from stackyard.identity.oidc import OidcConfig, OidcVerifier
 from stackyard.settings import Settings
-from stackyard.state.tokens import Tokens
+from stackyard.state.tokens import TokenRecord, Tokens, TokenStatus
 
-__all__ = ["Authenticator", "Identity"]
+if TYPE_CHECKING:
+    from stackyard.state.sql import SqlStateStore
+
+__all__ = ["DEFAULT_CACHE_S", "Authenticator", "Identity", "forget_token"]
 
 log = logging.getLogger("stackyard.identity")
 
@@ -29,6 +42,23 @@ log = logging.getLogger("stackyard.identity")
 TOUCH_EVERY_S = 60.0
 #: Longer headers are refused unread.
 _MAX_HEADER = 8192
+#: How long a verified token is trusted without reading the store again (seconds): the
+#: longest a revocation made on another server takes to be seen here.
+DEFAULT_CACHE_S = 5.0
+#: Verified tokens remembered at once (the least recently verified are forgotten first).
+_CACHE_MAX = 10_000
+#: Every open authenticator of this process, so a revocation reaches their caches at once.
+_LIVE: weakref.WeakSet[Authenticator] = weakref.WeakSet()
+_LIVE_MUTEX = threading.Lock()
+
+
+def forget_token(token_id: str) -> None:
+    """Drop ``token_id`` from the cache of every authenticator of this process (it was
+    revoked: its next use is checked against the store)."""
+    with _LIVE_MUTEX:
+        live = list(_LIVE)
+    for auth in live:
+        auth.forget(token_id)
 
 
 @dataclass(frozen=True)
@@ -48,9 +78,10 @@ class Identity:
 class Authenticator:
     """Authenticates requests for one server; thread-safe. Close it when done.
 
-    It opens the state store of ``settings`` (the token table) and, when an issuer is
-    configured, an OIDC verifier. ``clock`` (epoch seconds) dates token expiry and use;
-    ``limiter`` counts failures per client.
+    It reads the token table of ``store`` (which stays the caller's to close), or of a store
+    of ``settings`` it opens and closes itself, and, when an issuer is configured, uses an
+    OIDC verifier. ``clock`` (epoch seconds) dates token expiry and use; ``limiter`` counts
+    failures per client; ``cache_s`` is how long a verified token is remembered (0: never).
     """
 
     def __init__(
@@ -59,17 +90,27 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.time,
         limiter: FailureLimiter | None = None,
+        store: SqlStateStore | None = None,
+        cache_s: float = DEFAULT_CACHE_S,
     ) -> None:
         from stackyard.state import open_store
 
         config = OidcConfig.from_settings(settings)  # refuses an incomplete one first
-        self._store = open_store(settings)
+        self._owns_store = store is None
+        self._store = open_store(settings) if store is None else store
         self._tokens = Tokens(self._store)
         self._oidc = None if config is None else OidcVerifier(config)
         self._clock = clock
         self.limiter = limiter or FailureLimiter()
         self._touched: dict[str, float] = {}
         self._mutex = threading.Lock()
+        self._cache_s = cache_s
+        #: sha256 of a verified credential -> (monotonic time verified, its record)
+        self._verified: OrderedDict[str, tuple[float, TokenRecord]] = OrderedDict()
+        #: token id -> monotonic time it was forgotten (a check begun before is not kept)
+        self._forgotten: dict[str, float] = {}
+        with _LIVE_MUTEX:
+            _LIVE.add(self)
 
     def authenticate(self, authorization: str | None, *, client: str = "") -> Identity:
         """The identity a ``Bearer`` credential proves.
@@ -86,13 +127,29 @@ class Authenticator:
             raise NotAuthenticated()
         return identity
 
+    def forget(self, token_id: str) -> None:
+        """Forget every verified credential of ``token_id`` (revoked)."""
+        with self._mutex:
+            now = time.monotonic()
+            self._forgotten = {
+                t: at for t, at in self._forgotten.items() if now - at < self._cache_s
+            }
+            self._forgotten[token_id] = now
+            for key in [k for k, (_, r) in self._verified.items() if r.id == token_id]:
+                del self._verified[key]
+
     def close(self) -> None:
-        """Release the store and the HTTP client of the JWKS."""
+        """Release the store (when it opened it) and the HTTP client of the JWKS."""
+        with _LIVE_MUTEX:
+            _LIVE.discard(self)
+        with self._mutex:
+            self._verified.clear()
         try:
             if self._oidc is not None:
                 self._oidc.close()
         finally:
-            self._store.close()
+            if self._owns_store:
+                self._store.close()
 
     def __enter__(self) -> Authenticator:
         return self
@@ -117,11 +174,47 @@ class Authenticator:
 
     def _token(self, credential: str) -> Identity | None:
         now = self._clock()
-        record = api_tokens.verify(self._tokens, credential, now=now)
+        key = hashlib.sha256(credential.encode("utf-8")).hexdigest()
+        record = self._cached(key, now)
         if record is None:
-            return None
+            started = time.monotonic()
+            record = api_tokens.verify(self._tokens, credential, now=now)
+            if record is None:
+                return None
+            self._remember(key, record, started)
         self._touch(record.id, now)
         return Identity(record.user, (), "token", record.id)
+
+    def _cached(self, key: str, now: float) -> TokenRecord | None:
+        """The record of a credential verified less than ``cache_s`` ago and still active at
+        ``now`` (not expired since), else None."""
+        if self._cache_s <= 0:
+            return None
+        with self._mutex:
+            hit = self._verified.get(key)
+            if hit is None:
+                return None
+            verified_at, record = hit
+            if (
+                time.monotonic() - verified_at >= self._cache_s
+                or record.status(now) is not TokenStatus.ACTIVE
+            ):
+                del self._verified[key]
+                return None
+            return record
+
+    def _remember(self, key: str, record: TokenRecord, started: float) -> None:
+        """Remember a record read at ``started``, unless its token was forgotten since (a
+        revocation that raced the read)."""
+        if self._cache_s <= 0:
+            return
+        with self._mutex:
+            if self._forgotten.get(record.id, float("-inf")) >= started:
+                return
+            self._verified[key] = (started, record)
+            self._verified.move_to_end(key)
+            while len(self._verified) > _CACHE_MAX:
+                self._verified.popitem(last=False)
 
     def _touch(self, token_id: str, now: float) -> None:
         """Write the token's last use at most once per ``TOUCH_EVERY_S`` (per process here,

@@ -3,7 +3,9 @@ revoking them as a service (admins only, audited).
 
 Only the sha256 of a token's secret is stored; the token itself is shown once, when it is
 made. Creating, listing and revoking need ``access.manage`` (the admin role) and creating and
-revoking are written to the audit log (the token's id, never its secret).
+revoking are written to the audit log (the token's id, never its secret). A revoked token is
+refused at once by the servers of the process that revoked it, and by other servers sharing
+the store within their authenticator's cache time (``authenticator.DEFAULT_CACHE_S``, 5 s).
 """
 
 from __future__ import annotations
@@ -185,6 +187,9 @@ def revoke(ws: Workspace, token_id: str, *, clock: Callable[[], float] = time.ti
                 f"No token '{raw}'", hint="'stackyard token list' shows the tokens."
             )
         changed = tokens.revoke(raw, by=ws.access.actor, at=clock())
+        from stackyard.identity.authenticator import forget_token
+
+        forget_token(raw)  # this process's servers refuse it from now on
         audit.update(user=record.user, result=AuditResult.OK if changed else AuditResult.UNCHANGED)
         return tokens.get(raw) or record
 

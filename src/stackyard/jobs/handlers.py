@@ -8,9 +8,11 @@ the job later) or permanent (the job fails), with the masked error document the 
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,8 +30,11 @@ from stackyard.errors import (
 from stackyard.jobs.model import KINDS, Job
 
 if TYPE_CHECKING:
+    from stackyard.components.registry import Registry
     from stackyard.environments.workspace import Workspace
+    from stackyard.providers.registry import ProviderRegistry
     from stackyard.settings import Settings
+    from stackyard.state.sql import SqlStateStore
 
 __all__ = ["Emit", "Outcome", "check_args", "env_of", "error_document", "run"]
 
@@ -120,9 +125,14 @@ def run(settings: Settings, job: Job, emit: Emit) -> Outcome:
             retried.add(parts[2])
         emit(message)
 
+    key = _key(acting)
     try:
-        with Workspace.open(acting) as ws:
+        store, registry, kinds = _parts(acting)
+        try:
+            ws = Workspace(acting, store, registry, kinds)  # shared parts: not closed per job
             return Outcome(result=_HANDLERS[job.kind](ws, dict(job.args), said))
+        finally:
+            _release(key)
     except StackyardError as exc:
         return _classify(exc, retried)
     except Exception as exc:
@@ -139,6 +149,92 @@ def run(settings: Settings, job: Job, emit: Emit) -> Outcome:
                 "hint": "This is a bug in stackyard: the worker's log has the details.",
             }
         )
+
+
+#: The state store, registry and provider kinds of each home a worker process serves, opened
+#: once and shared by its jobs (each job gets its own workspace on them, as its own actor):
+#: a store per job held a pool of connections per job, and a few workers exhausted
+#: PostgreSQL's connections. Closed when the process exits.
+_SHARED: dict[tuple[str, str, str | None, bool], tuple[Any, Any, Any]] = {}
+_SHARED_LOCK = threading.Lock()
+#: Jobs running on each shared entry; an idle entry beyond the most recent few is closed.
+_IN_USE: dict[tuple[str, str, str | None, bool], int] = {}
+_KEEP = 4
+
+
+def _key(settings: Settings) -> tuple[str, str, str | None, bool]:
+    return (
+        str(settings.home),
+        settings.database_url,
+        settings.registry,
+        settings.registry_plain_http,
+    )
+
+
+def _release(key: tuple[str, str, str | None, bool]) -> None:
+    """A job is done with ``key``'s parts; close idle ones past the most recent ``_KEEP``."""
+    with _SHARED_LOCK:
+        _IN_USE[key] = max(0, _IN_USE.get(key, 1) - 1)
+        for old in list(_SHARED)[: max(0, len(_SHARED) - _KEEP)]:
+            if _IN_USE.get(old, 0) == 0:
+                store, registry, _kinds = _SHARED.pop(old)
+                _IN_USE.pop(old, None)
+                try:
+                    registry.close()
+                finally:
+                    store.close()
+
+
+def _parts(settings: Settings) -> tuple[SqlStateStore, Registry, ProviderRegistry]:
+    """The shared store, registry and kinds of ``settings``' home (opened on first use).
+    Never bootstraps an admin: a job's actor was admitted by the service layer already."""
+    key = (
+        str(settings.home),
+        settings.database_url,
+        settings.registry,
+        settings.registry_plain_http,
+    )
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+        if found is not None:
+            return found
+        from stackyard.components.registry import open_registry
+        from stackyard.home import enforce_private
+        from stackyard.providers.registry import ProviderRegistry
+        from stackyard.state import open_store
+
+        if not (settings.home / "state.db").exists() and settings.database_url.startswith("sqlite"):
+            raise InvalidInputError(
+                f"No stackyard home at {settings.home}",
+                hint="Run 'stackyard init' on the worker's home first.",
+            )
+        try:
+            enforce_private(settings.home)
+            store = open_store(settings)
+            try:
+                registry = open_registry(
+                    settings.registry, home=settings.home, plain_http=settings.registry_plain_http
+                )
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            _IN_USE[key] -= 1
+            raise
+        if not _SHARED:
+            atexit.register(_close_shared)
+        _SHARED[key] = (store, registry, ProviderRegistry.discover())
+        return _SHARED[key]
+
+
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        for store, registry, _kinds in _SHARED.values():
+            try:
+                registry.close()
+            finally:
+                store.close()
+        _SHARED.clear()
 
 
 def _as_actor(settings: Settings, job: Job) -> Settings:

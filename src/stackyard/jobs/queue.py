@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from stackyard.errors import InvalidInputError
@@ -22,11 +23,14 @@ if TYPE_CHECKING:
     from stackyard.settings import Settings
     from stackyard.state.sql import SqlStateStore
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "Jobs", "is_postgres", "max_attempts", "open_jobs"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "SUBMITTED", "Jobs", "is_postgres", "max_attempts", "open_jobs"]
 
 #: How many times a job runs at most when its failures are transient.
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_ATTEMPTS_ENV = "STACKYARD_JOB_MAX_ATTEMPTS"
+#: Set when this process queued a job: the embedded worker of the same process (``stackyard
+#: server`` on SQLite) claims it at once instead of at its next poll.
+SUBMITTED = threading.Event()
 
 
 def is_postgres(settings: Settings) -> bool:
@@ -51,12 +55,15 @@ def max_attempts() -> int:
 
 
 class Jobs:
-    """Opened with ``open_jobs(settings)``; close it."""
+    """Opened with ``open_jobs(settings)``; close it (the store too, when ``owns_store``)."""
 
-    def __init__(self, store: SqlStateStore, queue: PgQueue | None) -> None:
+    def __init__(
+        self, store: SqlStateStore, queue: PgQueue | None, *, owns_store: bool = True
+    ) -> None:
         self.store = store
         self.rows = JobStore(store)
         self.queue = queue
+        self._owns_store = owns_store
 
     def submit(
         self,
@@ -87,6 +94,8 @@ class Jobs:
                 self.rows.cancel(job.id)  # never left queued with nothing to run it
                 raise
             self.rows.set_queue_id(job.id, queue_id)
+        else:
+            SUBMITTED.set()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -119,26 +128,31 @@ class Jobs:
         return self.rows.events(job_id, after=after)
 
     def close(self) -> None:
-        """Close the queue and the store."""
+        """Close the queue, and the store when it was opened for these jobs."""
         try:
             if self.queue is not None:
                 self.queue.close()
         finally:
-            self.store.close()
+            if self._owns_store:
+                self.store.close()
 
 
-def open_jobs(settings: Settings) -> Jobs:
-    """The jobs of the settings' store (its schema upgraded to hold them if needed)."""
+def open_jobs(settings: Settings, *, store: SqlStateStore | None = None) -> Jobs:
+    """The jobs of the settings' store (its schema upgraded to hold them if needed): on
+    ``store`` when given (the caller's to close; a server shares its own), else on a store
+    opened here and closed with the jobs."""
     from stackyard.state import open_store
 
-    store = open_store(settings)
+    owned = store is None
+    opened = open_store(settings) if store is None else store
     try:
         queue = None
         if is_postgres(settings):
             from stackyard.jobs.pgqueue import PgQueue
 
             queue = PgQueue(settings.database_url)
-        return Jobs(store, queue)
+        return Jobs(opened, queue, owns_store=owned)
     except BaseException:
-        store.close()
+        if owned:
+            opened.close()
         raise

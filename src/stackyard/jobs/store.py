@@ -372,7 +372,13 @@ def _candidates(conn: Connection) -> list[Any]:
 
 
 def _append(conn: Connection, job_id: str, at: float, message: str, data: dict[str, Any]) -> None:
-    """One event, numbered after the job's last (inside the caller's write transaction)."""
+    """One event, numbered after the job's last (inside the caller's write transaction).
+
+    The job's row is locked first: an apply reports its parallel changes from several
+    threads, and two appends reading the same last number would clash on PostgreSQL (the
+    loser's event was lost). SQLite's single writer needs no lock (``FOR UPDATE`` is a no-op).
+    """
+    conn.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
     last = conn.execute(
         sa.select(sa.func.max(job_events.c.seq)).where(job_events.c.job_id == job_id)
     ).scalar()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from stackyard.jobs import handlers
 from stackyard.jobs.model import Job
-from stackyard.jobs.queue import is_postgres, max_attempts
+from stackyard.jobs.queue import SUBMITTED, is_postgres, max_attempts
 from stackyard.jobs.store import JobStore
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ DEFAULT_STALLED_AFTER_S = 30.0
 #: The first retry's delay after a transient failure; each next one doubles, up to the cap.
 DEFAULT_RETRY_BASE_S = 2.0
 RETRY_CAP_S = 300.0
+#: How often the embedded worker looks for jobs when nothing woke it (seconds).
+EMBEDDED_POLL_S = 0.05
 
 
 class Worker:
@@ -152,7 +154,10 @@ class Worker:
                 if len(busy) < self.concurrency:
                     claimed = rows.claim(worker=self.identity, stalled_after_s=self.stalled_after_s)
                 if claimed is None:
-                    stop.wait(0.05)
+                    # woken at once by a job queued in this process; others (another
+                    # process's) are found at the next poll
+                    SUBMITTED.wait(EMBEDDED_POLL_S)
+                    SUBMITTED.clear()
                     continue
                 with self._mutex:
                     self._running.add(claimed.job.id)

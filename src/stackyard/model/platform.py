@@ -478,9 +478,28 @@ def _environment(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentD
         r.text(spec, "owner", "spec", pattern=NAME),
         r.text(spec, "parent", "spec", pattern=NAME),
         r.bindings(spec, "spec"),
-        r.strings(spec, "variables", "spec"),
+        _variables(r, spec),
         r.strings(spec, "labels", "spec"),
     )
+
+
+#: An environment variable's name: what the ``environment`` type offers as an output.
+VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+
+
+def _variables(r: _Reader, spec: Mapping[str, Any]) -> dict[str, str]:
+    """``spec.variables``: string values under identifier names (each becomes an output of
+    the ``environment`` type, ``${resources.<name>.<variable>}``)."""
+    out = r.strings(spec, "variables", "spec")
+    for key in out:
+        if not VARIABLE.match(key):
+            r.bad(
+                f"spec.variables.{key[:80]}",
+                "Invalid variable name",
+                f"'{key[:80]}' is not an identifier: use letters, digits and '_', not starting "
+                "with a digit (at most 128 characters), as environment variables are named.",
+            )
+    return out
 
 
 def binding_ties(bindings: Sequence[Binding]) -> list[tuple[Binding, Binding]]:

@@ -8,9 +8,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from stackyard.api.context import Yard
+from stackyard.api.context import ApiConfig, Yard
+from stackyard.settings import Settings
 
-__all__ = ["STATIC", "mount"]
+__all__ = ["STATIC", "mount", "site", "site_from_env"]
 
 STATIC = Path(__file__).parent / "static"
 
@@ -26,3 +27,23 @@ def mount(app: FastAPI) -> None:
     app.include_router(actions.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="portal-static")
+
+
+def site(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
+    """What ``stackyard server`` serves: the API (``stackyard.api.create_app``) with the
+    portal's pages at ``/``. The API itself knows nothing of the portal (the portal sits on
+    it), so the two are put together here."""
+    from stackyard.api import create_app
+
+    app = create_app(settings, config)
+    mount(app)
+    return app
+
+
+def site_from_env() -> FastAPI:
+    """``site`` for one process of ``stackyard server --processes N`` (uvicorn's factory)."""
+    from stackyard.api.app import create_app_from_env
+
+    app = create_app_from_env()
+    mount(app)
+    return app

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,38 @@ class LocalRuntime:
             _materialise(layout, paths, conf)
             self._launch(plan, paths)
         return self.status(spec.name), True
+
+    def reserve_ports(self, name: str, ports: Sequence[str]) -> dict[str, int]:
+        """A host port for each of workload ``name``'s service ``ports`` (names), kept in its
+        ``ports.json`` before it ever starts, so the deploy can hand them to resources (a
+        route's upstream, another workload's ``service-port``) before it applies them.
+
+        A port already kept stays (the running workload may hold it); a new one is a free
+        port that no other workload of the environment keeps. ``start`` then reuses each
+        while it is free. Ports of names no longer declared are dropped; ``stop`` frees
+        them all. Safe to repeat: the same names give the same ports.
+        """
+        paths = self._paths(name)
+        with self._locked():
+            previous = read_ports(paths.ports)
+            taken = {
+                port
+                for other in self.names()
+                if other != name
+                for port in read_ports(self._paths(other).ports).values()
+            }
+            out: dict[str, int] = {}
+            for port_name in ports:
+                port = previous.get(port_name)
+                if port is None or port in out.values() or port in taken:
+                    port = supervise.free_port()
+                    while port in out.values() or port in taken:
+                        port = supervise.free_port()
+                out[port_name] = port
+            if out != previous:
+                paths.dir.mkdir(mode=0o700, exist_ok=True)
+                write_private(paths.ports, json.dumps(out).encode())
+        return out
 
     def wait_ready(self, name: str, *, timeout: float = 30.0) -> WorkloadStatus:
         """Poll until every container is ready; raise ``WorkloadFailedError`` if it will not be.
