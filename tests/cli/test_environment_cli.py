@@ -35,7 +35,7 @@ def test_platform_apply_shows_the_diff_and_is_idempotent(stage: Stage) -> None:
     again = sy("platform", "apply", str(stage.platform_dir), "--output", "json")
     assert again.returncode == 0, again.stderr
     data = json.loads(again.stdout)
-    assert data["changed"] is False and data["counts"]["unchanged"] == 10
+    assert data["changed"] is False and data["counts"]["unchanged"] == 11
     text = sy("platform", "apply", str(stage.platform_dir))
     assert "unchanged" in text.stdout
     env_file = stage.platform_dir / "environments.yaml"
@@ -83,6 +83,7 @@ spec: {members: [ann], colour: red}
             "ephemeral",
             "staging",
             "production",
+            "containers",
         }
 
 

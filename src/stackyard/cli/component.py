@@ -343,6 +343,14 @@ def deprecate_cmd(
         print_json(done.to_json())
         return
     stdout().print(f"[yellow]deprecated[/] {escape(name)}@{escape(version)}: {escape(reason)}")
+    if not done.affected:
+        stdout().print("  no environment runs it")
+        return
+    from stackyard.cli.catalog import describe
+
+    stdout().print(f"  still running in {len(done.affected)} place(s):")
+    for use in done.affected:
+        stdout().print(f"    {escape(describe(use.to_json()))}")
 
 
 @app.command("init")

@@ -139,6 +139,12 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("policy", "governance", "policy_app", "Rego policies: test and evaluate them."),
     Entry("component", "component", "app", "Build, check and publish infrastructure components."),
     Entry(
+        "catalog",
+        "catalog",
+        "app",
+        "Who runs which component versions: adoption across the environments.",
+    ),
+    Entry(
         "workload", "workload", "app", "Score workloads: validate the files software teams write."
     ),
     Entry("providers", "providers", "app", "List the installed providers and their kinds."),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackyard.components.keys import Keyring
 from stackyard.components.pipeline import Progress, PublishResult
@@ -16,6 +16,9 @@ from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
 from stackyard.settings import Settings
+
+if TYPE_CHECKING:
+    from stackyard.environments.adoption import Use
 
 
 def governed_workspace(settings: Settings) -> Workspace | None:
@@ -80,6 +83,9 @@ class Deprecation:
     name: str
     version: str
     notice: str  # the notice's digest
+    #: The instances of the build in the environments the actor may view (``adoption``):
+    #: who the deprecation hits. Empty for a bare registry without a home.
+    affected: tuple[Use, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -88,6 +94,7 @@ class Deprecation:
             "version": self.version,
             "deprecated": True,
             "notice": self.notice,
+            "affected": [u.to_json() for u in self.affected],
         }
 
 
@@ -95,8 +102,9 @@ def deprecate(
     settings: Settings, name: str, version: str, *, reason: str, registry: Registry
 ) -> Deprecation:
     """Mark ``name@version`` deprecated, saying why: with a home, as
-    ``component.deprecate`` (audited)."""
+    ``component.deprecate`` (audited), and with the instances it hits."""
     from stackyard.components.catalog import deprecate as attach
+    from stackyard.environments.adoption import affected
 
     if not reason.strip():
         raise InvalidInputError(
@@ -107,7 +115,8 @@ def deprecate(
         target = f"component:{name}@{version}"
         with _acting(ws, Action.COMPONENT_DEPRECATE, target, {"reason": reason}):
             digest = attach(registry, name, version, reason=reason, actor=settings.actor)
+        hit = affected(ws, name, version) if ws is not None else ()
     finally:
         if ws is not None:
             ws.close()
-    return Deprecation(name, version, digest)
+    return Deprecation(name, version, digest, hit)

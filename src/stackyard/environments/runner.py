@@ -67,12 +67,21 @@ def run(
     """Start each workload of ``outputs`` (workload → resource name → outputs) and wait until
     it is ready; returns each one's status, and whether any was (re)started.
 
+    On the ``containers`` runtime, the loopback endpoints the outputs name are first pointed
+    at the environment's relay (``ContainersRuntime.reachable``): a container cannot reach
+    127.0.0.1 on the host.
+
     The lease is kept while a workload gets ready (``held.busy``: the wait is bounded by
     ``ready_timeout``).
     """
     statuses: dict[str, WorkloadStatus] = {}
     started = False
-    for name, by_name in outputs.items():
+    from stackyard.runtime.containers.runtime import ContainersRuntime
+
+    for name, found in outputs.items():
+        by_name = (
+            runtime.reachable(name, found) if isinstance(runtime, ContainersRuntime) else found
+        )
         spec = render(target.workloads[name], env=target.env.name, outputs=by_name)
         _, did = runtime.start(spec)
         started = started or did

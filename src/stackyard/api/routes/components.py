@@ -77,3 +77,28 @@ async def verify_component(
 
     out: dict[str, Any] = await yard(request).call(who, run)
     return out
+
+
+# ``GET /api/v1/catalog/adoption`` lives beside the component routes it reads the same catalog
+# as; its own router has the ``/api/v1/catalog`` prefix, and its routes join ``router`` (whose
+# routes the app includes as they are) so the app's list of routers stays one per module.
+catalog = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])
+
+
+@catalog.get("/adoption", response_model=Document, summary="Adoption of component versions")
+async def adoption(
+    request: Request,
+    who: Who,
+    name: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")] = None,
+) -> dict[str, Any]:
+    """For each component version (of ``name``, or every component): the environments and
+    workloads that run it, whether it is behind the latest compatible or latest major
+    version, and the deprecated versions still in use with their owners
+    (``stackyard catalog adoption``)."""
+    from stackyard.environments.adoption import adoption as report
+
+    out: dict[str, Any] = await yard(request).call(who, lambda ws: report(ws, name).to_json())
+    return out
+
+
+router.routes.extend(catalog.routes)

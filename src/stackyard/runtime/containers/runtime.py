@@ -5,8 +5,9 @@ workload (``runtime.supervisor``), which here runs each container as a foregroun
 ``podman run`` and so restarts, probes and logs it exactly as it does a process. What differs
 is the plan (``containers.plan``), the environment's network (made on the first start,
 removed by ``stop_all``) and the clean-up: a stop also removes every container labelled with
-the workload, so a killed supervisor or a crash never leaves one running. See
-``docs/runtime-containers.md``.
+the workload, so a killed supervisor or a crash never leaves one running. Loopback servers
+that resources name are reached through the environment's relay (``reachable``,
+``containers.reach``). See ``docs/runtime-containers.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from stackyard.runtime.containers.plan import (
     build_plan,
     file_mounts,
 )
+from stackyard.runtime.containers.reach import Reach, endpoints, rewrite
 from stackyard.runtime.layout import WorkloadPaths, read_ports, read_status, write_private
 from stackyard.runtime.local import LocalRuntime, _redactable
 from stackyard.runtime.plan import allocate_ports, check_spec
@@ -61,6 +63,7 @@ class ContainersRuntime(LocalRuntime):
         self.names_of = Names(self.home, env, installation)
         self._environ = environ
         self._engine: Engine | None = None
+        self._reach = Reach(self.root)
 
     @property
     def engine(self) -> Engine:
@@ -81,6 +84,27 @@ class ContainersRuntime(LocalRuntime):
             "network namespaces, on the environment's own network, with podman's default "
             "capabilities; only its files and volumes are mounted, never the stackyard home",
         }
+
+    def reachable(
+        self, workload: str, outputs: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """``outputs`` (resource name → outputs) as ``workload``'s containers reach them: every
+        loopback endpoint (``host``/``port`` or a URL on 127.0.0.1, ``localhost`` or ``::1``)
+        pointed at the environment's relay on the network's gateway address. Call it before
+        rendering the workload; the relay (started if needed) listens before this returns.
+        Rootless podman: unchanged (its network is not on the host; see the docs)."""
+        needed = endpoints(outputs)
+        plain = {k: dict(v) for k, v in outputs.items()}
+        if os.geteuid() != 0:
+            return plain
+        with self._locked():
+            if not needed:
+                self._reach.forget(workload)
+                return plain
+            self._ensure_network()
+            gateway, subnet = self._network_address()
+            ports = self._reach.routes(workload, needed, gateway=gateway, subnet=subnet)
+        return rewrite(outputs, gateway, ports)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -128,10 +152,22 @@ class ContainersRuntime(LocalRuntime):
             self._launch(plan, paths)
         return self.status(spec.name), True
 
+    def stop(self, name: str) -> bool:
+        """Stop the workload (as ``LocalRuntime.stop``) and close the relay's listeners that
+        only it needed."""
+        stopped = super().stop(name)
+        if self.root.is_dir():
+            with self._locked():
+                self._reach.forget(name)
+        return stopped
+
     def stop_all(self) -> list[str]:
-        """Stop every workload, remove any container still labelled with the environment
-        (a crash's leftovers) and the environment's network."""
+        """Stop every workload and the environment's relay, remove any container still
+        labelled with the environment (a crash's leftovers) and the environment's network."""
         stopped = [n for n in self.names() if self.stop(n)]
+        if self.root.is_dir():
+            with self._locked():
+                self._reach.stop()
         if find_podman() is None:
             return stopped  # nothing can have been made without podman
         self._remove_containers(LABEL_SCOPE, self.names_of.scope)
@@ -181,6 +217,20 @@ class ContainersRuntime(LocalRuntime):
             and self.engine.call("network", "exists", network, check=False).returncode != 0
         ):  # not a twin's race: a real failure
             self.engine.call("network", "create", *labels, network)
+
+    def _network_address(self) -> tuple[str, str]:
+        """The environment network's gateway address and subnet (its first IPv4 one)."""
+        done = self.engine.call("network", "inspect", self.names_of.network, what="")
+        try:
+            subnets = json.loads(done.stdout)[0]["subnets"]
+            found = [s for s in subnets if ":" not in s.get("gateway", ":")] or subnets
+            return str(found[0]["gateway"]), str(found[0]["subnet"])
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:
+            raise WorkloadFailedError(
+                f"The network {self.names_of.network} has no gateway address",
+                workload="",
+                hint="Check 'podman network inspect'; a destroy and a new deploy recreate it.",
+            ) from exc
 
     def _ensure_image(self, workload: str, image: str) -> None:
         """The image in local storage, pulled once if it is not (registries may be out of reach)."""

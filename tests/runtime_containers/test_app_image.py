@@ -1,0 +1,127 @@
+"""Issue 16: an app image with a real client stack (a Debian rootfs made by debootstrap, see
+``_images.app_image``) deployed into an environment of the example platform's ``containers``
+type, with all five resources of its local cloud: it connects to PostgreSQL, Redis, RabbitMQ,
+MariaDB and S3 with its injected credentials (through the environment's relay: every one of
+those servers listens on 127.0.0.1) and reports each as working, reached through its published
+port. The destroy leaves nothing in podman.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _ctrsupport import open_ws, podman_leftovers, write_score
+from _images import app_image, podman
+
+from _platform import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).resolve().parent
+
+
+def _variables() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for prefix, res, keys in (
+        ("PG", "db", {"HOST": "host", "PORT": "port", "DB": "name", "USER": "username"}),
+        ("REDIS", "cache", {"HOST": "host", "PORT": "port", "USER": "username"}),
+        ("AMQP", "queue", {"HOST": "host", "PORT": "port", "VHOST": "vhost", "USER": "username"}),
+        ("MYSQL", "sql", {"HOST": "host", "PORT": "port", "DB": "database", "USER": "username"}),
+    ):
+        for var, key in {**keys, "PASSWORD": "password"}.items():
+            out[f"{prefix}_{var}"] = f"${{resources.{res}.{key}}}"
+    out["REDIS_PREFIX"] = "${resources.cache.prefix}"
+    for var, key in {
+        "ENDPOINT": "endpoint",
+        "REGION": "region",
+        "BUCKET": "bucket",
+        "KEY": "access_key_id",
+        "SECRET": "secret_key",
+    }.items():
+        out[f"S3_{var}"] = f"${{resources.bucket.{key}}}"
+    return out
+
+
+@pytest.fixture
+def full_env(library_home: Path, tmp_path: Path, sweeper: Any) -> Iterator[str]:
+    """An environment of the example ``containers`` type (its five core servers running)."""
+    from stackyard.environments import lifecycle
+    from stackyard.environments.platform import apply_dir
+
+    image = app_image()  # before the servers: a cold build takes minutes
+    assert image
+    sweeper.add_check(podman_leftovers)
+    platform = tmp_path / "platform"
+    platform.mkdir()
+    for name in ("environment-types.yaml", "teams.yaml"):
+        shutil.copy(EXAMPLES / "platform" / name, platform / name)
+    env = sweeper.env
+    with open_ws() as ws:
+        apply_dir(ws.platform, ws.access, platform, confirm=lambda _q: True)
+        lifecycle.create(ws, env, type_name="containers", owner="team-checkout")
+    try:
+        yield env
+    finally:
+        with open_ws() as ws:
+            record = ws.records.environment(env)
+            if record is not None and record.status not in ("declared", "destroyed"):
+                lifecycle.destroy(ws, env)
+
+
+def test_an_app_in_a_container_reaches_all_five_resources(full_env: str, tmp_path: Path) -> None:
+    from stackyard.environments import lifecycle
+    from stackyard.environments.deploy import deploy_files
+
+    score = write_score(
+        tmp_path,
+        "clients",
+        {
+            "main": {
+                "image": app_image(),
+                "command": ["python3", "/app/app.py"],
+                "files": [
+                    {
+                        "target": "/app/app.py",
+                        "content": (HERE / "client_app.py").read_text(),
+                        "noExpand": True,
+                    }
+                ],
+                "variables": _variables(),
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/healthz"}},
+            }
+        },
+        service={"ports": {"web": {"port": 80, "targetPort": 8080}}},
+        resources={
+            "db": {"type": "postgres"},
+            "cache": {"type": "redis"},
+            "queue": {"type": "amqp"},
+            "sql": {"type": "mysql"},
+            "bucket": {"type": "s3"},
+        },
+    )
+    with open_ws() as ws:
+        result = deploy_files(ws, [score], full_env, confirm=lambda _p: True)
+        assert result.workloads["clients"].state == "ready"
+        endpoint = ws.runtime(full_env).status("clients").endpoints["web"]
+        with urllib.request.urlopen(f"{endpoint}/", timeout=120) as resp:
+            report = json.loads(resp.read())
+        assert report == dict.fromkeys(("postgres", "redis", "amqp", "mysql", "s3"), "ok"), report
+        # Every server listens on 127.0.0.1: the container got the relay's address instead.
+        runtime = ws.runtime(full_env)
+        name = runtime.names_of.container("clients", "main")
+        hosts = subprocess.run(
+            [podman(), "exec", name, "sh", "-c", "echo $PG_HOST $MYSQL_HOST $S3_ENDPOINT"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "127.0.0.1" not in hosts and hosts.split()[0] == hosts.split()[1], hosts
+        lifecycle.destroy(ws, full_env)
+    assert podman_leftovers(full_env) == [], "destroy leaves no container, network or volume"
