@@ -12,6 +12,7 @@ classes the same. The tree::
     │   ├── PlaceholderError         a bad or unresolvable ${...} (.path, .expression)
     │   └── JobNotFoundError         [jobs.model] no job has this id (.job_id; HTTP 404)
     ├── CancelledError               a confirmation was declined; nothing was changed; exit 10
+    ├── DriftFoundError              `stackyard drift` found reality differing from the records; exit 11
     ├── ProviderError                raised by providers only (.address); exit 7
     │   ├── ProviderTransientError   retrying may help (timeouts, lost connections)
     │   ├── ProviderPermanentError   retrying will not help (bad config, refused)
@@ -260,6 +261,13 @@ class CancelledError(StackyardError):
     """The user declined a confirmation (or interrupted one); nothing was changed."""
 
     exit_code = 10
+
+
+class DriftFoundError(StackyardError):
+    """``stackyard drift`` found resources that differ from their records (the findings were
+    printed; ``--fix`` repairs them through the governed road)."""
+
+    exit_code = 11
 
 
 class ApplyFailedError(StackyardError):

@@ -155,6 +155,24 @@ COMMANDS: tuple[Entry, ...] = (
         "Say which runtimes this machine can use (local, containers) and why not.",
     ),
     Entry("state", "state", "app", "Inspect and repair environment state."),
+    Entry(
+        "drift",
+        "drift",
+        "drift",
+        "Observe every recorded resource and report what drifted, grouped by root cause.",
+    ),
+    Entry(
+        "adopt",
+        "drift",
+        "adopt",
+        "Record an object whose record was lost: only at its deterministic name, with our label.",
+    ),
+    Entry(
+        "forget",
+        "drift",
+        "forget",
+        "Drop records without touching the objects (admin only, audited).",
+    ),
     Entry("keys", "keys", "app", "Show, generate, import, remove and export signing keys."),
     Entry(
         "daemon", "daemon", "app", "The command server that keeps commands fast: show or stop it."

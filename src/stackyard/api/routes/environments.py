@@ -229,6 +229,18 @@ async def status(request: Request, who: Who, env: EnvName) -> dict[str, Any]:
     return out
 
 
+@router.get("/environments/{env}/drift", response_model=Document, summary="Drift")
+async def drift(request: Request, who: Who, env: EnvName) -> dict[str, Any]:
+    """Every recorded resource observed and compared with its record, grouped by root cause
+    (``stackyard drift --env ENV``; ``view``). Sensitive values are masked."""
+    from stackyard.environments import drift as service
+
+    out: dict[str, Any] = await yard(request).call(
+        who, lambda ws: service.scan(ws, [env]).to_json()
+    )
+    return out
+
+
 @router.get("/environments/{env}/outputs", response_model=Document, summary="Outputs")
 async def outputs(
     request: Request,
