@@ -75,3 +75,11 @@ def artifacts(tmp_path: Path) -> Path:
     out = tmp_path / "artifacts"
     out.mkdir()
     return out
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium driven by Playwright, shared by a module's tests."""
+    from _browsing import launch
+
+    yield from launch()

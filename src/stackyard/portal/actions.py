@@ -348,17 +348,30 @@ async def reveal(request: Request, name: str) -> Response:
 # -- approvals ---------------------------------------------------------------------------------
 
 
+def _may_approve(ws: Workspace, deployment: str) -> str:
+    """The environment of the parked ``deployment`` once ``ws``'s actor may approve it: the
+    approvals service's own checks (still parked; ``approver`` there; not the author unless
+    a policy allows self-approval, the refusal audited), so a refused approval is a 403 now
+    rather than a failed job. The job checks again when it runs."""
+    from stackyard.environments import approvals
+    from stackyard.jobs import admission
+    from stackyard.model.status import Verdict
+
+    env = admission.parked_env(ws, deployment)
+    dep = approvals._pending(ws, deployment)
+    approvals._check_approver(ws, dep, Verdict.APPROVED)
+    return env
+
+
 @router.post("/approvals/{deployment}/approve")
 async def approve(request: Request, deployment: str) -> Response:
     """Queue the approval (re-plan, re-evaluate, apply): as ``POST .../approve`` does."""
-    from stackyard.jobs import admission
-
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
         form = await p.form(request, caller)
         args = {"deployment": deployment, "reason": str(form.get("comment") or "")[:2000]}
-        env = await p.call(caller, lambda ws: admission.parked_env(ws, deployment))
+        env = await p.call(caller, lambda ws: _may_approve(ws, deployment))
         return await _submit(request, caller, "approve", env, args)
 
     return await p.guarded(request, run)
@@ -376,5 +389,84 @@ async def reject(request: Request, deployment: str) -> Response:
         comment = str(form.get("comment") or "")[:2000]
         await p.call(caller, lambda ws: run_reject(ws, deployment, comment=comment))
         return redirect("/approvals")
+
+    return await p.guarded(request, run)
+
+
+# -- releases and promotion --------------------------------------------------------------------
+
+
+def _releases(ws: Workspace) -> dict[str, Any]:
+    """The releases, newest first, each with the stages it succeeded in and the stages it may
+    be promoted to next (the service refuses any other, and who may not promote)."""
+    from stackyard.environments import views
+    from stackyard.model.status import DeploymentStatus
+
+    ws.access.authorize(Action.VIEW)
+    paths = list(ws.platform().paths.values())
+    stages = [s for p in paths for s in p.stages]
+    rows = []
+    for rel in sorted(views.releases(ws), key=lambda r: r.created_at, reverse=True)[:100]:
+        done = [
+            s
+            for s in stages
+            if ws.records.environment(s) is not None
+            and any(
+                d.status is DeploymentStatus.SUCCEEDED
+                for d in ws.records.deployments(s, release_id=rel.id, limit=50)
+            )
+        ]
+        nexts = sorted(
+            {
+                p.stages[i + 1]
+                for p in paths
+                for i, s in enumerate(p.stages[:-1])
+                if s in done and p.stages[i + 1] not in done
+            }
+        )
+        rows.append(
+            {
+                "id": rel.id,
+                "short": rel.short,
+                "created_at": rel.created_at,
+                "created_by": rel.created_by,
+                "workloads": rel.workload_names(),
+                "done": done,
+                "next": [
+                    s
+                    for s in nexts
+                    if ws.records.environment(s) is not None
+                    and ws.access.allowed(Action.PROMOTE, ws.access.target(s))
+                ],
+            }
+        )
+    return {"releases": rows, "paths": [(p.name, list(p.stages)) for p in paths]}
+
+
+@router.get("/releases")
+async def releases(request: Request) -> Response:
+    """The releases, where each succeeded, and a form to promote one to its next stage."""
+    p = portal(request)
+
+    async def run(caller: Caller) -> Response:
+        data = await p.call(caller, _releases)
+        return p.render(request, "releases.html", caller, **data)
+
+    return await p.guarded(request, run)
+
+
+@router.post("/releases/{release}/promote")
+async def promote(request: Request, release: str) -> Response:
+    """Queue the promotion (as ``POST /api/v1/promotions`` does): the service checks the
+    path, the previous stage's success, the role and the policies when it runs."""
+    p = portal(request)
+
+    async def run(caller: Caller) -> Response:
+        form = await p.form(request, caller)
+        to = str(form.get("to") or "").strip()
+        if not to:
+            raise InvalidInputError("Choose the stage to promote to", hint="Pick a stage.")
+        args = {"release": release, "to": to, "plan_only": False}
+        return await _submit(request, caller, "promote", to, args)
 
     return await p.guarded(request, run)

@@ -266,6 +266,29 @@ async def approval(request: Request, deployment: str) -> Response:
 # -- catalog -----------------------------------------------------------------------------------
 
 
+def _adoption(ws: Workspace, name: str | None = None) -> list[dict[str, Any]] | None:
+    """Who runs which version (``adoption.adoption``), as rows of component, version, how it
+    stands and where it runs; None when the caller may not see it (no organisation ``view``)."""
+    from stackyard.environments.adoption import adoption
+
+    try:
+        report = adoption(ws, name)
+    except PermissionDeniedError:
+        return None
+    return [
+        {
+            **v.to_json(),
+            "where": sorted(
+                {(u.env, w) for u in v.uses for w in u.workloads}
+                | {(u.env, "") for u in v.uses if not u.workloads}
+            ),
+            "envs": sorted({u.env for u in v.uses}),
+        }
+        for c in report.components
+        for v in c.versions
+    ]
+
+
 @router.get("/catalog")
 async def catalog(request: Request) -> Response:
     """The published components: owner, lifecycle, type, SLA, latest version."""
@@ -273,9 +296,15 @@ async def catalog(request: Request) -> Response:
 
     p = portal(request)
 
+    def load(ws: Workspace) -> dict[str, Any]:
+        return {
+            "components": [e.to_json() for e in entries(ws.registry)],
+            "adoption": _adoption(ws),
+        }
+
     async def run(caller: Caller) -> Response:
-        rows = await p.call(caller, lambda ws: [e.to_json() for e in entries(ws.registry)])
-        return p.render(request, "catalog.html", caller, components=rows)
+        data = await p.call(caller, load)
+        return p.render(request, "catalog.html", caller, **data)
 
     return await p.guarded(request, run)
 
@@ -289,11 +318,13 @@ async def component(request: Request, name: str, version: str | None = None) -> 
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
-        shown = await p.call(
-            caller, lambda ws: details(ws.registry, Keyring(ws.settings.home), name, version)
-        )
+        def load(ws: Workspace) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+            shown = details(ws.registry, Keyring(ws.settings.home), name, version)
+            return shown, _adoption(ws, name)
+
+        shown, adopted = await p.call(caller, load)
         readme = markdown.render(shown.get("readme") or "")
-        return p.render(request, "component.html", caller, c=shown, readme=readme)
+        return p.render(request, "component.html", caller, c=shown, readme=readme, adoption=adopted)
 
     return await p.guarded(request, run)
 
