@@ -93,6 +93,12 @@ COMMANDS: tuple[Entry, ...] = (
         "previous one).",
     ),
     Entry(
+        "upgrade",
+        "upgrade",
+        "upgrade",
+        "Move every instance of a component to the newest build in a range, in promotion order.",
+    ),
+    Entry(
         "approve",
         "governance",
         "approve",
