@@ -32,20 +32,15 @@ from stackyard import library
 from stackyard.components.keys import Keyring
 from stackyard.components.package import build
 from stackyard.components.registry import Registry, open_registry
+from stackyard.model.component import load_component
 
 pytestmark = pytest.mark.integration
 
 NAME = "local-volume"
 VERSION = "1.0.0"
-LIBRARY = (
-    "local-volume",
-    "postgres-database",
-    "postgres-external",
-    "postgres-server",
-    "redis-cache",
-    "redis-external",
-    "redis-server",
-)
+#: The built-in library: every folder under ``stackyard/library``, at its manifest's version.
+LIBRARY = tuple(sorted(library.names()))
+VERSIONS = {name: load_component(library.path(name)).version for name in LIBRARY}
 # Settings the CLI reads from the environment: the tests set what they need, nothing leaks in.
 _SCRUB = ("STACKYARD_HOME", "STACKYARD_DATABASE_URL", "STACKYARD_SECRET_KEY", "STACKYARD_USER")
 
@@ -396,11 +391,11 @@ def test_init_publishes_the_library_once(tmp_path: Path) -> None:
     second, listed = cli_all((["init", "-o", "json"], home), (["component", "list"], home))
     second_json = ok(second).json()
     assert second_json["published"] == []
-    assert second_json["already_published"] == [f"{n}@1.0.0" for n in LIBRARY]
+    assert second_json["already_published"] == [f"{n}@{VERSIONS[n]}" for n in LIBRARY]
     assert second_json["key_id"] == first["key_id"]
     lines = ok(listed).out.splitlines()
     for name in LIBRARY:
-        assert any(line.split()[:2] == [name, "1.0.0"] for line in lines), listed.out
+        assert any(line.split()[:2] == [name, VERSIONS[name]] for line in lines), listed.out
 
 
 # 10. bad input: a clear message and exit code, never a traceback

@@ -8,13 +8,16 @@ from typing import Any
 
 from stackyard.engine.observe import observe_all
 from stackyard.environments.resolver import Sources, core_requests, resolve_workloads
+from stackyard.environments.runner import runtime_for, runtime_kind
 from stackyard.environments.target import chain as lineage
 from stackyard.environments.workloads import load_score, parse_spec
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
+from stackyard.model.environment import Environment
 from stackyard.model.status import AuditResult
 from stackyard.policy.rbac import Action
 from stackyard.providers.api import Observed
+from stackyard.runtime.local import LocalRuntime
 
 #: Secret outputs that grant a server's superuser: revealed to platform roles only (and so
 #: is every secret output of a core resource).
@@ -64,9 +67,13 @@ def explain(ws: Workspace, paths: Sequence[Path], env_name: str) -> dict[str, An
 
 def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, Any]:
     """Resources with observed health, workloads with readiness and endpoints, last deployments."""
-    env = ws.environment(env_name)
-    ws.access.authorize(Action.VIEW, env=env_name)
-    snap = ws.store.snapshot(env_name)
+    with ws.store.read_session():  # every read in one transaction, before observing
+        env = ws.environment(env_name)
+        ws.access.authorize(Action.VIEW, env=env_name)
+        snap = ws.store.snapshot(env_name)
+        records = ws.records.workloads(env_name)
+        deps = [d.to_json() for d in ws.records.deployments(env_name, limit=5)]
+        runtime = _runtime(ws, env)
     observed: dict[str, Any] = {}
     if observe and snap.resources:
         observed, _ = observe_all(
@@ -90,9 +97,8 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
                 **({"detail": detail} if detail else {}),
             }
         )
-    runtime = ws.runtime(env_name)
     workloads = {}
-    for w in ws.records.workloads(env_name):
+    for w in records:
         st = runtime.status(w.name)
         workloads[w.name] = {
             **st.to_json(),
@@ -100,7 +106,6 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
             "release": w.release_id,
             "resources": list(w.uids),
         }
-    deps = [d.to_json() for d in ws.records.deployments(env_name, limit=5)]
     return {
         "environment": env.to_json(),
         "resources": resources,
@@ -108,6 +113,13 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
         "isolation": runtime.isolation(),
         "deployments": deps,
     }
+
+
+def _runtime(ws: Workspace, env: Environment) -> LocalRuntime:
+    """``ws.runtime(env.name)`` from the record already read (not read again)."""
+    kind = runtime_kind(ws.platform(), env)
+    installation = ws.store.installation_id() if kind != "local" else ""
+    return runtime_for(ws.settings.home, env.name, kind=kind, installation=installation)
 
 
 def _health(observed: Mapping[str, Observed | None], address: str) -> tuple[str, str]:

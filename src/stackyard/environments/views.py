@@ -70,9 +70,10 @@ class Environments:
 
 
 def environments(ws: Workspace) -> Environments:
-    """Every environment."""
-    ws.access.authorize(Action.VIEW)
-    return Environments(ws.records.environments(), ws.store.now())
+    """Every environment (its reads in one read transaction)."""
+    with ws.store.read_session():
+        ws.access.authorize(Action.VIEW)
+        return Environments(ws.records.environments(), ws.store.now())
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +98,16 @@ class EnvironmentView:
 
 def environment(ws: Workspace, name: str) -> EnvironmentView:
     """One environment (``InvalidInputError`` naming the known ones when there is none)."""
-    env = ws.environment(name)
-    ws.access.authorize(Action.VIEW, env=name)
-    return EnvironmentView(
-        env,
-        ws.records.children(name),
-        [w.name for w in ws.records.workloads(name)],
-        sorted(ws.records.instances(name)),
-        ws.store.now(),
-    )
+    with ws.store.read_session():
+        env = ws.environment(name)
+        ws.access.authorize(Action.VIEW, env=name)
+        return EnvironmentView(
+            env,
+            ws.records.children(name),
+            [w.name for w in ws.records.workloads(name)],
+            sorted(ws.records.instances(name)),
+            ws.store.now(),
+        )
 
 
 # -- deployments and logs ----------------------------------------------------------------------
@@ -120,8 +122,9 @@ def _readable(ws: Workspace, env: str) -> None:
 
 def deployments(ws: Workspace, env: str) -> list[Deployment]:
     """``env``'s deployments, newest first."""
-    _readable(ws, env)
-    return ws.records.deployments(env)
+    with ws.store.read_session():
+        _readable(ws, env)
+        return ws.records.deployments(env)
 
 
 @dataclass(frozen=True, slots=True)

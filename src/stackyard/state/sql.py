@@ -46,6 +46,13 @@ _SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
 CLOCK_TOLERANCE_S = 300.0
 _CHUNK = 500  # bound on bound parameters per statement (SQLite's limit is far higher)
 
+#: A PostgreSQL read's own transaction (its first round trip; see ``_begin_read``).
+_PG_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: Tries to begin a PostgreSQL read, or to ping a write's connection, on a live connection.
+_PG_READ_ATTEMPTS = 2
+#: Pooled PostgreSQL connections older than this are replaced (idle links cut by a firewall).
+_PG_RECYCLE_S = 600
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _NO_SECRETS: Mapping[str, Any] = MappingProxyType({})
 
@@ -100,6 +107,7 @@ class SqlStateStore:
         self._hot = HotPath(self._engine.dialect.name)
         self._raw = RawWriter(self._engine, pg=self._pg)
         self._group = GroupCommit(self._raw_transaction, self._raw_guard)
+        self._local = threading.local()  # the thread's read session
         try:
             with self._guard():
                 _migrations.upgrade(self._engine, notify=notify)
@@ -275,6 +283,7 @@ class SqlStateStore:
 
     def begin(self, lease: Lease, intent: Intent) -> None:
         """Durably record an intent before a provider call."""
+        self._before_write()
         secret = self._seal({"config": dict(intent.secret_config)} if intent.secret_config else {})
         created = intent.created_at or datetime.now(UTC).isoformat(timespec="microseconds")
         params = {
@@ -304,6 +313,7 @@ class SqlStateStore:
         self, lease: Lease, intent_id: str, record: ResourceRecord | None, *, address: str
     ) -> int:
         """Write or delete the row, clear the intent and bump the serial, in one transaction."""
+        self._before_write()
         if record is not None and record.address != address:
             raise StateError(f"commit: record address {record.address!r} is not {address!r}")
         values = self._row_values(record) if record is not None else None
@@ -322,6 +332,7 @@ class SqlStateStore:
 
     def abandon(self, lease: Lease, intent_id: str) -> None:
         """Clear an intent whose call failed with nothing to record."""
+        self._before_write()
 
         def write(conn: RawTxn) -> None:
             self._hot.fence(conn, lease)
@@ -412,7 +423,40 @@ class SqlStateStore:
         threads of one process contending for the write lock can starve past the busy
         timeout. They queue on a mutex instead; other processes still meet the busy timeout.
         """
-        with self._guard(), self._writer_mutex, self._engine.begin() as conn:
+        with self._guard():
+            self._before_write()
+            with self._writer_mutex, self._write_connection() as conn, conn.begin():
+                yield conn
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        """A pooled connection for a write; on PostgreSQL pinged first (reads are not: see
+        ``_begin_read``), and replaced once when it is found dead."""
+        if not self._pg:
+            with self._engine.connect() as conn:
+                yield conn
+            return
+        dbapi = self._engine.dialect.loaded_dbapi
+        conn = self._engine.connect()
+        try:
+            for attempt in range(_PG_READ_ATTEMPTS):
+                driver = conn.connection.dbapi_connection  # a new one after ``invalidate``
+                assert driver is not None
+                try:
+                    self._engine.dialect.do_ping(driver)
+                    break
+                except dbapi.Error as err:
+                    if attempt + 1 == _PG_READ_ATTEMPTS:
+                        raise StoreUnavailableError(
+                            f"The state store {self._masked} is unavailable: {_first_line(err)}",
+                            hint="Check that the database is running and reachable; nothing "
+                            "was changed.",
+                        ) from err
+                    conn.invalidate()
+        except BaseException:
+            conn.close()
+            raise
+        with conn:
             yield conn
 
     @contextmanager
@@ -436,16 +480,161 @@ class SqlStateStore:
             raise StateError(f"The state store {self._masked} failed: {_first_line(err)}") from err
 
     @contextmanager
+    def read_session(self) -> Iterator[None]:
+        """Reads made by this thread within the block share one read transaction: one
+        connection, one ``BEGIN``/``COMMIT`` and one consistent snapshot for a request's
+        several reads, instead of one transaction each.
+
+        A write made by this thread within the block (``snapshot`` creating an environment's
+        row, a settled deployment) ends the shared transaction first, so the reads after it
+        see it. An error inside a read ends it too (the next read begins afresh). Nested
+        sessions join the outer one; other threads are not affected.
+        """
+        if getattr(self._local, "session", None) is not None:
+            yield
+            return
+        session = _ReadSession()
+        self._local.session = session
+        try:
+            yield
+        except BaseException:
+            self._local.session = None
+            session.depth = 0
+            self._end_session(session, ok=False)  # never raises: the block's error shows
+            raise
+        self._local.session = None
+        session.depth = 0
+        with self._guard():
+            self._end_session(session, ok=True)
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """A read transaction seeing one consistent snapshot of the database."""
-        with self._guard(), self._engine.connect() as conn:
-            options: dict[str, Any] = {_migrations.READ_ONLY: True}
-            if self._pg:
-                options["isolation_level"] = "REPEATABLE READ"
-                options["postgresql_readonly"] = True
-            conn.execution_options(**options)
-            with conn.begin():
+        """A read transaction seeing one consistent snapshot of the database (that of the
+        thread's ``read_session`` when there is one)."""
+        session: _ReadSession | None = getattr(self._local, "session", None)
+        if session is not None:
+            with self._guard():
+                if session.conn is None:
+                    session.conn = self._begin_read()
+                session.depth += 1
+                try:
+                    yield session.conn
+                except BaseException:
+                    session.depth -= 1
+                    self._end_session(session, ok=False)
+                    raise
+                session.depth -= 1
+                if session.stale:
+                    self._end_session(session, ok=True)
+            return
+        with self._guard():
+            conn = self._begin_read()
+            try:
                 yield conn
+            except BaseException:
+                self._end_read(conn, ok=False)
+                raise
+            self._end_read(conn, ok=True)
+
+    def _begin_read(self) -> Connection:
+        """A pooled connection in a read-only transaction.
+
+        On PostgreSQL the connection is not pinged first: its own ``BEGIN ISOLATION LEVEL
+        REPEATABLE READ READ ONLY`` (sent on a driver connection switched to autocommit, so
+        that it is ours and not the driver's implicit one) is the first round trip, and a
+        connection found dead there (the server restarted, the backend was terminated) is
+        discarded and the read begins again on a new one. Connections are also recycled
+        after ``_PG_RECYCLE_S``. SQLite begins a deferred ``BEGIN`` (the ``begin`` event).
+        """
+        if not self._pg:
+            conn = self._engine.connect()
+            try:
+                conn.execution_options(**{_migrations.READ_ONLY: True})
+                conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+        conn = self._engine.connect()
+        try:
+            for attempt in range(_PG_READ_ATTEMPTS):
+                last = attempt + 1 == _PG_READ_ATTEMPTS
+                driver = conn.connection.dbapi_connection  # a new one after ``invalidate``
+                assert driver is not None
+                if driver.closed or driver.broken:  # lost in an earlier use
+                    if last:
+                        raise StoreUnavailableError(
+                            f"The state store {self._masked} is unavailable: the connection "
+                            "was lost",
+                            hint="Check that the database is running and reachable; nothing "
+                            "was changed.",
+                        )
+                    conn.invalidate()
+                    continue
+                try:
+                    driver.autocommit = True
+                    conn.exec_driver_sql(_PG_BEGIN_READ)
+                    return conn
+                except exc.DBAPIError as err:
+                    if last or not _disconnected(err):
+                        raise
+                    if not conn.invalidated:
+                        conn.invalidate()
+                    conn.rollback()  # leaves the invalidated state: the next use reconnects
+            raise AssertionError("unreachable")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            conn.close()
+            raise
+
+    def _end_read(self, conn: Connection, *, ok: bool) -> None:
+        """Commit (``ok``) or roll back a read transaction and return its connection.
+
+        Rolling back never raises (the caller's error is the one to see); a PostgreSQL
+        connection that cannot be put back out of autocommit is discarded, never pooled.
+        """
+        try:
+            if not self._pg:
+                if ok:
+                    conn.commit()
+                else:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                return
+            if conn.invalidated:
+                return
+            try:
+                conn.exec_driver_sql("COMMIT" if ok else "ROLLBACK")
+                driver = conn.connection.dbapi_connection
+                assert driver is not None
+                driver.autocommit = False
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                if ok:
+                    raise
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _end_session(self, session: _ReadSession, *, ok: bool) -> None:
+        """End the session's transaction (if one is open and no read is using it)."""
+        if session.conn is None:
+            return
+        if session.depth > 0:
+            session.stale = True  # ended when the read using it ends
+            return
+        conn, session.conn, session.stale = session.conn, None, False
+        self._end_read(conn, ok=ok)
+
+    def _before_write(self) -> None:
+        """A write by this thread ends its read session's transaction, so later reads of the
+        session see the write."""
+        session: _ReadSession | None = getattr(self._local, "session", None)
+        if session is not None:
+            with self._guard():
+                self._end_session(session, ok=True)
 
     def _ensure_env(self, conn: Connection, env: str) -> None:
         conn.execute(self._sql.ensure_env, self._new_env(env, serial=0))
@@ -554,7 +743,7 @@ class SqlStateStore:
                 url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
+                pool_recycle=_PG_RECYCLE_S,
                 connect_args=connect_args,
             )
         if backend != "sqlite":
@@ -589,6 +778,17 @@ class SqlStateStore:
         )
         _configure_sqlite(engine, synchronous)
         return engine
+
+
+class _ReadSession:
+    """A thread's shared read transaction (``SqlStateStore.read_session``)."""
+
+    __slots__ = ("conn", "depth", "stale")
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.depth = 0  # reads using ``conn`` now
+        self.stale = False  # end the transaction when the current read ends
 
 
 class _WriterLock:
@@ -673,6 +873,15 @@ def _parse_url(url: str) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _disconnected(err: exc.DBAPIError) -> bool:
+    """Whether ``err`` says the connection was lost (the server closed it, restarted or
+    terminated the backend) rather than that the statement failed."""
+    if err.connection_invalidated:
+        return True
+    state = getattr(err.orig, "sqlstate", None) or ""
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 def _reason(err: exc.SQLAlchemyError) -> str:
