@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackyard import library
 from stackyard.model.status import AuditResult
 from stackyard.settings import Settings
+
+if TYPE_CHECKING:
+    from stackyard.components.testing import TestOutcome
+    from stackyard.model.component import ComponentManifest
 
 Progress = Callable[[str], None]
 
@@ -23,6 +27,8 @@ class InitResult:
     key_id: str
     published: list[dict[str, Any]] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
+    #: library components whose tests cannot pass on this machine: ref and the first reason
+    not_published: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -33,6 +39,7 @@ class InitResult:
             "key_id": self.key_id,
             "published": self.published,
             "already_published": self.already,
+            "not_published": self.not_published,
         }
 
 
@@ -78,18 +85,32 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
     result = InitResult(str(settings.home), store.url, registry.location, ring.key_id())
     kinds = ProviderRegistry.discover()
     try:
+        todo = []
         for name in library.names():
             manifest = load_component(library.path(name))
             if manifest.version in versions(registry, manifest.name):
                 result.already.append(manifest.ref)
                 say(f"{manifest.ref} already published")
+            else:
+                todo.append((name, manifest))
+        # The component tests start real local servers (a RabbitMQ node takes seconds):
+        # they run side by side, then the builds are pushed and signed one by one.
+        if todo:
+            say(f"testing {len(todo)} library component(s) on the local cloud")
+        tested = _test_all(todo)
+        for name, manifest in todo:
+            outcomes = tested[name]
+            failed = [d for o in outcomes if not o.ok for d in o.diagnostics]
+            if failed:
+                # A server this machine does not have (RabbitMQ, MariaDB, Caddy): the rest
+                # of the library is published, and 'stackyard init' again adds it later.
+                reason = failed[0].detail or failed[0].summary
+                result.not_published.append({"component": manifest.ref, "reason": reason})
+                say(f"{manifest.ref} not published: {reason}")
                 continue
             say(f"publishing {manifest.ref}")
             published = publish(
-                library.path(name),
-                registry=registry,
-                keyring=ring,
-                kinds=kinds,
+                library.path(name), registry=registry, keyring=ring, kinds=kinds, tested=outcomes
             )
             result.published.append(
                 {"name": published.name, "version": published.version, "digest": published.digest}
@@ -97,3 +118,34 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
     finally:
         registry.close()
     return result
+
+
+def _test_all(todo: list[tuple[str, ComponentManifest]]) -> dict[str, list[TestOutcome]]:
+    """Each library component's test outcomes, run by a few processes at once: each test
+    brings up its own throw-away home and servers (the local providers find that home in
+    the process's environment, so tests of one process cannot overlap)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if len(todo) <= 1:
+        return {name: _test_one(name) for name, _ in todo}
+    context = multiprocessing.get_context("spawn")  # never fork a process with threads
+    with ProcessPoolExecutor(max_workers=3, mp_context=context) as pool:
+        futures = {name: pool.submit(_test_one, name) for name, _ in todo}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _test_one(name: str) -> list[TestOutcome]:
+    """The component tests of the library's ``name`` (a failure of the runner itself is a
+    failed outcome: nothing but plain data crosses the process boundary)."""
+    from stackyard.components.testing import TestOutcome, run_tests
+    from stackyard.diagnostics import error
+    from stackyard.model.component import load_component
+    from stackyard.providers.registry import ProviderRegistry
+
+    try:
+        manifest = load_component(library.path(name))
+        return run_tests(library.path(name), manifest, kinds=ProviderRegistry.discover())
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        return [TestOutcome(name, False, (error("Component tests failed", detail),))]

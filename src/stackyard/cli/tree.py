@@ -353,3 +353,10 @@ def init(
     out.print(f"  registry  {escape(result.registry)}")
     out.print(f"  key       {escape(result.key_id)}")
     out.print(f"  library   {len(result.published)} published, {len(result.already)} already there")
+    for skipped in result.not_published:
+        out.print(
+            f"  [yellow]not published[/] {escape(skipped['component'])}: "
+            f"{escape(skipped['reason'])}"
+        )
+    if result.not_published:
+        out.print("  [dim]Install what they need, then run 'stackyard init' again.[/]")

@@ -27,7 +27,7 @@ from stackyard.components.catalog import usable
 from stackyard.components.keys import Keyring
 from stackyard.components.package import build
 from stackyard.components.registry import Registry
-from stackyard.components.testing import run_tests
+from stackyard.components.testing import TestOutcome, run_tests
 from stackyard.diagnostics import Diagnostic, error, has_errors
 from stackyard.engine.kinds import Kinds
 from stackyard.errors import InvalidInputError
@@ -72,6 +72,7 @@ def publish(
     run_component_tests: bool = True,
     progress: Progress | None = None,
     govern: Govern | None = None,
+    tested: Sequence[TestOutcome] | None = None,
 ) -> PublishResult:
     """Run the pipeline on the component folder ``path`` and publish it to ``registry``.
 
@@ -80,6 +81,9 @@ def publish(
 
     ``govern`` is the ``publish`` policy stage: given the manifest and the stage results so
     far, it returns diagnostics (errors stop the publish; warnings are shown).
+
+    ``tested`` are the outcomes of this folder's component tests when they were run already
+    (``init`` runs the library's side by side); they count as the ``tests`` stage.
     """
     say = progress or (lambda _stage, _msg: None)
     stages: list[attest.StageResult] = []
@@ -104,7 +108,7 @@ def publish(
 
     if run_component_tests:
         say("tests", "running component tests on the local cloud")
-        outcomes = run_tests(path, manifest, kinds=kinds)
+        outcomes = list(tested) if tested is not None else run_tests(path, manifest, kinds=kinds)
         failed = [d for o in outcomes if not o.ok for d in o.diagnostics]
         if not outcomes:
             failed = [

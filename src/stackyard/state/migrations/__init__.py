@@ -10,6 +10,7 @@ and is refused rather than used.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,8 +79,19 @@ def upgrade(engine: Engine, *, notify: Callable[[str], None] | None = None) -> N
     _migrate(engine, notify)
 
 
+#: Alembic keeps its running context in module globals (``alembic.context``): two threads of
+#: one process migrating two stores at once (``init`` tests the library side by side) would
+#: tear each other's down. One migration at a time per process, then the database's lock.
+_ALEMBIC = threading.Lock()
+
+
 def _migrate(engine: Engine, notify: Callable[[str], None] | None) -> None:
-    """Run Alembic under the lock (the only place it is imported)."""
+    """Run Alembic under the locks (the only place it is imported)."""
+    with _ALEMBIC:
+        _migrate_locked(engine, notify)
+
+
+def _migrate_locked(engine: Engine, notify: Callable[[str], None] | None) -> None:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
