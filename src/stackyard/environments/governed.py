@@ -240,6 +240,14 @@ def verdict(
     return wants
 
 
+def approvals_asked(decision: Decision | None) -> list[str]:
+    """What the policies of ``decision`` asked an approval for (``message (policy 'p')``);
+    empty when it asked for none."""
+    if decision is None or decision.outcome is not DecisionOutcome.APPROVAL:
+        return []
+    return [f"{r.message} (policy '{r.policy}')" for r in decision.of("approval")]
+
+
 def decide_environment(gov: Governor, env: Environment, *, subject: str) -> Decision:
     """The ``environment`` stage: creating, changing or extending ``env`` (as it would be).
 

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from stackyard.components.catalog import SKIPPED, deprecation
 from stackyard.diagnostics import Diagnostic, Severity
+from stackyard.environments import governed
 from stackyard.environments.deploy import DeployResult, converge
 from stackyard.environments.target import Target, live_workloads, pins_of
 from stackyard.errors import InvalidInputError, StackyardError
-from stackyard.model.status import DecisionOutcome, DeploymentStatus, EnvironmentStatus
+from stackyard.model.status import DeploymentStatus, EnvironmentStatus
 from stackyard.model.versions import Range, Version
 from stackyard.policy.rbac import Action
 from stackyard.resolve.lock import Pin
@@ -389,9 +390,7 @@ def _read(step: Step, result: DeployResult) -> None:
             for c in result.plan.to_json()["changes"]
             if c["action"] != "noop"
         ]
-    decision = result.decision
-    if decision is not None and decision.outcome is DecisionOutcome.APPROVAL:
-        step.approvals = [f"{r.message} (policy '{r.policy}')" for r in decision.of("approval")]
+    step.approvals = governed.approvals_asked(result.decision)
     step.diagnostics = [
         d
         for d in result.diagnostics
