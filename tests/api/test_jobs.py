@@ -190,6 +190,15 @@ def test_a_queued_job_can_be_cancelled_and_a_stranger_cannot_see_it(quiet_live: 
         with quiet_live.client("stranger") as s:
             assert s.get(f"/api/v1/jobs/{job_id}").status_code == 404
             assert s.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 404
+        # a viewer sees the job, but seeing is not cancelling (only its author, or who may
+        # do what it does)
+        granted = c.post("/api/v1/access/grants", json={"role": "viewer", "user": "vera"})
+        assert granted.status_code == 200, granted.text
+        with quiet_live.client("vera") as v:
+            assert v.get(f"/api/v1/jobs/{job_id}").status_code == 200
+            refused = v.post(f"/api/v1/jobs/{job_id}/cancel")
+            assert refused.status_code == 403, refused.text
+        assert c.get(f"/api/v1/jobs/{job_id}").json()["status"] == "queued"
         cancelled = c.post(f"/api/v1/jobs/{job_id}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"

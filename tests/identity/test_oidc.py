@@ -26,12 +26,38 @@ pytestmark = pytest.mark.integration
 
 
 def _oidc(settings: Settings, issuer: Issuer, jwks: str, **over: Any) -> Settings:
+    """An issuer whose ``preferred_username`` names users and whose every group is a team
+    (both opted in, as an operator would for a trusted identity provider)."""
     values: dict[str, Any] = {
         "oidc_issuer": issuer.url,
         "oidc_audience": (issuer.audience,),
         "oidc_jwks": jwks,
+        "oidc_user_claim": "preferred_username",
+        "oidc_teams": (("*", "*"),),
     }
     return dataclasses.replace(settings, **{**values, **over})
+
+
+def test_by_default_the_subject_names_the_user_and_groups_give_no_teams(
+    settings: Settings, issuer: Issuer, jwks_file: Path
+) -> None:
+    """A user who can choose their ``preferred_username`` (or make a group named after a
+    privileged team) gets nothing from it unless the operator opted in."""
+    plain = dataclasses.replace(
+        settings,
+        oidc_issuer=issuer.url,
+        oidc_audience=(issuer.audience,),
+        oidc_jwks=str(jwks_file),
+    )
+    with Authenticator(plain) as auth:
+        who = auth.authenticate(
+            f"Bearer {issuer.token(preferred_username='root-admin', groups=['platform'])}"
+        )
+    assert (who.user, who.teams) == ("0b5c1f9e-user-olivia", ())
+    mapped = dataclasses.replace(plain, oidc_teams=(("idp-ops", "ops"),))
+    with Authenticator(mapped) as auth:
+        who = auth.authenticate(f"Bearer {issuer.token(groups=['idp-ops', 'platform'])}")
+    assert who.teams == ("ops",)
 
 
 @pytest.fixture
@@ -57,9 +83,9 @@ def test_a_valid_token_names_the_user_and_the_teams(auth: Authenticator, issuer:
     )
     es = auth.authenticate(f"Bearer {issuer.token(alg='ES256', groups='ops')}")
     assert (es.user, es.teams) == ("olivia", ("ops",))
-    # no preferred_username: the subject names the user; no groups claim: no teams
-    bare = auth.authenticate(f"Bearer {issuer.token(preferred_username=None, groups=None)}")
-    assert (bare.user, bare.teams) == ("0b5c1f9e-user-olivia", ())
+    # no groups claim: no teams
+    bare = auth.authenticate(f"Bearer {issuer.token(groups=None)}")
+    assert (bare.user, bare.teams) == ("olivia", ())
 
 
 def _now() -> int:

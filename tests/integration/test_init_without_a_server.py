@@ -29,8 +29,7 @@ def test_a_component_whose_tests_cannot_run_here_is_left_out(
     def machine_without_rabbitmq(todo: list[Any]) -> dict[str, list[testing.TestOutcome]]:
         failed = [testing.TestOutcome("basic.yaml", False, (error("Apply failed", MISSING),))]
         return {
-            name: failed if name == "dns-localhost" else service._test_one(name)
-            for name, _ in todo
+            name: failed if name == "dns-localhost" else service._test_one(name) for name, _ in todo
         }
 
     monkeypatch.setattr(service, "_test_all", machine_without_rabbitmq)

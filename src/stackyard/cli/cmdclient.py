@@ -31,8 +31,11 @@ def enabled(environ: dict[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     if env.get("STACKYARD_DAEMON", "1").strip().lower() in OFF:
         return False
-    if sys.flags.dev_mode or sys.warnoptions or getattr(sys, "_xoptions", None):
+    flags = sys.flags
+    if flags.dev_mode or flags.isolated or flags.ignore_environment or flags.no_user_site:
         return False  # an interpreter started with options of its own runs its command
+    if sys.warnoptions or getattr(sys, "_xoptions", None):
+        return False
     return sys.platform == "linux" and hasattr(socket, "send_fds")
 
 
@@ -82,7 +85,7 @@ def server_key(environ: dict[str, str] | None = None) -> str:
         f"{k}={v}" for k, v in env.items() if k.startswith(("PYTHON", "LD_", "FAKETIME"))
     )
     for entry in sys.path:
-        if entry.endswith("site-packages"):
+        if entry.endswith(("site-packages", "dist-packages")):
             try:
                 parts.append(f"{entry}@{os.stat(entry).st_mtime_ns}")
             except OSError:

@@ -120,6 +120,32 @@ def changed(sources: dict[str, tuple[int, int]]) -> bool:
     return False
 
 
+#: What makes a process's context besides its uid: a client in another container or sandbox
+#: (toolbox, bwrap: other namespaces), or with other groups (``newgrp``), must not have its
+#: command run in ours. (A cgroup of its own on the same host, a terminal's scope, is fine.)
+_NAMESPACES = ("mnt", "pid", "net", "user", "ipc", "uts", "cgroup")
+
+
+def same_context(pid: int) -> bool:
+    """Whether process ``pid`` shares this process's namespaces and groups (False when any of
+    them cannot be read)."""
+    try:
+        for ns in _NAMESPACES:
+            if os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"):
+                return False
+        return _groups(pid) == _groups("self")
+    except OSError:
+        return False
+
+
+def _groups(pid: int | str) -> str:
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("Groups:"):
+                return " ".join(sorted(line.split()[1:]))
+    return ""
+
+
 def _send(conn: socket.socket, message: dict[str, Any]) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
@@ -219,9 +245,9 @@ class _Server:
         fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
-            if uid != os.geteuid():
-                conn.close()
+            peer, uid, _gid = struct.unpack("3i", creds)
+            if uid != os.geteuid() or not same_context(peer):
+                conn.close()  # the client runs the command itself
                 return
             request, fds = _receive(conn)
         except (OSError, ValueError):

@@ -50,8 +50,13 @@ JWKS_TTL_S = 300.0
 REFRESH_MIN_S = 30.0
 FETCH_TIMEOUT_S = 5.0
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-#: The claims tried for the user name when none is configured, in order.
-DEFAULT_USER_CLAIMS = ("preferred_username", "sub")
+#: The claims tried for the user name when none is configured: ``sub`` only, the one claim an
+#: issuer keeps unique and stable. ``preferred_username`` is often chosen by the user (who
+#: could then name themselves after a privileged stackyard user): configure it only for an
+#: issuer that guarantees it unique and immutable.
+DEFAULT_USER_CLAIMS = ("sub",)
+#: The ``teams`` map key that makes every group a team of its own name (an explicit opt-in).
+EVERY_GROUP = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,8 @@ class OidcConfig:
     jwks: str  # an https:// URL (http:// on loopback only) or a file path
     user_claim: str | None = None
     groups_claim: str = "groups"
-    teams: Mapping[str, str] = field(default_factory=dict)  # group -> team; empty: same name
+    #: group -> team; ``"*"`` maps every group to the team of its name; empty: no teams
+    teams: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcConfig | None:
@@ -276,8 +282,15 @@ class OidcVerifier:
             [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
         )
         names = [g for g in listed if isinstance(g, str) and _is_name(g)]
-        if self.config.teams:  # a map: only the groups it names are teams
-            names = [self.config.teams[g] for g in names if g in self.config.teams]
+        # Deny by default: only the groups the map names are teams, unless it maps '*' (every
+        # group is the team of its name). A self-service group named after a privileged team
+        # must not get that team's grants.
+        every = EVERY_GROUP in self.config.teams
+        names = [
+            self.config.teams.get(g, g)
+            for g in names
+            if g in self.config.teams or (every and g != EVERY_GROUP)
+        ]
         return tuple(dict.fromkeys(names))
 
 

@@ -19,7 +19,17 @@ if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
     from stackyard.jobs.model import Job
 
-__all__ = ["admit", "parked_env", "visible"]
+__all__ = ["admit", "check_cancel", "parked_env", "visible"]
+
+#: The action a job of each kind performs: who may submit it may also cancel it.
+ACTIONS = {
+    "deploy": Action.DEPLOY,
+    "env.create": Action.ENV_CREATE,
+    "env.destroy": Action.ENV_DESTROY,
+    "reap": Action.ENV_REAP,
+    "promote": Action.PROMOTE,
+    "approve": Action.APPROVE,
+}
 
 
 def admit(ws: Workspace, kind: str, args: Mapping[str, Any]) -> str | None:
@@ -82,3 +92,14 @@ def visible(ws: Workspace, job: Job) -> bool:
     if job.actor == ws.access.actor:
         return True
     return ws.access.allowed(Action.VIEW, ws.access.target(job.env))
+
+
+def check_cancel(ws: Workspace, job: Job) -> None:
+    """Refuse (``PermissionDeniedError``, audited) unless ``ws``'s actor submitted ``job`` or
+    may perform its action where it runs: seeing a job is not enough to cancel it."""
+    if job.actor == ws.access.actor:
+        return
+    action = ACTIONS.get(job.kind)
+    if action is None:
+        raise InvalidInputError(f"Unknown job kind '{job.kind[:40]}'")
+    ws.access.authorize(action, env=job.env, audit=True)

@@ -103,7 +103,8 @@ async def get_job(request: Request, who: Who, job_id: str) -> dict[str, Any]:
 async def cancel_job(request: Request, who: Who, job_id: str) -> dict[str, Any]:
     """Cancel a job that has not started (409 once it runs)."""
     y = yard(request)
-    await _job(y, who, job_id)
+    job = await _job(y, who, job_id)
+    await y.call(who, lambda ws: admission.check_cancel(ws, job))
     done = await y.bounded(lambda: y.jobs.cancel(job_id, actor=who.user))
     out: dict[str, Any] = done.to_json()
     return out
