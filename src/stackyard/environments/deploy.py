@@ -174,72 +174,89 @@ def _converge(
     sources = Sources(ws.platform(), ws.records, ws.catalog, ws.store.installation_id())
     runtime = ws.runtime(env.name)
     # Host ports are reserved before resolve: routes and service-ports name them.
+    fresh = set(target.workloads) - set(runtime.names())
     facts = reserve(
         runtime,
         target,
         runtime_kind=runtime_kind(sources.platform, env),
         lineage=chain(ws.records, env),
     )
-    res, resolve_diags = resolve_target(
-        target,
-        sources,
-        core_allowed=lambda: ws.access.allowed(
-            Action.OUTPUTS_REVEAL_ADMIN, ws.access.target(env.name)
-        ),
-        facts=facts,
-    )
-    graph, expand_diags = expand_resolution(
-        res,
-        env=env.name,
-        kinds=ws.kinds,
-        installation=sources.installation,
-        max_resources=ws.settings.max_resources,
-    )
-    diags = [*resolve_diags, *expand_diags]
-    if has_errors(diags):
-        raise InvalidInputError(f"Cannot deploy to '{env.name}'", diags)
-    diags.extend(deprecated_builds(ws.catalog, res.lock, env=env.name))
-    planned = engine.plan(env.name, graph)
-    if not planned.ok:
-        raise InvalidInputError(f"The plan for '{env.name}' has errors", list(planned.diagnostics))
-    cost = governed.costs(ws.records, res, env.name)
-    summary = {**planned.summary(), "resources": len(planned.changes), "cost": cost}
-    decision = None
-    if kind != "create":  # creating an environment is decided at the 'environment' stage
-        gated = governed.gate(
-            ws.governor,
-            env,
-            dep,
-            planned,
-            stage="plan",
-            what=f"Deployment {dep.id} to '{env.name}'",
-            res=res,
-            workloads={n: target.workloads[n] for n in target.changed},
-            cost=cost,
-            summary=summary,
-            request=request_of(target, kind),
-            approved=resume.plan if resume is not None else None,
-            earlier=earlier,
-            enforce=not plan_only,
-            say=say,
+    kept = False  # whether the reservations of workloads new here outlive this call
+    try:
+        res, resolve_diags = resolve_target(
+            target,
+            sources,
+            core_allowed=lambda: ws.access.allowed(
+                Action.OUTPUTS_REVEAL_ADMIN, ws.access.target(env.name)
+            ),
+            facts=facts,
         )
-        decision, dep, diags = gated.decision, gated.deployment, [*diags, *gated.diagnostics]
-        if gated.parked:
-            return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    if plan_only:
-        dep = _finish(dep, DeploymentStatus.PLANNED, summary, planned)
-        ws.records.put_deployment(dep)
-        return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
-    if planned.has_changes and confirm is not None:
-        try:
-            confirmed = _confirmed(confirm, planned, held)
-        except StackyardError:  # no terminal to ask on, or end of input: nothing was changed
-            ws.records.put_deployment(_finish(dep, DeploymentStatus.CANCELLED, summary, planned))
-            raise
-        if not confirmed:
-            dep = _finish(dep, DeploymentStatus.CANCELLED, summary, planned)
+        graph, expand_diags = expand_resolution(
+            res,
+            env=env.name,
+            kinds=ws.kinds,
+            installation=sources.installation,
+            max_resources=ws.settings.max_resources,
+        )
+        diags = [*resolve_diags, *expand_diags]
+        if has_errors(diags):
+            raise InvalidInputError(f"Cannot deploy to '{env.name}'", diags)
+        diags.extend(deprecated_builds(ws.catalog, res.lock, env=env.name))
+        planned = engine.plan(env.name, graph)
+        if not planned.ok:
+            raise InvalidInputError(
+                f"The plan for '{env.name}' has errors", list(planned.diagnostics)
+            )
+        cost = governed.costs(ws.records, res, env.name)
+        summary = {**planned.summary(), "resources": len(planned.changes), "cost": cost}
+        decision = None
+        if kind != "create":  # creating an environment is decided at the 'environment' stage
+            gated = governed.gate(
+                ws.governor,
+                env,
+                dep,
+                planned,
+                stage="plan",
+                what=f"Deployment {dep.id} to '{env.name}'",
+                res=res,
+                workloads={n: target.workloads[n] for n in target.changed},
+                cost=cost,
+                summary=summary,
+                request=request_of(target, kind),
+                approved=resume.plan if resume is not None else None,
+                earlier=earlier,
+                enforce=not plan_only,
+                say=say,
+            )
+            decision, dep, diags = gated.decision, gated.deployment, [*diags, *gated.diagnostics]
+            if gated.parked:  # its host ports stay reserved for the approved apply
+                kept = True
+                return DeployResult(
+                    dep, planned, dict(res.lock), diagnostics=diags, decision=decision
+                )
+        if plan_only:
+            dep = _finish(dep, DeploymentStatus.PLANNED, summary, planned)
             ws.records.put_deployment(dep)
             return DeployResult(dep, planned, dict(res.lock), diagnostics=diags, decision=decision)
+        if planned.has_changes and confirm is not None:
+            try:
+                confirmed = _confirmed(confirm, planned, held)
+            except StackyardError:  # no terminal to ask on, or end of input: nothing was changed
+                ws.records.put_deployment(
+                    _finish(dep, DeploymentStatus.CANCELLED, summary, planned)
+                )
+                raise
+            if not confirmed:
+                dep = _finish(dep, DeploymentStatus.CANCELLED, summary, planned)
+                ws.records.put_deployment(dep)
+                return DeployResult(
+                    dep, planned, dict(res.lock), diagnostics=diags, decision=decision
+                )
+        kept = True
+    finally:
+        if not kept:  # refused, planned only or cancelled: nothing stays written
+            for name in sorted(fresh):
+                runtime.unreserve(name)
     dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     try:

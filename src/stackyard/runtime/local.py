@@ -118,6 +118,17 @@ class LocalRuntime:
             self._launch(plan, paths)
         return self.status(spec.name), True
 
+    def unreserve(self, name: str) -> None:
+        """Drop the reservation of workload ``name`` when that is all it has here (a deploy
+        that reserved its ports, then was refused before it started anything)."""
+        paths = self._paths(name)
+        with self._locked():
+            if not paths.dir.is_dir() or supervise.running(paths.pidfile) is not None:
+                return
+            if {p.name for p in paths.dir.iterdir()} <= {paths.ports.name}:
+                paths.ports.unlink(missing_ok=True)
+                paths.dir.rmdir()
+
     def reserve_ports(self, name: str, ports: Sequence[str]) -> dict[str, int]:
         """A host port for each of workload ``name``'s service ``ports`` (names), kept in its
         ``ports.json`` before it ever starts, so the deploy can hand them to resources (a
