@@ -130,8 +130,10 @@ def _test_all(todo: list[tuple[str, ComponentManifest]]) -> dict[str, list[TestO
     if len(todo) <= 1:
         return {name: _test_one(name) for name, _ in todo}
     context = multiprocessing.get_context("spawn")  # never fork a process with threads
+    # Those that boot a server (a RabbitMQ node takes seconds) first, so none starts last.
+    ordered = sorted(todo, key=lambda item: (not item[0].endswith("-server"), item[0]))
     with ProcessPoolExecutor(max_workers=3, mp_context=context) as pool:
-        futures = {name: pool.submit(_test_one, name) for name, _ in todo}
+        futures = {name: pool.submit(_test_one, name) for name, _ in ordered}
         return {name: future.result() for name, future in futures.items()}
 
 
