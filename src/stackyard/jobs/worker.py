@@ -52,8 +52,12 @@ class Worker:
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         stalled_after_s: float = DEFAULT_STALLED_AFTER_S,
         retry_base_s: float = DEFAULT_RETRY_BASE_S,
+        ticker: bool | None = None,
     ) -> None:
         self.settings = settings
+        #: run the periodic day 2 steps (``stackyard.ops.ticker``); STACKYARD_TICKER=0 turns
+        #: them off
+        self.ticker = os.environ.get("STACKYARD_TICKER", "1") != "0" if ticker is None else ticker
         self.concurrency = max(1, concurrency)
         host, pid = socket.gethostname(), os.getpid()
         #: how jobs and events name this worker: ``name@host (pid N)``, like a lock holder
@@ -70,6 +74,10 @@ class Worker:
         from stackyard.state import open_store
 
         store = open_store(self.settings)
+        if self.ticker:
+            from stackyard.ops.ticker import Ticker
+
+            Ticker(self.settings).start(stop)
         try:
             if is_postgres(self.settings):
                 self._serve_postgres(store, stop)

@@ -333,3 +333,70 @@ api_tokens = sa.Table(
     sa.Column("revoked_by", sa.String(200), nullable=True),
     sa.Column("last_used_at", sa.Float, nullable=True),
 )
+
+# -- day 2 operations (migration 0007) --------------------------------------------------------
+
+#: What happened on the platform, in order: the source of webhooks and of some metrics
+#: (``stackyard.ops.events``). ``data`` never holds a secret.
+platform_events = sa.Table(
+    "platform_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("type", sa.String(60), nullable=False),
+    sa.Column("env", sa.String(200), nullable=True),
+    sa.Column("env_type", sa.String(200), nullable=True),
+    sa.Column("team", sa.String(200), nullable=True),
+    sa.Column("subject", sa.String(500), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Index("ix_platform_events_type_at", "type", "at"),
+    sa.Index("ix_platform_events_env_at", "env", "at"),
+)
+
+#: One row per (webhook, event): what was sent, how often, and the last response.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("webhook", sa.String(200), nullable=False),
+    sa.Column("event_seq", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.String(60), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=True),
+    sa.Column("response_code", sa.Integer, nullable=True),
+    sa.Column("response_body", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_webhook_deliveries_status_next", "status", "next_at"),
+    sa.Index("ix_webhook_deliveries_created", "created_at"),
+    sa.UniqueConstraint("webhook", "event_seq", name="uq_webhook_deliveries_event"),
+)
+
+#: Keyed marks: a cursor, a tick's last run (its lease across workers), a notice sent once.
+ops_marks = sa.Table(
+    "ops_marks",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("value", JSON, nullable=False),
+)
+
+#: Availability observations (a probe, a provider's read) that SLOs are measured from.
+slo_observations = sa.Table(
+    "slo_observations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("env", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(1000), nullable=False),
+    sa.Column("component", sa.String(300), nullable=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_slo_observations_env_target_at", "env", "target", "at"),
+    sa.Index("ix_slo_observations_at", "at"),
+)
