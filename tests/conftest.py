@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,12 @@ from _sweeper import sweeper, sweeper_checks  # noqa: F401  (fixtures)
 # users) would outlive the test and serve the next one. tests/cli/test_cmdserver.py turns it
 # on for its own commands, with a private socket directory.
 os.environ["STACKYARD_DAEMON"] = "0"
+
+# A library component's tests run once per test session: every later `stackyard init` (each
+# test home) reuses the passes (stackyard.components.testcache), never a user's own cache.
+_TEST_CACHE = tempfile.mkdtemp(prefix="stackyard-component-tests-")
+os.environ["STACKYARD_TEST_CACHE"] = _TEST_CACHE
+atexit.register(shutil.rmtree, _TEST_CACHE, ignore_errors=True)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]

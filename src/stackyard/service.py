@@ -29,6 +29,8 @@ class InitResult:
     already: list[str] = field(default_factory=list)
     #: library components whose tests cannot pass on this machine: ref and the first reason
     not_published: list[dict[str, str]] = field(default_factory=list)
+    #: library components whose tests passed here before for this very code (not run again)
+    tests_reused: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -40,6 +42,7 @@ class InitResult:
             "published": self.published,
             "already_published": self.already,
             "not_published": self.not_published,
+            "tests_reused": self.tests_reused,
         }
 
 
@@ -98,6 +101,16 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
         if todo:
             say(f"testing {len(todo)} library component(s) on the local cloud")
         tested = _test_all(todo)
+        result.tests_reused = sorted(
+            manifest.ref
+            for name, manifest in todo
+            if tested[name] and all(o.cached_at is not None for o in tested[name])
+        )
+        if result.tests_reused:
+            say(
+                f"{len(result.tests_reused)} component test run(s) reused: they passed on this "
+                "machine with this very code (STACKYARD_TEST_CACHE=0 runs them again)"
+            )
         for name, manifest in todo:
             outcomes = tested[name]
             failed = [d for o in outcomes if not o.ok for d in o.diagnostics]
@@ -123,18 +136,34 @@ def init_home(settings: Settings, *, progress: Progress | None = None) -> InitRe
 def _test_all(todo: list[tuple[str, ComponentManifest]]) -> dict[str, list[TestOutcome]]:
     """Each library component's test outcomes, run by a few processes at once: each test
     brings up its own throw-away home and servers (the local providers find that home in
-    the process's environment, so tests of one process cannot overlap)."""
+    the process's environment, so tests of one process cannot overlap). A pass this machine
+    has seen for this very code is reused (``components.testcache``); failures never are."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if len(todo) <= 1:
-        return {name: _test_one(name) for name, _ in todo}
-    context = multiprocessing.get_context("spawn")  # never fork a process with threads
-    # Those that boot a server (a RabbitMQ node takes seconds) first, so none starts last.
-    ordered = sorted(todo, key=lambda item: (not item[0].endswith("-server"), item[0]))
-    with ProcessPoolExecutor(max_workers=3, mp_context=context) as pool:
-        futures = {name: pool.submit(_test_one, name) for name, _ in ordered}
-        return {name: future.result() for name, future in futures.items()}
+    from stackyard.components.testcache import TestCache
+
+    cache = TestCache.from_env()
+    results: dict[str, list[TestOutcome]] = {}
+    if cache is not None:  # passes this machine has seen for this very code
+        for name, _ in todo:
+            hit = cache.get(library.path(name))
+            if hit is not None:
+                results[name] = hit
+    left = [(name, manifest) for name, manifest in todo if name not in results]
+    if len(left) <= 1:
+        results.update({name: _test_one(name) for name, _ in left})
+    else:
+        context = multiprocessing.get_context("spawn")  # never fork a process with threads
+        # Those that boot a server (a RabbitMQ node takes seconds) first, so none starts last.
+        ordered = sorted(left, key=lambda item: (not item[0].endswith("-server"), item[0]))
+        with ProcessPoolExecutor(max_workers=3, mp_context=context) as pool:
+            futures = {name: pool.submit(_test_one, name) for name, _ in ordered}
+            results.update({name: future.result() for name, future in futures.items()})
+    if cache is not None:
+        for name, _ in left:
+            cache.put(library.path(name), results[name])
+    return results
 
 
 def _test_one(name: str) -> list[TestOutcome]:

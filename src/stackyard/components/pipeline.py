@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,7 +120,15 @@ def publish(
                 )
             ]
         _stop_if("tests", failed)
-        passed("tests", f"{len(outcomes)} test(s) passed")
+        remembered = [o.cached_at for o in outcomes if o.cached_at is not None]
+        if remembered:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(remembered)))
+            passed(
+                "tests",
+                f"{len(outcomes)} test(s) passed on this machine with this code at {when}",
+            )
+        else:
+            passed("tests", f"{len(outcomes)} test(s) passed")
     else:
         stages.append(attest.StageResult("tests", True, "skipped on request"))
 

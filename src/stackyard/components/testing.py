@@ -49,6 +49,8 @@ class TestOutcome:
     file: str
     ok: bool
     diagnostics: tuple[Diagnostic, ...] = ()
+    #: when the pass was remembered rather than run now (``testcache``): the run's time
+    cached_at: float | None = None
 
 
 def run_tests(
