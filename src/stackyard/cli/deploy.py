@@ -181,6 +181,19 @@ def status(
             f"\n[bold]isolation[/] {state} ({escape(str(iso.get('user', '-')))}): "
             f"{escape(str(iso.get('detail', '')))}"
         )
+    scan = data.get("drift")
+    if scan:
+        if scan.get("error"):
+            said, colour = f"failed: {scan['error']}", "red"
+        elif scan["drifted"]:
+            said = f"{scan['findings']} finding(s), {scan['drifted']} resource(s) drifted"
+            colour = "red"
+        else:
+            said, colour = f"no drift in {scan['resources']} resource(s)", "green"
+        out.print(
+            f"\n[bold]drift[/] [{colour}]{escape(said)}[/]  last scan {when(scan['at'])} "
+            f"({scan['trigger']})"
+        )
     out.print("\n[bold]last deployments[/]")
     for d in data["deployments"]:
         out.print(

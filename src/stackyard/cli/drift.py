@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, workspace
+from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when, workspace
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import DriftFoundError, InvalidInputError
 
@@ -39,6 +39,12 @@ def drift(
     parallelism: int = typer.Option(
         8, "--parallelism", min=1, max=64, help="Observations in flight per environment."
     ),
+    history: bool = typer.Option(
+        False,
+        "--history",
+        help="List the environments' past scans (scheduled or asked for) instead of scanning.",
+    ),
+    limit: int = typer.Option(20, "--limit", min=1, max=200, help="Scans listed by --history."),
     lock_timeout: str | None = LOCK_TIMEOUT,
     output: OutputFormat = OUTPUT,
 ) -> None:
@@ -56,6 +62,13 @@ def drift(
             "Name the environments to scan, or --all",
             hint="stackyard drift --env dev, or stackyard drift --all.",
         )
+    if history:
+        if fix:
+            raise InvalidInputError(
+                "--history lists past scans; it cannot --fix", hint="Drop one of the two."
+            )
+        _history(env, all_envs, limit, output)
+        return
     with workspace(lock_timeout=lock_timeout) as ws:
         names = None if all_envs else list(dict.fromkeys(env))
         if fix:
@@ -68,6 +81,33 @@ def drift(
         _render(report)
     if report.drift:
         raise typer.Exit(DriftFoundError.exit_code)
+
+
+def _history(env: list[str], all_envs: bool, limit: int, output: OutputFormat) -> None:
+    from stackyard.environments import driftlog
+    from stackyard.environments.views import environments
+
+    with workspace() as ws:
+        names = (
+            [e.name for e in environments(ws).environments if e.status.is_live]
+            if all_envs
+            else list(dict.fromkeys(env))
+        )
+        found = {name: driftlog.scans(ws, name, limit=limit) for name in names}
+    if output is OutputFormat.JSON:
+        print_json({name: [s.to_json() for s in scans] for name, scans in found.items()})
+        return
+    con = stdout()
+    for name, scans in found.items():
+        con.print(f"[bold]{escape(name)}[/] ({len(scans)} scan(s))")
+        for s in scans:
+            if s.error:
+                said = f"[red]failed[/] {escape(s.error)}"
+            elif s.drifted:
+                said = f"[red]{len(s.findings)} finding(s), {s.drifted} drifted[/]"
+            else:
+                said = f"[green]no drift[/] in {s.resources}"
+            con.print(f"  {s.id}  {when(s.at)}  {s.trigger:8}  {said}  [dim]{escape(s.actor)}[/]")
 
 
 def _render(report: DriftReport) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stackyard.engine.observe import observe_all
+from stackyard.environments import driftlog
 from stackyard.environments.resolver import Sources, core_requests, resolve_workloads
 from stackyard.environments.runner import runtime_for, runtime_kind
 from stackyard.environments.target import chain as lineage
@@ -73,6 +74,7 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
         snap = ws.store.snapshot(env_name)
         records = ws.records.workloads(env_name)
         deps = [d.to_json() for d in ws.records.deployments(env_name, limit=5)]
+        last_scan = driftlog.last(ws.store, env_name)
         runtime = _runtime(ws, env)
     observed: dict[str, Any] = {}
     if observe and snap.resources:
@@ -112,6 +114,8 @@ def status(ws: Workspace, env_name: str, *, observe: bool = True) -> dict[str, A
         "workloads": workloads,
         "isolation": runtime.isolation(),
         "deployments": deps,
+        # the last drift scan (scheduled or asked for), without its findings' detail
+        "drift": last_scan.to_json(with_findings=False) if last_scan is not None else None,
     }
 
 

@@ -400,3 +400,20 @@ slo_observations = sa.Table(
     sa.Index("ix_slo_observations_env_target_at", "env", "target", "at"),
     sa.Index("ix_slo_observations_at", "at"),
 )
+
+#: One row per drift scan of an environment (scheduled or asked for): what it found, with
+#: secrets masked, so that ``status`` and the portal show the last one and its history.
+drift_scans = sa.Table(
+    "drift_scans",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("env", sa.String(200), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("resources", sa.Integer, nullable=False),
+    sa.Column("drifted", sa.Integer, nullable=False),
+    sa.Column("findings", JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_drift_scans_env_at", "env", "at"),
+)

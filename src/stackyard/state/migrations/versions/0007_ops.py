@@ -1,6 +1,7 @@
 """Day 2 operations: the platform's event log (``platform_events``), webhook deliveries
-(``webhook_deliveries``), once-only marks and tick leases (``ops_marks``) and the
-availability observations SLOs are measured from (``slo_observations``).
+(``webhook_deliveries``), once-only marks and tick leases (``ops_marks``), the
+availability observations SLOs are measured from (``slo_observations``) and the history of
+drift scans (``drift_scans``).
 
 Revision ID: 0007
 Revises: 0006
@@ -74,8 +75,23 @@ def upgrade() -> None:
         sa.Index("ix_slo_observations_at", "at"),
     )
 
+    op.create_table(
+        "drift_scans",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("env", sa.String(200), nullable=False),
+        sa.Column("at", sa.Float, nullable=False),
+        sa.Column("trigger", sa.String(20), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("resources", sa.Integer, nullable=False),
+        sa.Column("drifted", sa.Integer, nullable=False),
+        sa.Column("findings", JSON, nullable=False),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Index("ix_drift_scans_env_at", "env", "at"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("drift_scans")
     op.drop_table("slo_observations")
     op.drop_table("ops_marks")
     op.drop_table("webhook_deliveries")
