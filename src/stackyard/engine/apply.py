@@ -32,6 +32,7 @@ from stackyard.errors import (
     LockLostError,
     ProviderError,
     ProviderPermanentError,
+    StoreUnavailableError,
 )
 from stackyard.model.status import CHANGE, ChangeOutcome
 from stackyard.model.values import Unknown, is_known, reveal
@@ -144,6 +145,16 @@ class Applier:
         result.skipped = dict(walked.skipped)
         result.serial = self._serial
         result.duration_s = time.monotonic() - started
+        lost = [e for e in walked.failed.values() if isinstance(e, StoreUnavailableError)]
+        if lost:
+            # Nothing more can be recorded: the run stops as a transient failure (a job is
+            # retried), and the next run recovers the pending intents before going on.
+            raise StoreUnavailableError(
+                f"The state store became unavailable during apply in '{self.plan.env}'; "
+                f"stopped after {len(result.succeeded)} change(s): {lost[0].message}",
+                hint="Run the deployment again once the store is back; pending work is "
+                "recovered first.",
+            )
         if self.lock.lost and STOPPED in result.skipped.values():
             raise LockLostError(
                 f"The lock on '{self.plan.env}' was lost during apply; stopped after "

@@ -176,9 +176,23 @@ def hold(
     held.start()
     try:
         yield held
-    finally:
+    except BaseException:
+        # The block's error is what the caller must see: a release that fails too (the
+        # store is gone) leaves the lease to expire, and never hides that error.
         held.stop()
         try:
             store.release(held.lease)
-        finally:
+        except StateError as exc:
+            events.emit(
+                "lock-release-failed",
+                message=f"lock {lease.lock_id} not released ({exc.message}); it expires "
+                f"in {ttl_s:.0f} s",
+            )
+        else:
             events.emit("unlocked", message=f"lock {lease.lock_id}")
+        raise
+    held.stop()
+    try:
+        store.release(held.lease)
+    finally:
+        events.emit("unlocked", message=f"lock {lease.lock_id}")
