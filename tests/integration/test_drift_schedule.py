@@ -64,9 +64,9 @@ def test_scheduled_scans_history_status_and_events(
 ) -> None:
     from stackyard.environments import lifecycle
     from stackyard.environments.deploy import deploy_files
-    from stackyard.environments.driftlog import history
     from stackyard.ops import driftscan, ticker
     from stackyard.ops.events import read
+    from stackyard.state.driftlog import history
 
     env, plain = sweeper.env, f"{sweeper.env}-p"
     with _ws() as ws:

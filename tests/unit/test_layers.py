@@ -51,7 +51,9 @@ LAYERS: tuple[tuple[str, str, str], ...] = (
     ("service", "service layer", "init_home and the operations the CLI calls"),
     ("environments", "service layer", "environments, deploy, releases, governance"),
     ("identity", "service layer", "who calls the server: API tokens and OIDC identities"),
+    ("ops", "day 2", "the ticker, webhooks, metrics, SLOs and scheduled drift scans"),
     ("jobs", "adapters", "long operations as jobs: read model, queue, handlers, worker"),
+    ("integrations", "adapters", "other tools' formats: the Backstage export, Slack commands"),
     ("api", "adapters", "the REST API: FastAPI app, routers, problem details, SSE, the edge"),
     ("portal", "adapters", "server-rendered pages over the service layer and the API's context"),
     ("cli", "adapters", "Typer commands and Rich rendering"),
@@ -88,7 +90,12 @@ DRIVERS: dict[str, tuple[str, ...]] = {
     "typer": ("stackyard.cli",),
     "click": ("stackyard.cli",),
     "rich": ("stackyard.cli",),
-    "sqlalchemy": ("stackyard.state", "stackyard.jobs.store", "stackyard.jobs.pgqueue"),
+    "sqlalchemy": (
+        "stackyard.state",
+        "stackyard.jobs.store",
+        "stackyard.jobs.pgqueue",
+        "stackyard.ops",  # the day 2 read models: deliveries, observations, figures
+    ),
     "alembic": ("stackyard.state",),
     "psycopg": (
         "stackyard.providers.postgres",

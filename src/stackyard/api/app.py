@@ -57,7 +57,16 @@ _PROBLEMS = {
 
 def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
     """The API server for ``settings`` (the server's own home or shared store)."""
-    from stackyard.api.routes import components, delivery, environments, governance, health, jobs
+    from stackyard.api.routes import (
+        components,
+        delivery,
+        environments,
+        governance,
+        health,
+        integrations,
+        jobs,
+        metrics,
+    )
 
     yard = Yard(settings, config or ApiConfig())
     guard_logs()
@@ -81,7 +90,16 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
         responses=_PROBLEMS,  # type: ignore[arg-type]
     )
     app.state.yard = yard
-    for module in (health, governance, environments, delivery, components, jobs):
+    for module in (
+        health,
+        governance,
+        environments,
+        delivery,
+        components,
+        jobs,
+        metrics,
+        integrations,
+    ):
         app.include_router(module.router)
 
     @app.exception_handler(StackyardError)
@@ -138,6 +156,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
         )
     app.add_middleware(BodyLimit, limit=yard.config.body_limit)
     app.add_middleware(SecurityHeaders)
+    metrics.instrument(app)  # outermost: times the whole request
     return app
 
 

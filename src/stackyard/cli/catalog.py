@@ -1,9 +1,13 @@
 """The ``stackyard catalog`` commands: the published components seen from the environments
-(adoption of each version); ``stackyard component`` works on the builds themselves."""
+(adoption of each version) and the catalog's export to other tools (Backstage);
+``stackyard component`` works on the builds themselves."""
 
 from __future__ import annotations
 
+import enum
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +17,7 @@ from rich.table import Table
 from stackyard.cli.output import OutputFormat, print_json, stdout
 
 app = typer.Typer(
-    help="Who runs which component versions: adoption across the environments.",
+    help="Who runs which component versions (adoption), and the Backstage export.",
     no_args_is_help=True,
 )
 
@@ -21,6 +25,13 @@ Output = Annotated[
     OutputFormat,
     typer.Option("--output", "-o", help="Output format.", case_sensitive=False),
 ]
+
+
+class ExportFormat(enum.StrEnum):
+    """``catalog export --format`` values."""
+
+    BACKSTAGE = "backstage"
+
 
 _STANDING = {
     "latest": "[green]latest[/]",
@@ -53,13 +64,56 @@ def adoption_cmd(
     else:
         from stackyard.cli.common import workspace
         from stackyard.environments.adoption import adoption
+        from stackyard.ops.slo import flag_adoption
 
         with workspace() as ws:
-            data = adoption(ws, name).to_json()
+            data = flag_adoption(ws, adoption(ws, name).to_json())
     if output is OutputFormat.JSON:
         print_json(data)
         return
     render(data)
+
+
+@app.command("export")
+def export_cmd(
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="The catalog's format: backstage.", case_sensitive=False),
+    ],
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="A directory: writes DIR/catalog-info.yaml atomically (default: print the YAML).",
+        ),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Export the catalog as Backstage entities: a Group per team, a System per environment, a
+    Resource per component instance and a Component per workload, in one multi-document
+    catalog-info.yaml. Never an output or a parameter of an instance (docs/backstage.md)."""
+    from stackyard.cli.common import workspace
+    from stackyard.integrations import backstage
+
+    with workspace() as ws:
+        done = backstage.export(ws, env=env)
+    if to is None:
+        if output is OutputFormat.JSON:
+            print_json(done.to_json())
+        else:
+            sys.stdout.write(done.to_yaml())
+            sys.stdout.flush()
+        return
+    path = backstage.write(done, to)
+    counts = done.counts()
+    if output is OutputFormat.JSON:
+        print_json({"format": fmt.value, "path": str(path), "entities": counts})
+        return
+    kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    stdout().print(
+        f"[green]✓[/] wrote {len(done.entities)} entities ({escape(kinds)}) to {escape(str(path))}"
+    )
 
 
 def render(data: Mapping[str, Any]) -> None:
@@ -73,6 +127,8 @@ def render(data: Mapping[str, Any]) -> None:
             standing = _STANDING[v["standing"]].format(**v)
             if v["deprecated"]:
                 standing += " [red]deprecated[/]"
+            if (v.get("slo") or {}).get("missed_in"):
+                standing += f" [red]SLO missed in {escape(', '.join(v['slo']['missed_in']))}[/]"
             table.add_row(escape(comp["name"]), escape(v["version"]), standing, _used_by(v["uses"]))
     con.print(table)
     stale = data["deprecated_in_use"]

@@ -84,7 +84,7 @@ def drift(
 
 
 def _history(env: list[str], all_envs: bool, limit: int, output: OutputFormat) -> None:
-    from stackyard.environments import driftlog
+    from stackyard.environments.drift import history
     from stackyard.environments.views import environments
 
     with workspace() as ws:
@@ -93,7 +93,7 @@ def _history(env: list[str], all_envs: bool, limit: int, output: OutputFormat) -
             if all_envs
             else list(dict.fromkeys(env))
         )
-        found = {name: driftlog.scans(ws, name, limit=limit) for name in names}
+        found = {name: history(ws, name, limit=limit) for name in names}
     if output is OutputFormat.JSON:
         print_json({name: [s.to_json() for s in scans] for name, scans in found.items()})
         return

@@ -124,6 +124,12 @@ COMMANDS: tuple[Entry, ...] = (
         "Monthly cost from each component's declared cost (decimal, to the cent).",
     ),
     Entry(
+        "metrics",
+        "metrics",
+        "metrics",
+        "DORA per team and workload, environments, approvals, drift, adoption, cost and jobs.",
+    ),
+    Entry(
         "init",
         "tree",
         "init",
@@ -148,7 +154,7 @@ COMMANDS: tuple[Entry, ...] = (
         "catalog",
         "catalog",
         "app",
-        "Who runs which component versions: adoption across the environments.",
+        "Who runs which component versions (adoption), and the Backstage export.",
     ),
     Entry(
         "workload", "workload", "app", "Score workloads: validate the files software teams write."
@@ -161,6 +167,12 @@ COMMANDS: tuple[Entry, ...] = (
         "Say which runtimes this machine can use (local, containers) and why not.",
     ),
     Entry("state", "state", "app", "Inspect and repair environment state."),
+    Entry(
+        "webhooks",
+        "webhooks",
+        "app",
+        "Webhooks: the applied Webhook documents, their deliveries, and redelivery.",
+    ),
     Entry(
         "drift",
         "drift",
@@ -178,6 +190,12 @@ COMMANDS: tuple[Entry, ...] = (
         "drift",
         "forget",
         "Drop records without touching the objects (admin only, audited).",
+    ),
+    Entry(
+        "slo",
+        "slo",
+        "app",
+        "Service level objectives: measured availability and the error budget left.",
     ),
     Entry("keys", "keys", "app", "Show, generate, import, remove and export signing keys."),
     Entry(

@@ -13,6 +13,7 @@ from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.model.environment import Deployment
 from stackyard.model.status import AuditResult, DeploymentStatus, Verdict
+from stackyard.ops import events
 from stackyard.policy.rbac import Action
 
 Progress = Callable[[str], None]
@@ -76,6 +77,18 @@ def _decide(ws: Workspace, dep: Deployment, verdict: Verdict, comment: str) -> N
         result,
         {"comment": comment, "env": dep.env},
     )
+    env = ws.records.environment(dep.env)
+    if env is not None:
+        events.notify_deployment(
+            ws.store,
+            "approval.decided",
+            env,
+            dep,
+            verdict=str(verdict),
+            status=str(status),
+            approver=ws.access.actor,
+            comment=comment[:300],
+        )
 
 
 def pending(ws: Workspace, env: str | None = None) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from stackyard.errors import ApplyFailedError, InvalidInputError, LockHeldError,
 from stackyard.model.environment import Deployment, DeploymentEvent, Environment
 from stackyard.model.status import ChangeOutcome, DeploymentStatus, EnvironmentStatus
 from stackyard.model.workload import Workload
+from stackyard.ops import events
 from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import Action
 from stackyard.resolve.lock import Pin
@@ -259,6 +260,7 @@ def _converge(
                 runtime.unreserve(name)
     dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
+    events.notify_deployment(ws.store, "deployment.started", env, dep)
     try:
         if target.removed:
             runtime.stop(target.removed)
@@ -304,6 +306,8 @@ def _converge(
             dep = replace(dep, summary={**dep.summary, "events_lost": engine.events.lost})
         ws.records.put_deployment(dep)
         ws.records.add_events(dep.id, log.events)
+        if dep.status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED):
+            events.notify_deployment(ws.store, f"deployment.{dep.status}", env, dep)
 
 
 def settle_interrupted(ws: Workspace, env: str) -> list[str]:

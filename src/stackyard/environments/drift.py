@@ -39,8 +39,10 @@ from stackyard.errors import (
 )
 from stackyard.model.status import AuditResult, EnvironmentStatus
 from stackyard.model.values import is_known, reveal
+from stackyard.ops import events as ops_events
 from stackyard.policy.rbac import Action, Role
 from stackyard.providers.api import Observed, ObserveRequest, ResourceMeta, sensitive_fields
+from stackyard.state import driftlog
 from stackyard.state.api import ResourceRecord, Snapshot
 from stackyard.state.locks import holder_identity
 
@@ -199,7 +201,62 @@ def scan(
         )
         for name in names
     ]
+    for found in out:
+        remember(ws, found, trigger="manual", actor=ws.access.actor)
+        announce(ws, found)
     return DriftReport(out)
+
+
+def remember(ws: Workspace, found: EnvDrift, *, trigger: str, actor: str) -> driftlog.Scan:
+    """Keep ``found`` in the environment's scan history (``state.driftlog``)."""
+    return driftlog.record(
+        ws.store,
+        env=found.env,
+        trigger=trigger,
+        actor=actor,
+        resources=found.resources,
+        drifted=found.drifted,
+        findings=[f.to_json() for f in found.findings],
+    )
+
+
+def history(ws: Workspace, env: str, *, limit: int = 20) -> list[driftlog.Scan]:
+    """``env``'s scans, newest first (``view`` on it)."""
+    ws.environment(env)
+    ws.access.authorize(Action.VIEW, env=env)
+    return driftlog.history(ws.store, env, limit=limit)
+
+
+def announce(ws: Workspace, found: EnvDrift, *, actor: str | None = None) -> None:
+    """Publish ``drift.found`` for a scan that found drift: the root causes' addresses,
+    kinds, statuses and changed fields (never a value). ``actor``: who scanned (the
+    workspace's actor by default; the schedule for a scheduled scan)."""
+    env = ws.records.environment(found.env) if found.findings else None
+    if env is None:
+        return
+    roots = [
+        {
+            "address": f.root.address,
+            "kind": f.root.kind,
+            "status": f.root.status,
+            "fields": [str(c.get("field")) for c in f.root.changes],
+            "dependents": len(f.dependents),
+        }
+        for f in found.findings[:20]
+    ]
+    ops_events.notify(
+        ws.store,
+        "drift.found",
+        f"environment {found.env}",
+        **ops_events.about(env),
+        data={
+            "findings": len(found.findings),
+            "drifted": found.drifted,
+            "serial": found.serial,
+            "roots": roots,
+            "actor": actor or ws.access.actor,
+        },
+    )
 
 
 def scan_snapshot(

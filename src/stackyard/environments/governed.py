@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from stackyard.errors import PolicyDeniedError
 from stackyard.model.environment import Deployment, Environment, InstanceRecord
 from stackyard.model.status import DecisionOutcome, DeploymentStatus
+from stackyard.ops import events
 from stackyard.policy import inputs
 from stackyard.policy.cost import plan_cost
 from stackyard.policy.decision import Decision, PolicySet, diagnostics, raise_if_denied
@@ -401,5 +402,13 @@ def gate(
         request=dict(request or {}),
     )
     gov.records.put_deployment(dep)
+    events.notify_deployment(
+        gov.records.store,
+        "approval.requested",
+        env,
+        dep,
+        decision=decision.id,
+        reasons=[r.message[:200] for r in decision.of("approval")][:10],
+    )
     tell(f"{what} awaits approval: stackyard approve {dep.id}")
     return Gated(decision, dep, True, diags)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from stackyard.engine.observe import observe_all
-from stackyard.environments import driftlog
 from stackyard.environments.resolver import Sources, core_requests, resolve_workloads
 from stackyard.environments.runner import runtime_for, runtime_kind
 from stackyard.environments.target import chain as lineage
@@ -19,6 +18,7 @@ from stackyard.model.status import AuditResult
 from stackyard.policy.rbac import Action
 from stackyard.providers.api import Observed
 from stackyard.runtime.local import LocalRuntime
+from stackyard.state import driftlog
 
 #: Secret outputs that grant a server's superuser: revealed to platform roles only (and so
 #: is every secret output of a core resource).

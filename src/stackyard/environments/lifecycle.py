@@ -31,6 +31,7 @@ from stackyard.errors import (
 from stackyard.model.environment import Deployment, Environment
 from stackyard.model.platform import NAME, format_duration
 from stackyard.model.status import AuditResult, ChangeOutcome, DeploymentStatus, EnvironmentStatus
+from stackyard.ops import events
 from stackyard.policy.rbac import Action
 from stackyard.state.locks import holder_identity
 
@@ -502,6 +503,13 @@ def _apply_destroy(
         )
     else:
         ws.records.set_status(name, EnvironmentStatus.DESTROYED, expires_at=None, claimed_at=None)
+    events.notify(
+        ws.store,
+        "environment.destroyed",
+        f"environment {name}",
+        **events.about(env),
+        data={"deployment": dep.id, "actor": dep.actor, "resources": out.destroyed},
+    )
     return out
 
 
@@ -581,6 +589,9 @@ def reap(
             )
             say(f"skipped '{name}': it has live children")
             continue
+        expired = ws.records.environment(name)
+        if expired is not None:
+            events.announce_expired(ws.store, expired)
         say(f"reaping '{name}' (expired)")
         try:
             result = destroy(ws, name, claimed=True, progress=say)

@@ -19,6 +19,7 @@ from stackyard.model.platform import (
     Policy,
     PromotionPath,
     Team,
+    Webhook,
     binding_ties,
     parse_document,
 )
@@ -41,6 +42,7 @@ class Platform:
     teams: Mapping[str, Team] = field(default_factory=dict)
     paths: Mapping[str, PromotionPath] = field(default_factory=dict)
     policies: Mapping[str, Policy] = field(default_factory=dict)
+    webhooks: Mapping[str, Webhook] = field(default_factory=dict)
 
     def type(self, name: str) -> EnvironmentType:
         """An environment type, or ``InvalidInputError`` naming the known ones."""
@@ -315,7 +317,8 @@ def _cross_check(docs: Sequence[Document]) -> list[Diagnostic]:
 def platform_from(docs: Sequence[Document]) -> Platform:
     """The ``Platform`` of parsed documents."""
     out: dict[str, dict[str, Any]] = {
-        k: {} for k in ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy")
+        k: {}
+        for k in ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy", "Webhook")
     }
     for d in docs:
         out[d.kind][d.name] = d.value
@@ -325,6 +328,7 @@ def platform_from(docs: Sequence[Document]) -> Platform:
         out["Team"],
         out["PromotionPath"],
         out["Policy"],
+        out["Webhook"],
     )
 
 

@@ -116,7 +116,43 @@ def deprecate(
         with _acting(ws, Action.COMPONENT_DEPRECATE, target, {"reason": reason}):
             digest = attach(registry, name, version, reason=reason, actor=settings.actor)
         hit = affected(ws, name, version) if ws is not None else ()
+        if ws is not None:
+            _announce_deprecation(ws, name, version, reason, digest, hit)
     finally:
         if ws is not None:
             ws.close()
     return Deprecation(name, version, digest, hit)
+
+
+def _announce_deprecation(
+    ws: Workspace, name: str, version: str, reason: str, digest: str, hit: tuple[Use, ...]
+) -> None:
+    """Publish ``component.deprecated``: once per environment running the build (so that
+    webhooks filtered by environment type or team hear of it), or once without an
+    environment when none does."""
+    from stackyard.ops import events
+
+    data = {
+        "component": name,
+        "version": version,
+        "reason": reason[:500],
+        "notice": digest,
+        "actor": ws.access.actor,
+    }
+    subject = f"component {name}@{version}"
+    envs: dict[str, Use] = {}
+    for use in hit:
+        envs.setdefault(use.env, use)
+    if not envs:
+        events.notify(ws.store, "component.deprecated", subject, data=data)
+    for env, use in sorted(envs.items()):
+        instances = [u.uid for u in hit if u.env == env]
+        events.notify(
+            ws.store,
+            "component.deprecated",
+            subject,
+            env=env,
+            env_type=use.env_type,
+            team=use.owner,
+            data={**data, "instances": instances[:50]},
+        )

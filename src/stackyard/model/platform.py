@@ -1,4 +1,5 @@
-"""Platform documents: ``EnvironmentType``, ``Environment``, ``Team`` and ``PromotionPath``.
+"""Platform documents: ``EnvironmentType``, ``Environment``, ``Team``, ``PromotionPath``,
+``Policy`` and ``Webhook``.
 
 A platform configuration is a folder of YAML files (several documents per file allowed),
 each document ``{apiVersion: stackyard.dev/v1, kind, metadata: {name}, spec}``. Parsing is
@@ -17,7 +18,7 @@ from stackyard.diagnostics import Diagnostic, error
 from stackyard.model.versions import Range
 
 API_VERSION = "stackyard.dev/v1"
-KINDS = ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy")
+KINDS = ("EnvironmentType", "Environment", "Team", "PromotionPath", "Policy", "Webhook")
 LAYERS = ("organisation", "environment-type", "environment")
 STAGES = ("publish", "environment", "plan", "promote", "destroy")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -117,6 +118,8 @@ class EnvironmentType:
     ephemeral: bool = False
     description: str = ""
     attestation: str = "required"
+    #: how often the workers scan this type's environments for drift (``drift.every``)
+    drift_every_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,55 @@ class Policy:
         return env == self.target
 
 
+#: The platform events a ``Webhook`` may subscribe to (``stackyard.ops.events.TYPES``).
+EVENT_TYPES: tuple[str, ...] = (
+    "deployment.started",
+    "deployment.succeeded",
+    "deployment.failed",
+    "approval.requested",
+    "approval.decided",
+    "environment.expiring",
+    "environment.expired",
+    "environment.destroyed",
+    "drift.found",
+    "component.deprecated",
+)
+#: The name of an environment variable of the server (``Webhook.secret_env``).
+ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+#: A webhook's URL: http or https, a host, no credentials (those go in ``secret_env``).
+URL = re.compile(r"^https?://[^\s/@?#]+(?:[/?#]\S*)?\Z", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """Where platform events are POSTed, signed with the secret in the server's environment
+    variable ``secret_env`` (never stored): the events of ``events`` (``*``: all), narrowed
+    by the filters (empty: no narrowing). ``expiring_before_s`` moves the
+    ``environment.expiring`` warning earlier or later for this webhook's environments."""
+
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secret_env: str
+    env_types: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    envs: tuple[str, ...] = ()
+    expiring_before_s: int | None = None
+    description: str = ""
+
+    def wants(self, type: str, *, env: str | None, env_type: str | None, team: str | None) -> bool:
+        """Whether an event of ``type`` about ``env`` (of ``env_type``, owned by ``team``)
+        goes to this webhook. An event without an environment (``component.deprecated``)
+        passes the environment filters; one without a team fails a team filter."""
+        if "*" not in self.events and type not in self.events:
+            return False
+        if self.envs and env is not None and env not in self.envs:
+            return False
+        if self.env_types and env is not None and env_type not in self.env_types:
+            return False
+        return not self.teams or team in self.teams
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """One parsed platform document, with where it came from."""
@@ -184,7 +236,7 @@ class Document:
     name: str
     spec: Mapping[str, Any]  # the normalised spec, as stored
     file: str
-    value: EnvironmentType | EnvironmentDecl | Team | PromotionPath | Policy
+    value: EnvironmentType | EnvironmentDecl | Team | PromotionPath | Policy | Webhook
 
 
 class _Reader:
@@ -334,6 +386,8 @@ def parse_document(
         value = Team(name or "", tuple(members), str(spec.get("description") or ""))
     elif kind == "Policy":
         value = _policy(r, name or "", spec)
+    elif kind == "Webhook":
+        value = _webhook(r, name or "", spec)
     else:
         r.only(spec, ("stages",), "spec")
         stages = spec.get("stages")
@@ -359,7 +413,7 @@ def parse_document(
 def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentType:
     r.only(
         spec,
-        ("runtime", "bindings", "core", "ttl", "ephemeral", "description", "attestation"),
+        ("runtime", "bindings", "core", "ttl", "ephemeral", "description", "attestation", "drift"),
         "spec",
     )
     runtime = r.text(spec, "runtime", "spec") or "local"
@@ -412,6 +466,14 @@ def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> Environ
             f"'attestation' must be one of {', '.join(ATTESTATION)}, not {attestation!r}: "
             "'required' resolves only builds a trusted key attested, 'optional' any build.",
         )
+    drift = r.mapping(spec, "drift", "spec")
+    r.only(drift, ("every",), "spec.drift")
+    drift_every: int | None = None
+    if drift.get("every") is not None:
+        try:
+            drift_every = parse_duration(str(drift["every"]))
+        except ValueError as exc:  # minutes at least: the duration forms have no seconds
+            r.bad("spec.drift.every", "Invalid duration", str(exc))
     return EnvironmentType(
         name,
         runtime,
@@ -422,6 +484,7 @@ def _environment_type(r: _Reader, name: str, spec: Mapping[str, Any]) -> Environ
         bool(ephemeral),
         str(spec.get("description") or ""),
         attestation if attestation in ATTESTATION else "required",
+        drift_every,
     )
 
 
@@ -468,6 +531,83 @@ def _policy(r: _Reader, name: str, spec: Mapping[str, Any]) -> Policy:
             "A policy needs 'modules' (paths of .rego files beside this document) or inline 'rego'.",
         )
     return Policy(name, layer, tuple(stages), sources, target, str(spec.get("description") or ""))
+
+
+def _webhook(r: _Reader, name: str, spec: Mapping[str, Any]) -> Webhook:
+    allowed = ("url", "events", "secret_env", "filters", "expiring_before", "description")
+    if "secret" in spec:
+        r.bad(
+            "spec.secret",
+            "Secret in a document",
+            "A webhook's secret is never written in a platform document: put it in an "
+            "environment variable of the server and name that variable in 'secret_env'.",
+        )
+    r.only({k: v for k, v in spec.items() if k != "secret"}, allowed, "spec")
+    url = r.text(spec, "url", "spec", required=True) or ""
+    if url and not URL.match(url):
+        r.bad(
+            "spec.url",
+            "Invalid URL",
+            "'url' must be an http:// or https:// URL with a host and no user or password "
+            "in it (the receiver authenticates the signature made with 'secret_env').",
+        )
+    events: list[str] = []
+    raw = spec.get("events")
+    if not isinstance(raw, list) or not raw or not all(isinstance(e, str) for e in raw):
+        r.bad(
+            "spec.events",
+            "Invalid value",
+            f"'events' must list event types ({', '.join(EVENT_TYPES)}) or '*' for all.",
+        )
+    else:
+        for i, e in enumerate(raw):
+            if e != "*" and e not in EVENT_TYPES:
+                r.bad(
+                    f"spec.events[{i}]",
+                    "Unknown event type",
+                    f"'{e}' is not an event type; use one of {', '.join(EVENT_TYPES)} or '*'.",
+                )
+        events = list(dict.fromkeys(raw))
+    secret_env = r.text(spec, "secret_env", "spec", required=True) or ""
+    if secret_env and not ENV_VAR.match(secret_env):
+        r.bad(
+            "spec.secret_env",
+            "Invalid variable name",
+            "'secret_env' names an environment variable of the server (letters, digits and "
+            "'_', not starting with a digit), never the secret itself.",
+        )
+    filters = r.mapping(spec, "filters", "spec")
+    r.only(filters, ("env_types", "teams", "envs"), "spec.filters")
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ("env_types", "teams", "envs"):
+        value = filters.get(key, [])
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and NAME.match(v) for v in value
+        ):
+            r.bad(
+                f"spec.filters.{key}",
+                "Invalid value",
+                f"'{key}' must be a list of names (lower-case letters, digits and '-').",
+            )
+            value = []
+        lists[key] = tuple(value)
+    before: int | None = None
+    if spec.get("expiring_before") is not None:
+        try:
+            before = parse_duration(str(spec["expiring_before"]))
+        except ValueError as exc:
+            r.bad("spec.expiring_before", "Invalid duration", str(exc))
+    return Webhook(
+        name,
+        url,
+        tuple(events),
+        secret_env,
+        lists["env_types"],
+        lists["teams"],
+        lists["envs"],
+        before,
+        str(spec.get("description") or ""),
+    )
 
 
 def _environment(r: _Reader, name: str, spec: Mapping[str, Any]) -> EnvironmentDecl:

@@ -5,7 +5,7 @@ An EnvironmentType sets ``drift: {every: 6h}``; the workers' ticker (``ops.ticke
 that, as the platform itself (``ACTOR``: like the TTL reaper, it needs no user's grant). Each
 scan, scheduled or asked for with ``stackyard drift``, leaves a row in ``drift_scans`` with
 what it found (the masked JSON of its findings), and publishes ``drift.found`` when it found
-drift. The history itself is ``environments.driftlog``.
+drift. The history itself is ``state.driftlog``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from stackyard.environments.driftlog import Scan, last, record
 from stackyard.ops import ticker
+from stackyard.state.driftlog import Scan, last, record
 
 if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
@@ -67,7 +67,6 @@ def scan_due(ws: Workspace, *, now: float | None = None) -> list[Scan]:
             done.append(
                 record(
                     ws.store,
-                    None,
                     env=name,
                     trigger="schedule",
                     actor=ACTOR,
@@ -75,7 +74,7 @@ def scan_due(ws: Workspace, *, now: float | None = None) -> list[Scan]:
                 )
             )
             continue
-        done.append(record(ws.store, found, env=name, trigger="schedule", actor=ACTOR))
+        done.append(drift.remember(ws, found, trigger="schedule", actor=ACTOR))
         drift.announce(ws, found, actor=ACTOR)
     return done
 

@@ -9,6 +9,7 @@ Types (``TYPES``) are dotted, past tense or state: ``deployment.started``,
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,25 +17,31 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from stackyard.state.tables import platform_events
+from stackyard.model.platform import EVENT_TYPES
+from stackyard.state.tables import ops_marks, platform_events, upsert
 
 if TYPE_CHECKING:
+    from stackyard.model.environment import Deployment, Environment
     from stackyard.state.sql import SqlStateStore
 
-__all__ = ["TYPES", "Event", "latest_seq", "publish", "read"]
+__all__ = [
+    "TYPES",
+    "Event",
+    "about",
+    "announce_expired",
+    "latest_seq",
+    "notify",
+    "notify_deployment",
+    "once",
+    "publish",
+    "read",
+]
 
-TYPES: tuple[str, ...] = (
-    "deployment.started",
-    "deployment.succeeded",
-    "deployment.failed",
-    "approval.requested",
-    "approval.decided",
-    "environment.expiring",
-    "environment.expired",
-    "environment.destroyed",
-    "drift.found",
-    "component.deprecated",
-)
+log = logging.getLogger("stackyard.ops")
+
+#: The event types, in the order the docs list them (the platform documents' own list: a
+#: ``Webhook`` subscribes to them).
+TYPES: tuple[str, ...] = EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,98 @@ def publish(
         )
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
+
+
+def notify(
+    store: SqlStateStore,
+    type: str,
+    subject: str,
+    *,
+    env: str | None = None,
+    env_type: str | None = None,
+    team: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> int | None:
+    """``publish`` for the service layer: an event that cannot be written is logged and
+    dropped, never failing the operation it tells of; its ``seq``, or None."""
+    try:
+        return publish(store, type, subject, env=env, env_type=env_type, team=team, data=data)
+    except Exception as exc:
+        log.warning(
+            "the platform event %s (%s) was not recorded: %s",
+            type,
+            subject[:200],
+            type_name(exc),
+        )
+        return None
+
+
+def about(env: Environment) -> dict[str, Any]:
+    """The ``env``, ``env_type`` and ``team`` (its owner) of an event about ``env``."""
+    return {"env": env.name, "env_type": env.type, "team": env.owner}
+
+
+def notify_deployment(
+    store: SqlStateStore,
+    type: str,
+    env: Environment,
+    dep: Deployment,
+    **extra: Any,
+) -> int | None:
+    """``notify`` of a ``deployment.*`` or ``approval.*`` event: the deployment's id, kind,
+    release, workloads, actor and outcome (its error's first line when it failed)."""
+    data: dict[str, Any] = {
+        "deployment": dep.id,
+        "kind": dep.kind,
+        "release": dep.release_id,
+        "workloads": list(dep.workloads),
+        "actor": dep.actor,
+        "status": str(dep.status),
+    }
+    if dep.error:
+        data["error"] = dep.error.splitlines()[0][:300]
+    data.update(extra)
+    return notify(store, type, f"deployment {dep.id}", **about(env), data=data)
+
+
+def once(store: SqlStateStore, key: str, value: Mapping[str, Any] | None = None) -> bool:
+    """Set the mark ``key`` (``ops_marks``) unless it is set; True for the one caller that
+    set it (across processes too: the key is the table's primary key)."""
+    with store.writing() as conn:
+        inserted = conn.execute(
+            upsert(conn, ops_marks)
+            .values(key=key[:300], at=time.time(), value=dict(value or {}))
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(ops_marks.c.key)  # an INSERT's rowcount is -1 on psycopg
+        ).first()
+        return inserted is not None
+
+
+def announce_expired(store: SqlStateStore, env: Environment) -> int | None:
+    """Publish ``environment.expired`` for ``env`` once per expiry (the mark
+    ``expired:<env>:<expires_at>``): whoever sees it first, the reaper or the expiry step.
+    Never raises."""
+    if env.expires_at is None:
+        return None
+    try:
+        if not once(store, f"expired:{env.name}:{env.expires_at:.3f}"):
+            return None
+    except Exception as exc:
+        log.warning("the expiry of %s was not announced: %s", env.name, type_name(exc))
+        return None
+    return notify(
+        store,
+        "environment.expired",
+        f"environment {env.name}",
+        **about(env),
+        data={"expires_at": env.expires_at, "status": str(env.status)},
+    )
+
+
+def type_name(exc: BaseException) -> str:
+    """An exception's class and first line (no values of the statement it ran)."""
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def read(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from stackyard.state.tables import ops_marks
+from stackyard.state.tables import ops_marks, upsert
 
 if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
@@ -70,6 +70,8 @@ def _load_builtin() -> None:
 #: Modules whose import registers their steps.
 _BUILTIN: tuple[str, ...] = (
     "stackyard.ops.webhooks",
+    "stackyard.ops.driftscan",
+    "stackyard.ops.expiry",
     "stackyard.ops.slo",
 )
 
@@ -89,11 +91,14 @@ def claim_turn(
         ).rowcount
         if won:
             return True
-        exists = conn.execute(sa.select(ops_marks.c.key).where(ops_marks.c.key == key)).first()
-        if exists is not None:
-            return False
-        conn.execute(sa.insert(ops_marks).values(key=key, at=now, value={}))
-        return True
+        # The first turn: whoever inserts the row wins it (two first callers race here).
+        inserted = conn.execute(
+            upsert(conn, ops_marks)
+            .values(key=key, at=now, value={})
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(ops_marks.c.key)  # an INSERT's rowcount is -1 on psycopg
+        ).first()
+        return inserted is not None
 
 
 def run_due(ws: Workspace, *, only: set[str] | None = None) -> list[str]:

@@ -270,14 +270,17 @@ def _adoption(ws: Workspace, name: str | None = None) -> list[dict[str, Any]] | 
     """Who runs which version (``adoption.adoption``), as rows of component, version, how it
     stands and where it runs; None when the caller may not see it (no organisation ``view``)."""
     from stackyard.environments.adoption import adoption
+    from stackyard.ops.slo import missed
 
     try:
         report = adoption(ws, name)
     except PermissionDeniedError:
         return None
+    misses = {(s.component, s.env, s.target) for found in missed(ws).values() for s in found}
     return [
         {
             **v.to_json(),
+            "slo_missed_in": sorted({u.env for u in v.uses if (c.name, u.env, u.uid) in misses}),
             "where": sorted(
                 {(u.env, w) for u in v.uses for w in u.workloads}
                 | {(u.env, "") for u in v.uses if not u.workloads}

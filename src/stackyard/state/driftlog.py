@@ -14,11 +14,9 @@ import sqlalchemy as sa
 from stackyard.state.tables import drift_scans
 
 if TYPE_CHECKING:
-    from stackyard.environments.drift import EnvDrift
-    from stackyard.environments.workspace import Workspace
     from stackyard.state.sql import SqlStateStore
 
-__all__ = ["KEEP", "Scan", "history", "last", "record", "scans"]
+__all__ = ["KEEP", "Scan", "history", "last", "record"]
 
 #: Scans kept per environment (older ones are dropped when a new one is recorded).
 KEEP = 200
@@ -58,24 +56,26 @@ class Scan:
 
 def record(
     store: SqlStateStore,
-    found: EnvDrift | None,
     *,
     env: str,
     trigger: str,
     actor: str,
+    resources: int = 0,
+    drifted: int = 0,
+    findings: list[dict[str, Any]] | None = None,
     error: str | None = None,
     at: float | None = None,
 ) -> Scan:
-    """Record one scan (``found`` None when it failed: ``error`` says why)."""
+    """Record one scan: its counts and masked findings, or the ``error`` it failed with."""
     scan = Scan(
         id=f"ds-{secrets.token_hex(6)}",
         env=env,
         at=time.time() if at is None else at,
         trigger=trigger,
         actor=actor,
-        resources=found.resources if found is not None else 0,
-        drifted=found.drifted if found is not None else 0,
-        findings=[f.to_json() for f in found.findings] if found is not None else [],
+        resources=resources,
+        drifted=drifted,
+        findings=list(findings or []),
         error=error,
     )
     with store.writing() as conn:
@@ -136,12 +136,3 @@ def last(store: SqlStateStore, env: str) -> Scan | None:
     """``env``'s newest scan, or None."""
     found = history(store, env, limit=1)
     return found[0] if found else None
-
-
-def scans(ws: Workspace, env: str, *, limit: int = 20) -> list[Scan]:
-    """``env``'s scans, newest first (``view`` on it)."""
-    from stackyard.policy.rbac import Action
-
-    ws.environment(env)
-    ws.access.authorize(Action.VIEW, env=env)
-    return history(ws.store, env, limit=limit)
