@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ _ENV_VARS = {
     "oidc_user_claim": "STACKYARD_OIDC_USER_CLAIM",
     "oidc_groups_claim": "STACKYARD_OIDC_GROUPS_CLAIM",
     "oidc_teams": "STACKYARD_OIDC_TEAMS",
+    "oidc_client_id": "STACKYARD_OIDC_CLIENT_ID",
+    "oidc_redirect_url": "STACKYARD_OIDC_REDIRECT_URL",
+    "oidc_scopes": "STACKYARD_OIDC_SCOPES",
     "token_max_ttl": "STACKYARD_TOKEN_MAX_TTL",
 }
 
@@ -44,6 +47,8 @@ DEFAULT_POLICY_MEMORY_MB = 1024
 DEFAULT_TOKEN_MAX_TTL_S = 365 * 86400.0
 #: The OIDC claim listing a caller's groups (groups map to teams).
 DEFAULT_OIDC_GROUPS_CLAIM = "groups"
+#: The portal's OIDC client secret: read from the environment only (never ``config.yaml``).
+OIDC_CLIENT_SECRET_VAR = "STACKYARD_OIDC_CLIENT_SECRET"  # noqa: S105 (a variable name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,10 @@ class Settings:
     ``oidc_*`` configure the OIDC issuer the server accepts tokens from (docs/identity.md):
     its ``issuer``, accepted ``audience`` values, ``jwks`` (a URL or a file), the claim naming
     the user (None: ``preferred_username``, else ``sub``), the claim listing groups and an
-    optional group-to-team map (empty: a group is the team of that name).
+    optional group-to-team map (empty: a group is the team of that name). The portal's
+    sign-in (authorization code + PKCE) is on when ``oidc_client_id`` is set:
+    ``oidc_client_secret`` (environment only; None: a public client), ``oidc_redirect_url``
+    (None: derived from the request) and ``oidc_scopes`` beyond ``openid profile email``.
     ``token_max_ttl_s`` is the longest lifetime an API token may be given.
     """
 
@@ -88,6 +96,10 @@ class Settings:
     oidc_user_claim: str | None = None
     oidc_groups_claim: str = DEFAULT_OIDC_GROUPS_CLAIM
     oidc_teams: tuple[tuple[str, str], ...] = ()
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_redirect_url: str | None = None
+    oidc_scopes: tuple[str, ...] = ()
     token_max_ttl_s: float = DEFAULT_TOKEN_MAX_TTL_S
 
     @classmethod
@@ -124,6 +136,9 @@ class Settings:
             "oidc_user_claim": None,
             "oidc_groups_claim": None,
             "oidc_teams": None,
+            "oidc_client_id": None,
+            "oidc_redirect_url": None,
+            "oidc_scopes": None,
             "token_max_ttl": None,
         }
         if isinstance(file.get("oidc_teams"), dict):  # a mapping in config.yaml
@@ -154,6 +169,10 @@ class Settings:
             oidc_user_claim=values["oidc_user_claim"] or None,
             oidc_groups_claim=values["oidc_groups_claim"] or DEFAULT_OIDC_GROUPS_CLAIM,
             oidc_teams=_pairs(values["oidc_teams"], "oidc_teams"),
+            oidc_client_id=values["oidc_client_id"] or None,
+            oidc_client_secret=env.get(OIDC_CLIENT_SECRET_VAR) or None,
+            oidc_redirect_url=values["oidc_redirect_url"] or None,
+            oidc_scopes=tuple(w for s in _words(values["oidc_scopes"]) for w in s.split()),
             token_max_ttl_s=parse_ttl(values["token_max_ttl"], "token_max_ttl")
             if values["token_max_ttl"]
             else DEFAULT_TOKEN_MAX_TTL_S,

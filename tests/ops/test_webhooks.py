@@ -438,6 +438,53 @@ def test_the_cli_lists_redelivers_and_never_shows_the_secret(
         assert bad.returncode == 2 and "Unknown delivery status" in bad.stderr
 
 
+def test_the_api_lists_and_redelivers_for_platform_engineers_only(
+    site: Callable[..., Any], tmp_path: Path
+) -> None:
+    import sys
+
+    import httpx
+
+    from stackyard.identity import tokens
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
+    from _apisupport import serving
+
+    ws = site()
+    with receiving() as recv:
+        apply(ws, tmp_path / "platform", platform_yaml(webhook_doc("all", recv.url)))
+        events.publish(ws.store, "drift.found", "environment x", env="x")
+        ticker.run_due(ws, only=STEPS)
+        admin = tokens.create(ws, user=ws.access.actor, ttl="1d").token
+        bob = tokens.create(ws, user="bob", ttl="1d").token
+        with serving(ws.settings, worker=False) as (url, logs):
+
+            def client(token: str) -> httpx.Client:
+                auth = {"Authorization": f"Bearer {token}"}
+                return httpx.Client(base_url=url, headers=auth, timeout=60)
+
+            with client(admin) as c:
+                listed = c.get("/api/v1/webhooks").json()["items"]
+                assert [w["name"] for w in listed] == ["all"]
+                found = c.get("/api/v1/webhooks/deliveries", params={"status": "delivered"})
+                assert found.status_code == 200, found.text
+                [d] = found.json()["items"]
+                assert d["webhook"] == "all" and d["response_code"] == 200
+                again = c.post(f"/api/v1/webhooks/deliveries/{d['id']}/redeliver")
+                assert again.status_code == 200 and again.json()["status"] == "pending"
+                missing = c.post("/api/v1/webhooks/deliveries/wd_nope/redeliver")
+                assert missing.status_code in (400, 404, 422), missing.text
+                bad = c.get("/api/v1/webhooks/deliveries", params={"status": "lost"})
+                assert bad.status_code == 422
+            with client(bob) as c:
+                assert c.get("/api/v1/webhooks/deliveries").status_code == 403
+                refused = c.post(f"/api/v1/webhooks/deliveries/{d['id']}/redeliver")
+                assert refused.status_code == 403
+            assert SECRET not in logs.text()
+        ticker.run_due(ws, only=STEPS)
+        assert len(recv.requests) == 2
+
+
 def test_one_worker_wins_a_turn_and_a_delivery_on_postgresql(
     pg_databases: Callable[[], str], tmp_path: Path
 ) -> None:

@@ -236,7 +236,6 @@ def test_bad_token_is_refused(twin: Twin) -> None:
         ("worker",),
         ("daemon",),
         ("state", "list", "dev"),
-        ("env", "repair", "dev"),
         ("token", "create", "--user", "x"),
         ("remove", "app", "--env", "dev", "--yes"),
         ("component", "build", "."),

@@ -2,20 +2,21 @@
 ``_images.app_image``) deployed into an environment of the example platform's ``containers``
 type, with all five resources of its local cloud: it connects to PostgreSQL, Redis, RabbitMQ,
 MariaDB and S3 with its injected credentials (through the environment's relay: every one of
-those servers listens on 127.0.0.1) and reports each as working, reached through its published
-port. The destroy leaves nothing in podman.
+those servers listens on 127.0.0.1) and reports each as working. The app also asks for ``dns``
+(a ``*.localhost`` host name) and a ``route`` on it, and the test reaches it the way curl
+does, through the environment's Caddy proxy on 127.0.0.1 with that host name. A read-only
+volume is mounted read-only. The destroy leaves nothing in podman.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _ctrsupport import open_ws, podman_leftovers, write_score
 from _images import app_image, podman
@@ -75,7 +76,9 @@ def full_env(library_home: Path, tmp_path: Path, sweeper: Any) -> Iterator[str]:
                 lifecycle.destroy(ws, env)
 
 
-def test_an_app_in_a_container_reaches_all_five_resources(full_env: str, tmp_path: Path) -> None:
+def test_an_app_in_a_container_reaches_all_five_resources_through_its_route(
+    full_env: str, tmp_path: Path
+) -> None:
     from stackyard.environments import lifecycle
     from stackyard.environments.deploy import deploy_files
 
@@ -94,6 +97,7 @@ def test_an_app_in_a_container_reaches_all_five_resources(full_env: str, tmp_pat
                     }
                 ],
                 "variables": _variables(),
+                "volumes": [{"source": "${resources.data}", "target": "/data", "readOnly": True}],
                 "readinessProbe": {"httpGet": {"port": 8080, "path": "/healthz"}},
             }
         },
@@ -104,24 +108,56 @@ def test_an_app_in_a_container_reaches_all_five_resources(full_env: str, tmp_pat
             "queue": {"type": "amqp"},
             "sql": {"type": "mysql"},
             "bucket": {"type": "s3"},
+            "data": {"type": "volume"},
+            "dns": {"type": "dns"},
+            "route": {
+                "type": "route",
+                "params": {"host": "${resources.dns.host}", "path": "/", "port": 80},
+            },
         },
     )
     with open_ws() as ws:
         result = deploy_files(ws, [score], full_env, confirm=lambda _p: True)
         assert result.workloads["clients"].state == "ready"
-        endpoint = ws.runtime(full_env).status("clients").endpoints["web"]
-        with urllib.request.urlopen(f"{endpoint}/", timeout=120) as resp:
-            report = json.loads(resp.read())
+        records = ws.records.instances(full_env).values()
+        (dns,) = [r for r in records if r.component.startswith("dns-localhost@")]
+        (route,) = [r for r in records if r.component.startswith("route-proxy@")]
+        (proxy,) = [r for r in records if r.component.startswith("proxy-server@")]
+        host, proxy_port = str(dns.outputs["host"]), int(proxy.outputs["port"])
+        assert host.endswith(".localhost") and route.outputs["host"] == host
+        assert route.outputs["url"] == f"http://{host}:{proxy_port}/"
+        # What 'curl --resolve <host>:<port>:127.0.0.1 <url>' does: the proxy on loopback,
+        # the route's host name in the Host header; Caddy forwards to the published port.
+        reply = httpx.get(
+            f"http://127.0.0.1:{proxy_port}/", headers={"Host": host}, timeout=120, trust_env=False
+        )
+        assert reply.status_code == 200, reply.text
+        report = reply.json()
         assert report == dict.fromkeys(("postgres", "redis", "amqp", "mysql", "s3"), "ok"), report
-        # Every server listens on 127.0.0.1: the container got the relay's address instead.
+        # Another host name is not routed to the app.
+        other = httpx.get(
+            f"http://127.0.0.1:{proxy_port}/healthz",
+            headers={"Host": f"nobody-{host}"},
+            timeout=30,
+            trust_env=False,
+        )
+        assert other.status_code == 404, other.text
         runtime = ws.runtime(full_env)
         name = runtime.names_of.container("clients", "main")
-        hosts = subprocess.run(
-            [podman(), "exec", name, "sh", "-c", "echo $PG_HOST $MYSQL_HOST $S3_ENDPOINT"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+
+        def in_container(script: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [podman(), "exec", name, "sh", "-c", script],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        # Every server listens on 127.0.0.1: the container got the relay's address instead.
+        hosts = in_container("echo $PG_HOST $MYSQL_HOST $S3_ENDPOINT").stdout
         assert "127.0.0.1" not in hosts and hosts.split()[0] == hosts.split()[1], hosts
+        # The volume is mounted read-only.
+        written = in_container("touch /data/probe")
+        assert written.returncode != 0 and "Read-only" in written.stderr, written
         lifecycle.destroy(ws, full_env)
     assert podman_leftovers(full_env) == [], "destroy leaves no container, network or volume"

@@ -59,6 +59,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
     """The API server for ``settings`` (the server's own home or shared store)."""
     from stackyard.api.routes import (
         components,
+        day2,
         delivery,
         environments,
         governance,
@@ -66,6 +67,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
         integrations,
         jobs,
         metrics,
+        ops,
     )
 
     yard = Yard(settings, config or ApiConfig())
@@ -99,6 +101,8 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
         jobs,
         metrics,
         integrations,
+        day2,
+        ops,
     ):
         app.include_router(module.router)
 

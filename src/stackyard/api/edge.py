@@ -134,8 +134,9 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-#: Bearer credentials and stackyard tokens, wherever they appear in a log line.
-_SECRETS = re.compile(r"(?i)(bearer\s+)\S+|\bsy_[A-Za-z0-9_\-.]+|(token=)[^&\s\"]+")
+#: Bearer credentials and stackyard tokens, wherever they appear in a log line, and OAuth
+#: authorization codes (the portal's OIDC callback URL carries one).
+_SECRETS = re.compile(r"(?i)(bearer\s+)\S+|\bsy_[A-Za-z0-9_\-.]+|(token=|\bcode=)[^&\s\"]+")
 
 
 def scrub(text: str) -> str:

@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from stackyard.engine.plan import Plan
     from stackyard.environments.cost import CostReport
     from stackyard.environments.deploy import DeployResult
+    from stackyard.environments.drift import Adopted, DriftReport
     from stackyard.environments.grants import Change as GrantChange
     from stackyard.environments.grants import Grant, Grants
     from stackyard.environments.lifecycle import DestroyResult
     from stackyard.environments.platform import Change
     from stackyard.environments.promotion import Release
+    from stackyard.environments.upgrade import Campaign
     from stackyard.environments.views import (
         DeploymentView,
         Environments,
@@ -33,12 +35,17 @@ if TYPE_CHECKING:
         Policies,
         ReleaseView,
     )
+    from stackyard.integrations.backstage import Export
     from stackyard.model.environment import Deployment, Environment
+    from stackyard.ops.slo import SloSummary
     from stackyard.policy.audit import AuditEvent, Verification
+    from stackyard.state.driftlog import Scan
 
 Progress = Callable[[str], None]
 #: Asked with the plan before an apply (renders it, then confirms); True goes on.
 AskPlan = Callable[["Plan"], bool]
+#: Asked with an upgrade campaign's plans before it applies (renders, then confirms).
+AskCampaign = Callable[["Campaign"], bool]
 #: Asked a yes/no question; True goes on.
 Ask = Callable[[str], bool]
 
@@ -183,6 +190,60 @@ class Backend(Protocol):
         self, directory: Path, *, ask: Ask, show: Callable[[list[Change]], None] | None
     ) -> dict[str, Any]:
         """As ``LocalBackend.platform_apply``."""
+
+    # day 2
+    def drift(
+        self,
+        envs: list[str] | None,
+        *,
+        fix: bool,
+        parallelism: int,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> DriftReport:
+        """As ``LocalBackend.drift``."""
+
+    def drift_history(self, envs: list[str] | None, *, limit: int) -> dict[str, list[Scan]]:
+        """As ``LocalBackend.drift_history``."""
+
+    def adopt(
+        self, env: str, address: str, *, lock_timeout: str | None, progress: Progress
+    ) -> Adopted:
+        """As ``LocalBackend.adopt``."""
+
+    def forget(self, env: str, addresses: list[str], *, lock_timeout: str | None) -> int:
+        """As ``LocalBackend.forget``."""
+
+    def env_repair(
+        self, name: str, *, lock_timeout: str | None, progress: Progress
+    ) -> DeployResult:
+        """As ``LocalBackend.env_repair``."""
+
+    def upgrade(
+        self,
+        component: str,
+        to: str,
+        *,
+        envs: list[str],
+        env_types: list[str],
+        plan_only: bool,
+        confirm: AskCampaign | None,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> Campaign:
+        """As ``LocalBackend.upgrade``."""
+
+    def slo(self, *, env: str | None, component: str | None, window: str) -> list[SloSummary]:
+        """As ``LocalBackend.slo``."""
+
+    def slo_probe(self, env: str | None) -> int:
+        """As ``LocalBackend.slo_probe``."""
+
+    def adoption(self, name: str | None) -> dict[str, Any]:
+        """As ``LocalBackend.adoption``."""
+
+    def catalog_export(self, env: str | None) -> Export:
+        """As ``LocalBackend.catalog_export``."""
 
 
 def backend() -> Backend:
@@ -499,6 +560,120 @@ class LocalBackend:
 
         with workspace() as ws:
             return plat.apply_dir(ws.platform, ws.access, directory, confirm=ask, show=show)
+
+    # -- day 2 -------------------------------------------------------------------------------
+
+    def drift(
+        self,
+        envs: list[str] | None,
+        *,
+        fix: bool,
+        parallelism: int,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> DriftReport:
+        """Scan ``envs`` (None: every one the actor may view); with ``fix``, repair what
+        drifted through the governed road and scan again."""
+        from stackyard.environments import drift as service
+
+        with workspace(lock_timeout=lock_timeout) as ws:
+            if fix:
+                return service.fix(ws, envs, parallelism=parallelism, progress=progress)
+            return service.scan(ws, envs, parallelism=parallelism)
+
+    def drift_history(self, envs: list[str] | None, *, limit: int) -> dict[str, list[Scan]]:
+        """Each environment's past scans (None: every live one the actor may view)."""
+        from stackyard.environments.drift import history
+        from stackyard.environments.views import environments
+
+        with workspace() as ws:
+            names = envs
+            if names is None:
+                names = [e.name for e in environments(ws).environments if e.status.is_live]
+            return {name: history(ws, name, limit=limit) for name in names}
+
+    def adopt(
+        self, env: str, address: str, *, lock_timeout: str | None, progress: Progress
+    ) -> Adopted:
+        """Record an object whose record was lost."""
+        from stackyard.environments import drift as service
+
+        with workspace(lock_timeout=lock_timeout) as ws:
+            return service.adopt(ws, env, address, progress=progress)
+
+    def forget(self, env: str, addresses: list[str], *, lock_timeout: str | None) -> int:
+        """Drop records without touching the objects: the state's new serial."""
+        from stackyard.environments import drift as service
+
+        with workspace(lock_timeout=lock_timeout) as ws:
+            return service.forget(ws, env, addresses)
+
+    def env_repair(
+        self, name: str, *, lock_timeout: str | None, progress: Progress
+    ) -> DeployResult:
+        """Restart stopped servers and workloads and re-make what they lost."""
+        from stackyard.environments.repair import repair
+
+        with workspace(lock_timeout=lock_timeout) as ws:
+            return repair(ws, name, progress=progress)
+
+    def upgrade(
+        self,
+        component: str,
+        to: str,
+        *,
+        envs: list[str],
+        env_types: list[str],
+        plan_only: bool,
+        confirm: AskCampaign | None,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> Campaign:
+        """Move every instance of ``component`` to the newest build in ``to``."""
+        from stackyard.environments import upgrade as service
+
+        with workspace(lock_timeout=lock_timeout) as ws:
+            return service.upgrade(
+                ws,
+                component,
+                to,
+                envs=envs,
+                env_types=env_types,
+                plan_only=plan_only,
+                confirm=confirm,
+                progress=progress,
+            )
+
+    def slo(self, *, env: str | None, component: str | None, window: str) -> list[SloSummary]:
+        """Availability against the objective over ``window``."""
+        from stackyard.ops.slo import summaries
+        from stackyard.settings import parse_ttl
+
+        window_s = parse_ttl(window, "--window")
+        with workspace() as ws:
+            return summaries(ws, env=env, component=component, window_s=window_s)
+
+    def slo_probe(self, env: str | None) -> int:
+        """Probe now: the count of observations recorded."""
+        from stackyard.ops.slo import observe
+
+        with workspace() as ws:
+            return observe(ws, env)
+
+    def adoption(self, name: str | None) -> dict[str, Any]:
+        """Who runs which component versions, with the SLO misses."""
+        from stackyard.environments.adoption import adoption
+        from stackyard.ops.slo import flag_adoption
+
+        with workspace() as ws:
+            return flag_adoption(ws, adoption(ws, name).to_json())
+
+    def catalog_export(self, env: str | None) -> Export:
+        """The catalog as Backstage entities."""
+        from stackyard.integrations import backstage
+
+        with workspace() as ws:
+            return backstage.export(ws, env=env)
 
 
 def ttl_seconds(text: str | None) -> int | None:

@@ -50,24 +50,9 @@ def adoption_cmd(
 ) -> None:
     """For each component version: the environments and workloads that run it, how far it is
     behind, and the deprecated versions still in use with their owners."""
-    from stackyard.cli.remote import target
+    from stackyard.cli.backend import backend
 
-    server = target()
-    if server is not None:
-        from stackyard.cli.remote_client import Client
-
-        client = Client(server)
-        try:
-            data: dict[str, Any] = dict(client.get("/api/v1/catalog/adoption", name=name))
-        finally:
-            client.close()
-    else:
-        from stackyard.cli.common import workspace
-        from stackyard.environments.adoption import adoption
-        from stackyard.ops.slo import flag_adoption
-
-        with workspace() as ws:
-            data = flag_adoption(ws, adoption(ws, name).to_json())
+    data: dict[str, Any] = backend().adoption(name)
     if output is OutputFormat.JSON:
         print_json(data)
         return
@@ -93,11 +78,10 @@ def export_cmd(
     """Export the catalog as Backstage entities: a Group per team, a System per environment, a
     Resource per component instance and a Component per workload, in one multi-document
     catalog-info.yaml. Never an output or a parameter of an instance (docs/backstage.md)."""
-    from stackyard.cli.common import workspace
+    from stackyard.cli.backend import backend
     from stackyard.integrations import backstage
 
-    with workspace() as ws:
-        done = backstage.export(ws, env=env)
+    done = backend().catalog_export(env)
     if to is None:
         if output is OutputFormat.JSON:
             print_json(done.to_json())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when, workspace
+from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import DriftFoundError, InvalidInputError
 
@@ -53,10 +53,8 @@ def drift(
     Exit status 0 when nothing drifted, 11 when a finding was printed (after --fix: when
     drift remains). Sensitive values are never shown.
     """
-    from stackyard.cli.remote import refuse
-    from stackyard.environments import drift as service
+    from stackyard.cli.backend import backend
 
-    refuse("drift")
     if bool(env) == all_envs:
         raise InvalidInputError(
             "Name the environments to scan, or --all",
@@ -69,12 +67,14 @@ def drift(
             )
         _history(env, all_envs, limit, output)
         return
-    with workspace(lock_timeout=lock_timeout) as ws:
-        names = None if all_envs else list(dict.fromkeys(env))
-        if fix:
-            report = service.fix(ws, names, parallelism=parallelism, progress=progress(output))
-        else:
-            report = service.scan(ws, names, parallelism=parallelism)
+    names = None if all_envs else list(dict.fromkeys(env))
+    report = backend().drift(
+        names,
+        fix=fix,
+        parallelism=parallelism,
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     if output is OutputFormat.JSON:
         print_json(report.to_json())
     else:
@@ -84,16 +84,10 @@ def drift(
 
 
 def _history(env: list[str], all_envs: bool, limit: int, output: OutputFormat) -> None:
-    from stackyard.environments.drift import history
-    from stackyard.environments.views import environments
+    from stackyard.cli.backend import backend
 
-    with workspace() as ws:
-        names = (
-            [e.name for e in environments(ws).environments if e.status.is_live]
-            if all_envs
-            else list(dict.fromkeys(env))
-        )
-        found = {name: history(ws, name, limit=limit) for name in names}
+    names = None if all_envs else list(dict.fromkeys(env))
+    found = backend().drift_history(names, limit=limit)
     if output is OutputFormat.JSON:
         print_json({name: [s.to_json() for s in scans] for name, scans in found.items()})
         return
@@ -152,12 +146,9 @@ def adopt(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Record an object whose record was lost: only at its deterministic name, with our label."""
-    from stackyard.cli.remote import refuse
-    from stackyard.environments import drift as service
+    from stackyard.cli.backend import backend
 
-    refuse("adopt")
-    with workspace(lock_timeout=lock_timeout) as ws:
-        adopted = service.adopt(ws, env, address, progress=progress(output))
+    adopted = backend().adopt(env, address, lock_timeout=lock_timeout, progress=progress(output))
     if output is OutputFormat.JSON:
         print_json(adopted.to_json())
         return
@@ -175,19 +166,16 @@ def forget(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Drop records without touching the objects (admin only, audited)."""
-    from stackyard.cli.remote import refuse
-    from stackyard.environments import drift as service
+    from stackyard.cli.backend import backend
     from stackyard.errors import CancelledError
 
-    refuse("forget")
     question = (
         f"Forget {len(addresses)} record(s) in '{env}'? The objects stay; "
         "stackyard stops managing them."
     )
     if not confirm(question, yes=yes):
         raise CancelledError("Cancelled: nothing was changed")
-    with workspace(lock_timeout=lock_timeout) as ws:
-        serial = service.forget(ws, env, addresses)
+    serial = backend().forget(env, list(addresses), lock_timeout=lock_timeout)
     if output is OutputFormat.JSON:
         print_json({"env": env, "forgotten": sorted(set(addresses)), "serial": serial})
         return

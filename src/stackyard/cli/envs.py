@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stackyard.cli.backend import backend
-from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when, workspace
+from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, when
 from stackyard.cli.output import OutputFormat, print_json, stdout
 from stackyard.errors import ApplyFailedError, InvalidInputError
 from stackyard.model.platform import format_duration, parse_duration
@@ -178,12 +178,9 @@ def repair(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Restart stopped servers and workloads, and re-make what they lost (no files needed)."""
-    from stackyard.cli.remote import refuse
-    from stackyard.environments.repair import repair as repair_env
+    from stackyard.cli.backend import backend
 
-    refuse("env repair")
-    with workspace(lock_timeout=lock_timeout) as ws:
-        result = repair_env(ws, name, progress=progress(output))
+    result = backend().env_repair(name, lock_timeout=lock_timeout, progress=progress(output))
     if output is OutputFormat.JSON:
         print_json(result.to_json())
         return

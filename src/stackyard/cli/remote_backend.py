@@ -17,19 +17,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
-from stackyard.cli.backend import Ask, AskPlan, Progress
+from stackyard.cli.backend import Ask, AskCampaign, AskPlan, Progress
 from stackyard.cli.remote import Target
 from stackyard.cli.remote_client import Client
 from stackyard.errors import CancelledError, InvalidInputError
 
 if TYPE_CHECKING:
+    from stackyard.diagnostics import Diagnostic
     from stackyard.environments.cost import CostReport
     from stackyard.environments.deploy import DeployResult
+    from stackyard.environments.drift import Adopted, Drifted, DriftReport, EnvDrift
     from stackyard.environments.grants import Change as GrantChange
     from stackyard.environments.grants import Grant, Grants
     from stackyard.environments.lifecycle import DestroyResult
     from stackyard.environments.platform import Change
     from stackyard.environments.promotion import Release
+    from stackyard.environments.upgrade import Campaign
     from stackyard.environments.views import (
         DeploymentView,
         Environments,
@@ -37,8 +40,11 @@ if TYPE_CHECKING:
         Policies,
         ReleaseView,
     )
+    from stackyard.integrations.backstage import Export
     from stackyard.model.environment import Deployment, Environment
+    from stackyard.ops.slo import SloSummary
     from stackyard.policy.audit import AuditEvent, Verification
+    from stackyard.state.driftlog import Scan
 
 T = TypeVar("T")
 #: The largest file sent from the command line (the server refuses bodies past its limit).
@@ -171,6 +177,145 @@ def destroy_result(doc: Mapping[str, Any]) -> DestroyResult:
         deployment=dep,
     )
     return served(result, doc)
+
+
+def diagnostic(doc: Mapping[str, Any], severity: str = "warning") -> Diagnostic:
+    """A diagnostic from its JSON."""
+    from stackyard.diagnostics import Diagnostic, Severity
+
+    return Diagnostic(
+        Severity(doc.get("severity", severity)),
+        str(doc.get("summary", "")),
+        str(doc.get("detail", "")),
+        file=str(doc.get("file") or ""),
+        path=str(doc.get("path") or ""),
+        subject=str(doc.get("subject") or ""),
+    )
+
+
+def _drifted(doc: Mapping[str, Any]) -> Drifted:
+    from stackyard.environments.drift import Drifted
+
+    return Drifted(
+        address=doc["address"],
+        kind=doc["kind"],
+        status=doc["status"],
+        changes=tuple(dict(c) for c in doc.get("changes") or ()),
+        detail=str(doc.get("detail") or ""),
+    )
+
+
+def _env_drift(doc: Mapping[str, Any]) -> EnvDrift:
+    from stackyard.environments.drift import EnvDrift, Finding
+
+    findings = tuple(
+        Finding(
+            env=f["env"],
+            root=_drifted(f),
+            why=f["why"],
+            dependents=tuple(_drifted(d) for d in f.get("dependents") or ()),
+        )
+        for f in doc.get("findings") or ()
+    )
+    return EnvDrift(doc["env"], int(doc["serial"]), int(doc["resources"]), findings)
+
+
+def drift_report(doc: Mapping[str, Any]) -> DriftReport:
+    """A drift scan's (or fix's) report from its JSON; a fixed environment's repair carries
+    what the renderer reads (its deployment's id and status, whether it changed)."""
+    from types import SimpleNamespace
+
+    from stackyard.environments.drift import DriftReport
+
+    fixed: dict[str, Any] = {
+        env: SimpleNamespace(
+            deployment=SimpleNamespace(id=f["deployment"], status=f["status"]),
+            changed=bool(f.get("changed")),
+        )
+        for env, f in (doc.get("fixed") or {}).items()
+    }
+    report = DriftReport(
+        [_env_drift(e) for e in doc.get("environments") or ()],
+        fixed,
+        [_env_drift(e) for e in doc.get("before") or ()],
+    )
+    return served(report, doc)
+
+
+def scan(doc: Mapping[str, Any]) -> Scan:
+    """A recorded drift scan from its JSON (``detail``: its masked findings)."""
+    from stackyard.state.driftlog import Scan
+
+    found = Scan(
+        id=doc["id"],
+        env=doc["env"],
+        at=float(doc["at"]),
+        trigger=doc["trigger"],
+        actor=doc["actor"],
+        resources=int(doc["resources"]),
+        drifted=int(doc["drifted"]),
+        findings=list(doc.get("detail") or []),
+        error=doc.get("error"),
+    )
+    return served(found, doc)
+
+
+def campaign(doc: Mapping[str, Any]) -> Campaign:
+    """An upgrade campaign from its JSON; the stopped step gets the ``exit_code`` the server
+    sent beside it (which is not part of the campaign's document)."""
+    from stackyard.environments.upgrade import Campaign, Move, Step, StepStatus
+    from stackyard.resolve.lock import Pin
+
+    data = {k: v for k, v in doc.items() if k != "exit_code"}
+    steps = [
+        Step(
+            env=s["env"],
+            env_type=s["env_type"],
+            moves=tuple(
+                Move(m["uid"], Pin.from_json(m["from"]), Pin.from_json(m["to"]))
+                for m in s.get("moves") or ()
+            ),
+            status=StepStatus(s["status"]),
+            changes=list(s.get("changes") or []),
+            approvals=list(s.get("approvals") or []),
+            deployment=s.get("deployment"),
+            error=s.get("error"),
+            hint=s.get("hint"),
+            diagnostics=[diagnostic(d, "error") for d in s.get("diagnostics") or ()],
+        )
+        for s in data.get("steps") or ()
+    ]
+    found = Campaign(
+        component=data["component"],
+        range=data["range"],
+        target=Pin.from_json(data["target"]),
+        plan_only=bool(data["plan_only"]),
+        steps=steps,
+        skipped=list(data.get("skipped") or []),
+    )
+    stop = found.stopped_at
+    if stop is not None:
+        code = doc.get("exit_code")
+        stop.exit_code = code if isinstance(code, int) else 1
+    return served(found, data)
+
+
+def slo_summary(doc: Mapping[str, Any]) -> SloSummary:
+    """One SLO summary from its JSON."""
+    from stackyard.ops.slo import SloSummary
+
+    found = SloSummary(
+        env=doc["env"],
+        target=doc["target"],
+        component=doc.get("component"),
+        objective=doc.get("objective"),
+        availability=doc.get("availability"),
+        samples=int(doc.get("samples") or 0),
+        good=int(doc.get("good") or 0),
+        error_budget_remaining=doc.get("error_budget_remaining"),
+        met=doc.get("met"),
+    )
+    return served(found, doc)
 
 
 def release(doc: Mapping[str, Any]) -> Release:
@@ -576,6 +721,102 @@ class RemoteBackend:
         if not real or not ask(f"Apply {len(real)} platform change(s)?"):
             return preview
         return dict(self.client.post("/api/v1/platform/apply", {"files": files, "dry_run": False}))
+
+    # -- day 2 -------------------------------------------------------------------------------
+
+    def drift(
+        self,
+        envs: list[str] | None,
+        *,
+        fix: bool,
+        parallelism: int,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> DriftReport:
+        """``GET /drift``, or ``POST /drift/fix`` (a job)."""
+        if fix:
+            body = {"envs": envs, "parallelism": parallelism}
+            return drift_report(
+                self.client.job("POST", "/api/v1/drift/fix", body, progress=progress)
+            )
+        return drift_report(self.client.get("/api/v1/drift", env=envs, parallelism=parallelism))
+
+    def drift_history(self, envs: list[str] | None, *, limit: int) -> dict[str, list[Scan]]:
+        """``GET /drift/history``."""
+        doc = self.client.get("/api/v1/drift/history", env=envs, limit=limit)
+        return {name: [scan(s) for s in scans] for name, scans in doc.items()}
+
+    def adopt(
+        self, env: str, address: str, *, lock_timeout: str | None, progress: Progress
+    ) -> Adopted:
+        """``POST /environments/{env}/adopt`` (a job)."""
+        from stackyard.environments.drift import Adopted
+
+        path = f"/api/v1/environments/{_q(env)}/adopt"
+        doc = self.client.job("POST", path, {"address": address}, progress=progress)
+        return served(Adopted(**doc), doc)
+
+    def forget(self, env: str, addresses: list[str], *, lock_timeout: str | None) -> int:
+        """``POST /environments/{env}/forget``: the state's new serial."""
+        doc = self.client.post(
+            f"/api/v1/environments/{_q(env)}/forget", {"addresses": list(addresses)}
+        )
+        return int(doc["serial"])
+
+    def env_repair(
+        self, name: str, *, lock_timeout: str | None, progress: Progress
+    ) -> DeployResult:
+        """``POST /environments/{env}/repair`` (a job)."""
+        path = f"/api/v1/environments/{_q(name)}/repair"
+        return deploy_result(self.client.job("POST", path, None, progress=progress))
+
+    def upgrade(
+        self,
+        component: str,
+        to: str,
+        *,
+        envs: list[str],
+        env_types: list[str],
+        plan_only: bool,
+        confirm: AskCampaign | None,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> Campaign:
+        """``POST /upgrade``: the plans at once with ``plan_only``; else, once ``confirm``
+        agreed to the planned campaign (when it moves anything), a job that applies it."""
+        body: dict[str, Any] = {
+            "component": component,
+            "to": to,
+            "envs": list(envs),
+            "env_types": list(env_types),
+        }
+        if plan_only or confirm is not None:
+            planned = campaign(self.client.post("/api/v1/upgrade", {**body, "plan_only": True}))
+            if plan_only:
+                return planned
+            if planned.steps and confirm is not None and not confirm(planned):
+                raise CancelledError("Cancelled: nothing was changed")
+        return campaign(self.client.job("POST", "/api/v1/upgrade", body, progress=progress))
+
+    def slo(self, *, env: str | None, component: str | None, window: str) -> list[SloSummary]:
+        """``GET /slo``."""
+        doc = self.client.get("/api/v1/slo", env=env, component=component, window=window)
+        return [slo_summary(s) for s in doc.get("slos") or []]
+
+    def slo_probe(self, env: str | None) -> int:
+        """``POST /slo/probe``."""
+        return int(self.client.post("/api/v1/slo/probe", {"env": env})["recorded"])
+
+    def adoption(self, name: str | None) -> dict[str, Any]:
+        """``GET /catalog/adoption``."""
+        return dict(self.client.get("/api/v1/catalog/adoption", name=name))
+
+    def catalog_export(self, env: str | None) -> Export:
+        """``GET /catalog/export?format=backstage``."""
+        from stackyard.integrations.backstage import Export
+
+        doc = self.client.get("/api/v1/catalog/export", format="backstage", env=env)
+        return served(Export(tuple(doc.get("entities") or ())), doc)
 
     def components(self) -> list[Any]:
         """``GET /components``: entries with the local ones' attributes."""

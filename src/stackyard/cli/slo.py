@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stackyard.cli.common import OUTPUT, workspace
+from stackyard.cli.common import OUTPUT
 from stackyard.cli.output import OutputFormat, print_json, stdout
 
 if TYPE_CHECKING:
@@ -47,12 +47,11 @@ def slo(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from stackyard.ops.slo import summaries
+    from stackyard.cli.backend import backend
     from stackyard.settings import parse_ttl
 
     window_s = parse_ttl(window, "--window")
-    with workspace() as ws:
-        found = summaries(ws, env=env, component=component, window_s=window_s)
+    found = backend().slo(env=env, component=component, window=window)
     if output is OutputFormat.JSON:
         print_json({"window": window, "window_s": window_s, "slos": [s.to_json() for s in found]})
         return
@@ -67,10 +66,9 @@ def probe(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Probe every workload and component instance now and record one observation each."""
-    from stackyard.ops.slo import observe
+    from stackyard.cli.backend import backend
 
-    with workspace() as ws:
-        count = observe(ws, env)
+    count = backend().slo_probe(env)
     if output is OutputFormat.JSON:
         print_json({"recorded": count})
         return

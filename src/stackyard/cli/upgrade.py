@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress, workspace
+from stackyard.cli.common import LOCK_TIMEOUT, OUTPUT, YES, confirm, progress
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def upgrade(
     campaign stops at the first step that fails (exit status of its error) or waits for an
     approval (exit 0), and says what was done and what was not.
     """
-    from stackyard.environments import upgrade as service
+    from stackyard.cli.backend import backend
 
     text = output is OutputFormat.TEXT
 
@@ -54,17 +54,18 @@ def upgrade(
         n = len(campaign.steps)
         return confirm(f"Upgrade {n} environment(s) to {campaign.target.ref}?", yes=yes)
 
-    with workspace(lock_timeout=lock_timeout) as ws:
-        campaign = service.upgrade(
-            ws,
-            component,
-            to,
-            envs=env,
-            env_types=env_type,
-            plan_only=plan_only,
-            confirm=None if plan_only else ask,
-            progress=progress(output),
-        )
+    # In JSON with --yes the answer is known and nothing is shown: no confirmation (a
+    # server then applies without planning first).
+    campaign = backend().upgrade(
+        component,
+        to,
+        envs=list(env),
+        env_types=list(env_type),
+        plan_only=plan_only,
+        confirm=None if plan_only or (yes and not text) else ask,
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     if output is OutputFormat.JSON:
         print_json(campaign.to_json())
     else:

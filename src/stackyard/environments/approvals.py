@@ -13,8 +13,8 @@ from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.model.environment import Deployment
 from stackyard.model.status import AuditResult, DeploymentStatus, Verdict
-from stackyard.ops import events
 from stackyard.policy.rbac import Action
+from stackyard.state import events
 
 Progress = Callable[[str], None]
 PENDING = DeploymentStatus.AWAITING_APPROVAL

@@ -13,7 +13,7 @@ from typing import Any
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.policy.cost import amount, split
-from stackyard.policy.rbac import Action
+from stackyard.policy.rbac import Action, Target
 
 #: The breakdowns, and the attribution field each groups by.
 BREAKDOWNS = {"resource": "uid", "workload": "workload", "environment": "env"}
@@ -52,11 +52,12 @@ def shares(ws: Workspace, *, env: str | None = None, team: str | None = None) ->
     if env:
         ws.access.authorize(Action.VIEW, env=env)
         envs = [ws.environment(env)]
-    else:  # across environments: only those the actor may view
+    else:  # across environments: only those the actor may view (their target as
+        # ``access.target`` makes it, from the record just read)
         envs = [
             e
             for e in ws.records.environments()
-            if e.live and ws.access.allowed(Action.VIEW, ws.access.target(e.name))
+            if e.live and ws.access.allowed(Action.VIEW, Target(e.name, e.type, e.owner))
         ]
     if team:
         envs = [e for e in envs if e.owner == team]

@@ -47,11 +47,11 @@ from stackyard.errors import ApplyFailedError, InvalidInputError, LockHeldError,
 from stackyard.model.environment import Deployment, DeploymentEvent, Environment
 from stackyard.model.status import ChangeOutcome, DeploymentStatus, EnvironmentStatus
 from stackyard.model.workload import Workload
-from stackyard.ops import events
 from stackyard.policy.decision import Decision
 from stackyard.policy.rbac import Action
 from stackyard.resolve.lock import Pin
 from stackyard.runtime.spec import WorkloadStatus
+from stackyard.state import events
 from stackyard.state.locks import holder_identity
 
 Progress = Callable[[str], None]

@@ -39,10 +39,10 @@ from stackyard.errors import (
 )
 from stackyard.model.status import AuditResult, EnvironmentStatus
 from stackyard.model.values import is_known, reveal
-from stackyard.ops import events as ops_events
 from stackyard.policy.rbac import Action, Role
 from stackyard.providers.api import Observed, ObserveRequest, ResourceMeta, sensitive_fields
 from stackyard.state import driftlog
+from stackyard.state import events as ops_events
 from stackyard.state.api import ResourceRecord, Snapshot
 from stackyard.state.locks import holder_identity
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from stackyard.errors import PolicyDeniedError
 from stackyard.model.environment import Deployment, Environment, InstanceRecord
 from stackyard.model.status import DecisionOutcome, DeploymentStatus
-from stackyard.ops import events
 from stackyard.policy import inputs
 from stackyard.policy.cost import plan_cost
 from stackyard.policy.decision import Decision, PolicySet, diagnostics, raise_if_denied
+from stackyard.state import events
 
 if TYPE_CHECKING:
     from stackyard.components.attest import StageResult

@@ -31,8 +31,8 @@ from stackyard.errors import (
 from stackyard.model.environment import Deployment, Environment
 from stackyard.model.platform import NAME, format_duration
 from stackyard.model.status import AuditResult, ChangeOutcome, DeploymentStatus, EnvironmentStatus
-from stackyard.ops import events
 from stackyard.policy.rbac import Action
+from stackyard.state import events
 from stackyard.state.locks import holder_identity
 
 Progress = Callable[[str], None]

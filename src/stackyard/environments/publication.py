@@ -130,7 +130,7 @@ def _announce_deprecation(
     """Publish ``component.deprecated``: once per environment running the build (so that
     webhooks filtered by environment type or team hear of it), or once without an
     environment when none does."""
-    from stackyard.ops import events
+    from stackyard.state import events
 
     data = {
         "component": name,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackyard.environments.deploy import settle_interrupted
 from stackyard.environments.promotion import Release, get_release
@@ -22,6 +22,9 @@ from stackyard.model.platform import STAGES
 from stackyard.policy.audit import AuditEvent, Verification
 from stackyard.policy.decision import Decision, PolicySet
 from stackyard.policy.rbac import Action
+
+if TYPE_CHECKING:
+    from stackyard.state.governance import RecentVerification
 
 # -- the platform ------------------------------------------------------------------------------
 
@@ -228,6 +231,63 @@ def audit_verification(ws: Workspace) -> Verification:
     """The audit chain checked against the home's key and signed head."""
     ws.access.authorize(Action.AUDIT_READ)
     return ws.governance.verify()
+
+
+#: The most events ``audit_page`` returns at once.
+AUDIT_PAGE_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of the audit log, newest first, and where it sits among the matching events
+    (``newer``/``older``: the sequence numbers to page from, None at either end)."""
+
+    events: list[AuditEvent]
+    total: int
+    newer: int | None
+    older: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "events": [e.to_json() for e in self.events],
+            "total": self.total,
+            "newer": self.newer,
+            "older": self.older,
+        }
+
+
+def audit_page(
+    ws: Workspace,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+) -> AuditPage:
+    """Up to ``limit`` audit events, newest first, before the sequence number ``before`` (or
+    just after ``after``; the newest when neither), with exactly this ``actor``, ``action``
+    and ``target`` when given."""
+    ws.access.authorize(Action.AUDIT_READ)
+    if not 1 <= limit <= AUDIT_PAGE_MAX:
+        raise InvalidInputError(
+            f"Invalid audit page size {limit}", hint=f"Give 1 to {AUDIT_PAGE_MAX} events."
+        )
+    events, span = ws.governance.audit_page(
+        before=before, after=after, limit=limit, actor=actor, action=action, target=target
+    )
+    newer = events[0].seq if events and events[0].seq < span["newest"] else None
+    older = events[-1].seq if events and events[-1].seq > span["oldest"] else None
+    return AuditPage(events, span["total"], newer, older)
+
+
+def audit_recent_verification(ws: Workspace, *, full: bool = False) -> RecentVerification:
+    """The audit chain checked as ``audit_verification`` does, from the head this process
+    verified last (``Governance.verify_recent``; ``full``: the whole chain now)."""
+    ws.access.authorize(Action.AUDIT_READ)
+    return ws.governance.verify_recent(full=full)
 
 
 # -- policies ----------------------------------------------------------------------------------

@@ -5,13 +5,15 @@ The issuer's public keys (JWKS) come from a URL (fetched with httpx, cached for
 in the cache, as after a key rotation) or from a file (read again when it changes). Only
 asymmetric signatures are accepted (RS*, PS*, ES*): ``none`` and HMAC (``HS*``) never are,
 so a public key cannot be used as a shared secret. ``exp``, ``iss`` and ``aud`` are
-required; clocks may differ by ``LEEWAY_S``.
+required; clocks may differ by ``LEEWAY_S``. ``verify_id_token`` checks an ID token the
+portal's sign-in received the same way, for the portal's client id and the sign-in's nonce.
 
 PyJWT (the ``server`` extra) is imported when a token is first verified.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -77,10 +79,13 @@ class OidcConfig:
         ``InvalidInputError`` when it is incomplete."""
         if not settings.oidc_issuer:
             return None
+        # The portal's client id is an audience too: its session re-checks the ID token.
+        client = (settings.oidc_client_id,) if settings.oidc_client_id else ()
+        audience = tuple(dict.fromkeys((*settings.oidc_audience, *client)))
         missing = [
             var
             for var, value in (
-                ("STACKYARD_OIDC_AUDIENCE", settings.oidc_audience),
+                ("STACKYARD_OIDC_AUDIENCE", audience),
                 ("STACKYARD_OIDC_JWKS", settings.oidc_jwks),
             )
             if not value
@@ -94,7 +99,7 @@ class OidcConfig:
         assert settings.oidc_jwks is not None
         config = cls(
             issuer=settings.oidc_issuer,
-            audience=settings.oidc_audience,
+            audience=audience,
             jwks=settings.oidc_jwks,
             user_claim=settings.oidc_user_claim,
             groups_claim=settings.oidc_groups_claim,
@@ -112,10 +117,12 @@ class OidcConfig:
 
 @dataclass(frozen=True, slots=True)
 class OidcClaims:
-    """Who a verified token names: the user, and the teams its groups map to."""
+    """Who a verified token names: the user, the teams its groups map to, and when the token
+    expires (epoch seconds)."""
 
     user: str
     teams: tuple[str, ...]
+    expires: float | None = None
 
 
 class OidcVerifier:
@@ -134,6 +141,25 @@ class OidcVerifier:
 
     def verify(self, token: str) -> OidcClaims | None:
         """The claims of a token that verifies, else None."""
+        claims = self._verified(token, self.config.audience)
+        return None if claims is None else self._identity(claims)
+
+    def verify_id_token(self, token: str, *, client_id: str, nonce: str) -> OidcClaims | None:
+        """The claims of an ID token issued to ``client_id`` for the sign-in that sent
+        ``nonce`` (signature, ``iss``, ``aud``, ``exp`` as ``verify``; ``nonce`` equal; when
+        ``aud`` names other clients too, ``azp`` is ``client_id``), else None."""
+        claims = self._verified(token, (client_id,))
+        if claims is None:
+            return None
+        given = claims.get("nonce")
+        if not isinstance(given, str) or not hmac.compare_digest(given, nonce):
+            return None
+        aud = claims.get("aud")
+        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
+            return None
+        return self._identity(claims)
+
+    def _verified(self, token: str, audience: Sequence[str]) -> dict[str, Any] | None:
         import jwt
 
         try:
@@ -149,9 +175,9 @@ class OidcVerifier:
         if not candidates and kid is not None and self._refresh_for_unknown_kid():
             candidates = self._candidates(alg, kid)
         for jwk in candidates:
-            claims = self._decode(token, jwk, alg)
+            claims = self._decode(token, jwk, alg, audience)
             if claims is not None:
-                return self._identity(claims)
+                return claims
         return None
 
     def close(self) -> None:
@@ -252,7 +278,9 @@ class OidcVerifier:
 
     # -- tokens ------------------------------------------------------------------------------
 
-    def _decode(self, token: str, jwk: Mapping[str, Any], alg: str) -> dict[str, Any] | None:
+    def _decode(
+        self, token: str, jwk: Mapping[str, Any], alg: str, audience: Sequence[str]
+    ) -> dict[str, Any] | None:
         import jwt
 
         try:
@@ -261,7 +289,7 @@ class OidcVerifier:
                 token,
                 key=key,
                 algorithms=[alg],
-                audience=list(self.config.audience),
+                audience=list(audience),
                 issuer=self.config.issuer,
                 leeway=LEEWAY_S,
                 options={"require": ["exp", "iss", "aud"]},
@@ -275,7 +303,9 @@ class OidcVerifier:
         user = next((v for n in names if _is_name(v := claims.get(n))), None)
         if not isinstance(user, str):
             return None
-        return OidcClaims(user, self._teams(claims.get(self.config.groups_claim)))
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) else None
+        return OidcClaims(user, self._teams(claims.get(self.config.groups_claim)), expires)
 
     def _teams(self, groups: object) -> tuple[str, ...]:
         listed: Sequence[object] = (

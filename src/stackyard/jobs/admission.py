@@ -29,6 +29,10 @@ ACTIONS = {
     "reap": Action.ENV_REAP,
     "promote": Action.PROMOTE,
     "approve": Action.APPROVE,
+    "drift.fix": Action.DEPLOY,
+    "adopt": Action.DEPLOY,
+    "env.repair": Action.DEPLOY,
+    "upgrade": Action.DEPLOY,
 }
 
 
@@ -71,6 +75,28 @@ def admit(ws: Workspace, kind: str, args: Mapping[str, Any]) -> str | None:
     if kind == "approve":
         env = parked_env(ws, str(args["deployment"]))
         access.authorize(Action.APPROVE, env=env, audit=True)
+        return env
+    if kind in ("drift.fix", "upgrade"):
+        # A repair and an upgrade step are deploys: each named environment is checked now
+        # (every other one, when the job reaches it).
+        if kind == "upgrade":
+            from stackyard.environments import upgrade
+
+            if args.get("envs") and args.get("env_types"):
+                raise InvalidInputError(
+                    "Give --env or --env-type, not both",
+                    hint="stackyard upgrade NAME --to RANGE --env-type production",
+                )
+            upgrade.newest(ws, str(args["component"]), str(args["to"]))
+        names = [str(e) for e in args.get("envs") or ()]
+        for name in names:
+            ws.environment(name)
+            access.authorize(Action.DEPLOY, env=name, audit=True)
+        return names[0] if kind == "drift.fix" and len(names) == 1 else None
+    if kind in ("adopt", "env.repair"):
+        env = str(args["env" if kind == "adopt" else "name"])
+        ws.environment(env)
+        access.authorize(Action.DEPLOY, env=env, audit=True)
         return env
     raise InvalidInputError(f"Unknown job kind '{kind[:40]}'")
 

@@ -63,6 +63,10 @@ _ALLOWED: Mapping[str, frozenset[str]] = {
     "promote": frozenset({"release", "to", "plan_only"}),
     "approve": frozenset({"deployment", "reason"}),
     "reap": frozenset(),
+    "drift.fix": frozenset({"envs", "parallelism"}),
+    "adopt": frozenset({"env", "address"}),
+    "env.repair": frozenset({"name"}),
+    "upgrade": frozenset({"component", "to", "envs", "env_types"}),
 }
 
 
@@ -105,7 +109,17 @@ def check_args(kind: str, args: Mapping[str, Any]) -> None:
 
 def env_of(kind: str, args: Mapping[str, Any]) -> str | None:
     """The environment a job of ``kind`` works on (its serialisation key), if one."""
-    key = {"deploy": "env", "env.create": "name", "env.destroy": "name", "promote": "to"}.get(kind)
+    if kind == "drift.fix":  # one named environment: its key; several or all: none
+        envs = list(args.get("envs") or ())
+        return str(envs[0]) if len(envs) == 1 else None
+    key = {
+        "deploy": "env",
+        "env.create": "name",
+        "env.destroy": "name",
+        "promote": "to",
+        "adopt": "env",
+        "env.repair": "name",
+    }.get(kind)
     value = args.get(key) if key else None
     return str(value) if value else None
 
@@ -367,6 +381,44 @@ def _reap(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
     return lifecycle.reap(ws, progress=emit)
 
 
+def _drift_fix(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    from stackyard.environments import drift
+
+    envs = args.get("envs")
+    names = None if envs is None else [str(e) for e in envs]
+    parallelism = int(args.get("parallelism") or drift.DEFAULT_PARALLELISM)
+    return drift.fix(ws, names, parallelism=parallelism, progress=emit).to_json()
+
+
+def _adopt(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    from stackyard.environments import drift
+
+    return drift.adopt(ws, str(args["env"]), str(args["address"]), progress=emit).to_json()
+
+
+def _env_repair(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    from stackyard.environments.repair import repair
+
+    return repair(ws, str(args["name"]), progress=emit).to_json()
+
+
+def _upgrade(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """The campaign's JSON, with ``exit_code``: the stopped step's (else 0), which the CLI
+    exits with (a step's failure is reported in the campaign, not raised)."""
+    from stackyard.environments import upgrade
+
+    campaign = upgrade.upgrade(
+        ws,
+        str(args["component"]),
+        str(args["to"]),
+        envs=[str(e) for e in args.get("envs") or ()],
+        env_types=[str(t) for t in args.get("env_types") or ()],
+        progress=emit,
+    )
+    stop = campaign.stopped_at
+    return {**campaign.to_json(), "exit_code": stop.exit_code if stop is not None else 0}
+
+
 _HANDLERS: Mapping[str, Callable[[Workspace, dict[str, Any], Emit], dict[str, Any]]] = {
     "deploy": _deploy,
     "env.create": _env_create,
@@ -374,4 +426,8 @@ _HANDLERS: Mapping[str, Callable[[Workspace, dict[str, Any], Emit], dict[str, An
     "promote": _promote,
     "approve": _approve,
     "reap": _reap,
+    "drift.fix": _drift_fix,
+    "adopt": _adopt,
+    "env.repair": _env_repair,
+    "upgrade": _upgrade,
 }

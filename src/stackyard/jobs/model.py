@@ -66,6 +66,10 @@ KINDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "promote": ("release", "to"),
         "approve": ("deployment",),
         "reap": (),
+        "drift.fix": (),
+        "adopt": ("env", "address"),
+        "env.repair": ("name",),
+        "upgrade": ("component", "to"),
     }
 )
 

@@ -3,7 +3,10 @@ at ``/`` beside the API (``mount(app)``). See docs/portal.md."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
@@ -18,15 +21,34 @@ STATIC = Path(__file__).parent / "static"
 
 def mount(app: FastAPI) -> None:
     """Add the portal's pages and static files to the API ``app`` (its ``app.state.yard``)."""
-    from stackyard.portal import actions, pages
+    from stackyard.portal import actions, oidc_signin, pages
     from stackyard.portal.web import Portal
 
     yard = app.state.yard
     assert isinstance(yard, Yard)
     app.state.portal = Portal(yard)
+    app.state.oidc_signin = oidc_signin.OidcSignIn.from_settings(yard.settings)
+    if app.state.oidc_signin is not None:
+        _close_on_shutdown(app, app.state.oidc_signin.close)
     app.include_router(actions.router)
+    app.include_router(oidc_signin.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="portal-static")
+
+
+def _close_on_shutdown(app: FastAPI, close: Callable[[], None]) -> None:
+    """Run ``close`` when ``app``'s lifespan ends (after the API's own)."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
+        try:
+            async with inner(the_app) as state:
+                yield state
+        finally:
+            close()
+
+    app.router.lifespan_context = lifespan
 
 
 def site(settings: Settings, config: ApiConfig | None = None) -> FastAPI:

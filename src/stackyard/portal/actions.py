@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from stackyard.errors import InvalidInputError
 from stackyard.identity import NotAuthenticated
 from stackyard.policy.rbac import Action
+from stackyard.portal import oidc_signin
 from stackyard.portal.session import COOKIE, SESSION_S, SIGNIN_COOKIE
 from stackyard.portal.web import Caller, Upload, portal, redirect, safe_next
 
@@ -42,8 +43,15 @@ async def signin_form(request: Request, next: str | None = None) -> Response:
     """The sign-in form (a token); a double-submit cookie guards it against login CSRF."""
     p = portal(request)
     nonce = secrets.token_urlsafe(24)
+    target = safe_next(next)
     response = p.render(
-        request, "signin.html", None, signin_csrf=nonce, next=safe_next(next), error=""
+        request,
+        "signin.html",
+        None,
+        signin_csrf=nonce,
+        next=target,
+        error="",
+        oidc=oidc_signin.offer(request, target),
     )
     response.set_cookie(
         SIGNIN_COOKIE, nonce, httponly=True, samesite="strict", secure=_secure(request), path="/"
@@ -85,6 +93,7 @@ async def signin(request: Request) -> Response:
             signin_csrf=nonce,
             next=target,
             error=exc.message,
+            oidc=oidc_signin.offer(request, target),
         )
     del who
     done = redirect(target)
@@ -108,7 +117,7 @@ async def signout(request: Request) -> Response:
 
     async def run(caller: Caller) -> Response:
         await p.form(request, caller)
-        response = redirect("/signin")
+        response = await oidc_signin.signed_out(request) or redirect("/signin")
         response.delete_cookie(COOKIE, path="/")
         return response
 

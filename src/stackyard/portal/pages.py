@@ -6,11 +6,15 @@ next is asked of ``ws.access.allowed`` only to hide what the server would refuse
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from stackyard.errors import InvalidInputError, PermissionDeniedError
 from stackyard.policy.rbac import Action
@@ -78,7 +82,7 @@ async def home(request: Request) -> Response:
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
-        data = await p.call(caller, _home)
+        data = await p.read(caller, _home)
         return p.render(request, "home.html", caller, **data)
 
     return await p.guarded(request, run)
@@ -235,7 +239,7 @@ async def approvals(request: Request) -> Response:
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
-        rows = await p.call(caller, _approvals)
+        rows = await p.read(caller, _approvals)
         return p.render(request, "approvals.html", caller, approvals=rows)
 
     return await p.guarded(request, run)
@@ -257,7 +261,7 @@ async def approval(request: Request, deployment: str) -> Response:
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
-        data = await p.call(caller, lambda ws: _approval(ws, deployment))
+        data = await p.read(caller, lambda ws: _approval(ws, deployment))
         return p.render(request, "approval.html", caller, **data)
 
     return await p.guarded(request, run)
@@ -306,10 +310,33 @@ async def catalog(request: Request) -> Response:
         }
 
     async def run(caller: Caller) -> Response:
-        data = await p.call(caller, load)
+        data = await p.read(caller, load)
         return p.render(request, "catalog.html", caller, **data)
 
     return await p.guarded(request, run)
+
+
+#: A build's README rendered, by the digest of the archive it comes from (immutable).
+_READMES: OrderedDict[str, Markup] = OrderedDict()
+_READMES_MAX = 128
+_READMES_LOCK = threading.Lock()
+
+
+def _readme(digest: str, text: str) -> Markup:
+    """``markdown.render(text)``, remembered by ``digest`` (a bounded LRU of the process)."""
+    if not digest.startswith("sha256:"):
+        return markdown.render(text)
+    with _READMES_LOCK:
+        found = _READMES.get(digest)
+        if found is not None:
+            _READMES.move_to_end(digest)
+            return found
+    html = markdown.render(text)
+    with _READMES_LOCK:
+        _READMES[digest] = html
+        while len(_READMES) > _READMES_MAX:
+            _READMES.popitem(last=False)
+    return html
 
 
 @router.get("/catalog/{name}")
@@ -325,8 +352,8 @@ async def component(request: Request, name: str, version: str | None = None) -> 
             shown = details(ws.registry, Keyring(ws.settings.home), name, version)
             return shown, _adoption(ws, name)
 
-        shown, adopted = await p.call(caller, load)
-        readme = markdown.render(shown.get("readme") or "")
+        shown, adopted = await p.read(caller, load)
+        readme = _readme(str(shown.get("archive_digest") or ""), shown.get("readme") or "")
         return p.render(request, "component.html", caller, c=shown, readme=readme, adoption=adopted)
 
     return await p.guarded(request, run)
@@ -343,30 +370,72 @@ async def decisions(request: Request, env: str | None = None) -> Response:
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
-        rows = await p.call(caller, lambda ws: views.decisions(ws, env=env or None, limit=100))
+        rows = await p.read(caller, lambda ws: views.decisions(ws, env=env or None, limit=100))
         return p.render(request, "decisions.html", caller, decisions=rows, env=env or "")
 
     return await p.guarded(request, run)
 
 
+#: Audit events per page.
+AUDIT_PAGE = 100
+_AUDIT_FILTERS = ("actor", "action", "target")
+
+
+def _seq_param(value: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        seq = int(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"Invalid audit position '{value[:40]}'", hint="Follow the page's links."
+        ) from None
+    if seq < 0:
+        raise InvalidInputError(f"Invalid audit position '{seq}'", hint="Follow the page's links.")
+    return seq
+
+
 @router.get("/audit")
-async def audit(request: Request) -> Response:
-    """The audit log (newest first) and whether its chain verifies."""
+async def audit(
+    request: Request,
+    before: str | None = None,
+    after: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    verify: str | None = None,
+) -> Response:
+    """The audit log, newest first, a page at a time (``before``/``after`` a sequence number;
+    ``actor``, ``action``, ``target`` filter), and whether its chain verifies (from the head
+    the server verified last; ``verify=full`` checks the whole chain now)."""
     from stackyard.environments import views
 
     p = portal(request)
+    filters = {"actor": actor or "", "action": action or "", "target": target or ""}
 
     async def run(caller: Caller) -> Response:
+        older_than, newer_than = _seq_param(before), _seq_param(after)
+
         def load(ws: Workspace) -> dict[str, Any]:
-            events = views.audit(ws)
+            page = views.audit_page(
+                ws,
+                before=older_than,
+                after=newer_than if older_than is None else None,
+                limit=AUDIT_PAGE,
+                **{k: v or None for k, v in filters.items()},
+            )
+            checked = views.audit_recent_verification(ws, full=verify == "full")
             return {
-                "events": [e.to_json() for e in reversed(events[-200:])],
-                "total": len(events),
-                "verify": views.audit_verification(ws).to_json(),
+                "events": [e.to_json() for e in page.events],
+                "total": page.total,
+                "newer": page.newer,
+                "older": page.older,
+                "verify": checked.to_json(),
             }
 
-        data = await p.call(caller, load)
-        return p.render(request, "audit.html", caller, **data)
+        data = await p.read(caller, load)
+        kept = "".join(f"&{k}={quote(v, safe='')}" for k, v in filters.items() if v)
+        return p.render(request, "audit.html", caller, filters=filters, kept=kept, **data)
 
     return await p.guarded(request, run)
 
@@ -379,7 +448,7 @@ async def cost(request: Request) -> Response:
     p = portal(request)
 
     async def run(caller: Caller) -> Response:
-        rows = await p.call(caller, shares)
+        rows = await p.read(caller, shares)
         currency = rows[0].currency if rows else "USD"
         sums: dict[str, dict[str, Decimal]] = {"team": {}, "env": {}, "component": {}}
         for r in rows:

@@ -5,7 +5,10 @@ The cookie is the API token sealed with Fernet (AES-128-CBC + HMAC-SHA256) under
 in the server's home (``portal.key``, mode 0600), so the browser holds only ciphertext
 (HttpOnly: no script reads it; SameSite=Strict: no other site's page sends it; Secure on
 TLS). Every request re-authenticates the token, so revoking it ends the session at once, and
-no server-side session table is needed: the processes of one home share the key file.
+no server-side session table is needed: the processes of one home share the key file. A
+session begun by OIDC sign-in holds the ID token instead, and ends when it expires.
+
+The same key seals the short-lived state of an OIDC sign-in in progress (``seal_data``).
 
 A CSRF token is an HMAC of the session's random id (or of the bearer credential's hash, for
 a script that calls the portal with ``Authorization``): a form carries it, a POST without
@@ -20,8 +23,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -35,11 +40,14 @@ KEY_FILE = "portal.key"
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """What a session cookie holds once opened: the token and the session's random id."""
+    """What a session cookie holds once opened: the token, the session's random id, when it
+    began, and (OIDC) when its ID token expires."""
 
     token: str
     sid: str
     issued: float
+    expires: float | None = None
+    oidc: bool = False
 
 
 class Sealer:
@@ -54,9 +62,21 @@ class Sealer:
         """The sealer of ``home``'s key (made, private, on first use)."""
         return cls(_key(home))
 
-    def seal(self, token: str, *, now: float | None = None) -> str:
-        """A new session's cookie value for ``token``."""
-        body = {"t": token, "s": secrets.token_urlsafe(18), "i": now or time.time()}
+    def seal(
+        self,
+        token: str,
+        *,
+        now: float | None = None,
+        expires: float | None = None,
+        oidc: bool = False,
+    ) -> str:
+        """A new session's cookie value for ``token`` (an OIDC ID token when ``oidc``; the
+        session ends at ``expires`` when given)."""
+        body: dict[str, Any] = {"t": token, "s": secrets.token_urlsafe(18), "i": now or time.time()}
+        if expires is not None:
+            body["x"] = float(expires)
+        if oidc:
+            body["o"] = 1
         return self._fernet.encrypt(json.dumps(body).encode()).decode()
 
     def open(self, value: str, *, now: float | None = None) -> Session | None:
@@ -64,12 +84,32 @@ class Sealer:
         try:
             raw = self._fernet.decrypt(value.encode(), ttl=SESSION_S)
             body = json.loads(raw)
-            session = Session(str(body["t"]), str(body["s"]), float(body["i"]))
-        except (InvalidToken, ValueError, KeyError, TypeError):
+            expires = None if body.get("x") is None else float(body["x"])
+            session = Session(
+                str(body["t"]), str(body["s"]), float(body["i"]), expires, bool(body.get("o"))
+            )
+        except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
             return None
-        if (now or time.time()) - session.issued > SESSION_S:
+        at = now or time.time()
+        if at - session.issued > SESSION_S or (expires is not None and at >= expires):
             return None
         return session
+
+    def seal_data(self, purpose: str, data: Mapping[str, str]) -> str:
+        """``data`` sealed for ``purpose`` (opened only by ``open_data`` of that purpose)."""
+        body = {"p": purpose, "d": dict(data)}
+        return self._fernet.encrypt(json.dumps(body).encode()).decode()
+
+    def open_data(self, purpose: str, value: str, *, ttl: int) -> dict[str, str] | None:
+        """What ``seal_data(purpose, ...)`` sealed at most ``ttl`` seconds ago, else None."""
+        try:
+            body = json.loads(self._fernet.decrypt(value.encode(), ttl=ttl))
+            data = body["d"] if body["p"] == purpose else None
+        except (InvalidToken, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            return None
+        return {str(k): v for k, v in data.items()}
 
     def csrf(self, binding: str) -> str:
         """The CSRF token of a session id (or of a bearer credential's binding)."""

@@ -131,6 +131,16 @@ class Portal:
         """``fn(workspace)`` as the caller: the service layer checks access and audits."""
         return await self.yard.call(caller.who, fn)
 
+    async def read(self, caller: Caller, fn: Callable[[Workspace], T]) -> T:
+        """``fn(workspace)`` as ``call``, its reads sharing one read transaction (one
+        connection and one consistent snapshot for the page, ``store.read_session``)."""
+
+        def once(ws: Workspace) -> T:
+            with ws.store.read_session():
+                return fn(ws)
+
+        return await self.yard.call(caller.who, once)
+
     # -- answers -----------------------------------------------------------------------------
 
     def render(

@@ -3,8 +3,12 @@ chained) and approvals. Every method is one transaction."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +25,13 @@ from stackyard.model.status import (
 )
 from stackyard.policy.audit import (
     GENESIS,
+    KEYED,
     LEGACY,
     AuditEvent,
     Checkpoint,
     Verification,
+    _check_hash,
+    _check_link,
     chain_hash,
     verify,
 )
@@ -38,6 +45,38 @@ __all__ = ["Governance"]
 
 #: ``pg_advisory_xact_lock`` key serialising audit appends on PostgreSQL ("sy-audit").
 _AUDIT_LOCK = 0x73792D6175646974
+#: ``Governance.verify_recent`` checks the whole chain again when its last whole check is
+#: older than this (seconds); in between it checks only the events after the head it verified.
+FULL_VERIFY_EVERY_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A chain head this process verified from genesis, and when (``time.time()``)."""
+
+    seq: int
+    hash: str
+    full_at: float
+
+
+#: (home, store, key digest) → the head verified there; bounded, shared by the threads.
+_VERIFIED: OrderedDict[tuple[str, str, str], _Verified] = OrderedDict()
+_VERIFIED_LOCK = threading.Lock()
+_VERIFIED_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RecentVerification:
+    """``Governance.verify_recent``: the outcome, how many of the newest events were checked
+    on this call (all of them on a whole check) and when the whole chain was last checked."""
+
+    verification: Verification
+    checked: int
+    full_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (the verification's fields, with ``checked`` and ``full_at``)."""
+        return {**self.verification.to_json(), "checked": self.checked, "full_at": self.full_at}
 
 
 class Governance:
@@ -50,16 +89,25 @@ class Governance:
     def __init__(self, store: SqlStateStore, *, home: Path | None = None) -> None:
         self.store = store
         self.seal = None if home is None else AuditSeal(home, store.url)
+        # the grants read on a connection (the read transaction they belong to)
+        self._grants: tuple[object, tuple[Grant, ...]] | None = None
 
     # -- grants ---------------------------------------------------------------------------
 
     def grants(self) -> list[Grant]:
-        """Every grant."""
+        """Every grant (read once per shared read transaction: within a thread's
+        ``store.read_session`` the rows cannot change, so the RBAC checks of one request
+        share one read)."""
         with self.store.reading() as conn:
+            seen = self._grants
+            if seen is not None and seen[0] is conn:
+                return list(seen[1])
             rows = conn.execute(
                 sa.select(grants).order_by(grants.c.scope, grants.c.subject, grants.c.role)
             ).all()
-        return [Grant(r.subject, Role(r.role), r.scope) for r in rows]
+            found = [Grant(r.subject, Role(r.role), r.scope) for r in rows]
+            self._grants = (conn, tuple(found))
+        return found
 
     def grant(self, grant: Grant, *, by: str) -> bool:
         """Add a grant; False when it already existed."""
@@ -250,6 +298,145 @@ class Governance:
         key = self.seal.key(create=False)
         return verify(self.audit(), key=key, checkpoint=self.seal.checkpoint(key))
 
+    def verify_recent(self, *, full: bool = False) -> RecentVerification:
+        """The chain checked as ``verify`` does, but from the head this process last verified
+        from genesis: the events after it are checked (their links, HMACs and the signed
+        checkpoint), and the verified part is checked not to have lost an event nor changed
+        its head. The whole chain is checked again when ``full``, when nothing was verified
+        yet, or when the last whole check is older than ``FULL_VERIFY_EVERY_S`` (an edit
+        inside the verified part that keeps its row count and head shows then). A broken
+        chain is never remembered: it is checked whole on every call.
+        """
+        if self.seal is None:
+            raise StateError(
+                "The audit log cannot be verified without the stackyard home",
+                hint="Open the store through a workspace (the home holds the audit key).",
+            )
+        key = self.seal.key(create=False)
+        checkpoint = self.seal.checkpoint(key)
+        ident = (str(self.seal.home), self.seal.store, _key_id(key))
+        with _VERIFIED_LOCK:
+            known = _VERIFIED.get(ident)
+        now = time.time()
+        if not full and known is not None and now - known.full_at <= FULL_VERIFY_EVERY_S:
+            recent = self._verify_after(ident, known, key, checkpoint)
+            if recent is not None:
+                return recent
+        events = self.audit()
+        result = verify(events, key=key, checkpoint=checkpoint)
+        self._remember(
+            ident, result, _Verified(events[-1].seq, events[-1].hash, now) if events else None
+        )
+        return RecentVerification(result, result.events, now)
+
+    def _verify_after(
+        self,
+        ident: tuple[str, str, str],
+        known: _Verified,
+        key: bytes | None,
+        checkpoint: Checkpoint | None,
+    ) -> RecentVerification | None:
+        """The events after ``known`` checked, or None when the verified part changed (its
+        count or its head): then the whole chain is to be checked."""
+        c = audit_events.c
+        with self.store.reading() as conn:
+            head = conn.execute(sa.select(c.hash).where(c.seq == known.seq)).scalar_one_or_none()
+            before = conn.execute(
+                sa.select(sa.func.count()).select_from(audit_events).where(c.seq <= known.seq)
+            ).scalar_one()
+            signed = None
+            if checkpoint is not None and checkpoint.seq <= known.seq:
+                signed = conn.execute(
+                    sa.select(c.hash).where(c.seq == checkpoint.seq)
+                ).scalar_one_or_none()
+            newer = self._events(conn, sa.select(audit_events).where(c.seq > known.seq))
+        if head != known.hash or int(before) != known.seq:
+            return None
+        count = known.seq
+        prev = known.hash
+        keyed = known.hash.startswith(KEYED)
+        at_checkpoint = signed
+        for e in newer:
+            count += 1
+            broken = _check_link(e, count, prev) or _check_hash(e, prev, key, keyed)
+            if broken:
+                return None  # checked whole: the answer is the one ``verify`` gives
+            keyed = keyed or e.hash.startswith(KEYED)
+            if checkpoint is not None and e.seq == checkpoint.seq:
+                at_checkpoint = e.hash
+            prev = e.hash
+        if checkpoint is not None and (count < checkpoint.seq or at_checkpoint != checkpoint.hash):
+            return None
+        if newer:
+            self._remember(
+                ident,
+                Verification(True, count),
+                _Verified(count, prev, known.full_at),
+            )
+        done = Verification(True, count, checkpoint=None if checkpoint is None else checkpoint.seq)
+        return RecentVerification(done, len(newer), known.full_at)
+
+    @staticmethod
+    def _remember(
+        ident: tuple[str, str, str], result: Verification, head: _Verified | None
+    ) -> None:
+        with _VERIFIED_LOCK:
+            if not result.ok or head is None:
+                _VERIFIED.pop(ident, None)
+                return
+            _VERIFIED[ident] = head
+            _VERIFIED.move_to_end(ident)
+            while len(_VERIFIED) > _VERIFIED_MAX:
+                _VERIFIED.popitem(last=False)
+
+    def audit_page(
+        self,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+    ) -> tuple[list[AuditEvent], dict[str, int]]:
+        """One page of the audit log, newest first: the ``limit`` events before the sequence
+        number ``before`` (the newest when None), or the ``limit`` just after ``after``;
+        ``actor``, ``action`` and ``target`` keep the events with exactly that value. With the
+        matching events' ``total``, ``newest`` and ``oldest`` sequence numbers (0 when none)."""
+        c = audit_events.c
+        where = [
+            col == value
+            for col, value in ((c.actor, actor), (c.action, action), (c.target, target))
+            if value
+        ]
+        q = sa.select(audit_events).where(*where)
+        if after is not None:
+            q = q.where(c.seq > after).order_by(c.seq).limit(limit)
+        else:
+            if before is not None:
+                q = q.where(c.seq < before)
+            q = q.order_by(c.seq.desc()).limit(limit)
+        span = sa.select(sa.func.count(), sa.func.max(c.seq), sa.func.min(c.seq)).where(*where)
+        with self.store.reading() as conn:
+            rows = self._events(conn, q)
+            total, newest, oldest = conn.execute(span).one()
+        if after is not None:
+            rows.reverse()
+        return rows, {
+            "total": int(total or 0),
+            "newest": int(newest or 0),
+            "oldest": int(oldest or 0),
+        }
+
+    @staticmethod
+    def _events(conn: sa.Connection, q: sa.Select[Any]) -> list[AuditEvent]:
+        return [
+            AuditEvent(
+                r.seq, r.at, r.actor, r.action, r.target, r.result, r.detail, r.prev_hash, r.hash
+            )
+            for r in conn.execute(q)
+        ]
+
     def audit(self, *, since: float | None = None, limit: int | None = None) -> list[AuditEvent]:
         """Audit events in chain order (optionally from ``since``).
 
@@ -333,6 +520,11 @@ class Governance:
             q = q.where(deployments.c.env == env)
         with self.store.reading() as conn:
             return [r.id for r in conn.execute(q)]
+
+
+def _key_id(key: bytes | None) -> str:
+    """A short digest naming an audit key (never the key)."""
+    return "" if key is None else hashlib.sha256(key).hexdigest()[:16]
 
 
 def _insert(

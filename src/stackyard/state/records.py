@@ -540,8 +540,8 @@ class Records:
                 conn.execute(
                     sa.delete(instances).where(instances.c.env == env, instances.c.uid == uid)
                 )
-            for w in put_workloads:
-                row = {
+            rows = [
+                {
                     "env": env,
                     "name": w.name,
                     "deployment_id": w.deployment_id,
@@ -550,33 +550,49 @@ class Records:
                     "uids": list(w.uids),
                     "updated_at": now,
                 }
-                ins = upsert(conn, workloads).values(**row)
-                conn.execute(ins.on_conflict_do_update(index_elements=["env", "name"], set_=row))
+                for w in put_workloads
+            ]
+            if rows:  # one statement for all (compiled once, cached), the rows as its batch
+                conn.execute(_upsert_all(conn, workloads, ("env", "name")), rows)
+            rows = []
             for i in put_instances:
                 plain = {k: v for k, v in i.outputs.items() if k not in i.secret_keys}
                 secret = {k: v for k, v in i.outputs.items() if k in i.secret_keys}
-                row = {
-                    "env": env,
-                    "uid": i.uid,
-                    "component": i.component,
-                    "digest": i.digest,
-                    "core": i.core,
-                    "params": dict(i.params),
-                    "requires": dict(i.requires),
-                    "outputs": plain,
-                    "secret_blob": box.encrypt_json(secret) if secret else None,
-                    "updated_at": now,
-                    "monthly_cost": i.monthly_cost,
-                    "currency": i.currency,
-                }
-                ins = upsert(conn, instances).values(**row)
-                conn.execute(ins.on_conflict_do_update(index_elements=["env", "uid"], set_=row))
+                rows.append(
+                    {
+                        "env": env,
+                        "uid": i.uid,
+                        "component": i.component,
+                        "digest": i.digest,
+                        "core": i.core,
+                        "params": dict(i.params),
+                        "requires": dict(i.requires),
+                        "outputs": plain,
+                        "secret_blob": box.encrypt_json(secret) if secret else None,
+                        "updated_at": now,
+                        "monthly_cost": i.monthly_cost,
+                        "currency": i.currency,
+                    }
+                )
+            if rows:
+                conn.execute(_upsert_all(conn, instances, ("env", "uid")), rows)
 
     def forget_environment(self, env: str) -> None:
         """Drop an environment's workloads and instances (after its destroy)."""
         with self.store.writing() as conn:
             conn.execute(sa.delete(workloads).where(workloads.c.env == env))
             conn.execute(sa.delete(instances).where(instances.c.env == env))
+
+
+def _upsert_all(conn: sa.Connection, table: sa.Table, key: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column from ``excluded``:
+    the same statement whatever the values (so SQLAlchemy compiles it once and caches it),
+    executed with the rows as its parameters."""
+    ins = upsert(conn, table)
+    return ins.on_conflict_do_update(
+        index_elements=list(key),
+        set_={c.name: ins.excluded[c.name] for c in table.columns if c.name not in key},
+    )
 
 
 def _env(r: Any) -> Environment:

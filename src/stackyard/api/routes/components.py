@@ -96,8 +96,11 @@ async def adoption(
     version, and the deprecated versions still in use with their owners
     (``stackyard catalog adoption``)."""
     from stackyard.environments.adoption import adoption as report
+    from stackyard.ops.slo import flag_adoption
 
-    out: dict[str, Any] = await yard(request).call(who, lambda ws: report(ws, name).to_json())
+    out: dict[str, Any] = await yard(request).call(
+        who, lambda ws: flag_adoption(ws, report(ws, name).to_json())
+    )
     return out
 
 
