@@ -236,12 +236,13 @@ def test_an_unknown_component_is_not_found(fleet: Stage) -> None:
 def test_the_api_serves_the_same_report(fleet: Stage) -> None:
     from stackyard.environments.adoption import adoption
     from stackyard.identity import tokens
+    from stackyard.ops.slo import flag_adoption
     from stackyard.settings import Settings
 
     settings = Settings.load()
     with fleet.ws() as ws:
         token = tokens.create(ws, user=settings.actor, ttl="1h").token
-        expected = adoption(ws, COMPONENT).to_json()
+        expected = flag_adoption(ws, adoption(ws, COMPONENT).to_json())  # as the CLI shows
     with (
         serving(settings, worker=False) as (url, _logs),
         httpx.Client(

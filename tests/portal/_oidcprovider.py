@@ -144,9 +144,7 @@ class Provider:
         verifier = form.get("code_verifier", "")
         digest = hashlib.sha256(verifier.encode()).digest()
         computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        if not VERIFIER.fullmatch(verifier) or not hmac.compare_digest(
-            computed, grant.challenge
-        ):
+        if not VERIFIER.fullmatch(verifier) or not hmac.compare_digest(computed, grant.challenge):
             return self._refuse(400, "invalid_grant", "PKCE verification failed")
         claims = {"nonce": grant.nonce, "aud": self.client_id, **grant.user, **self.id_token}
         id_token = self.issuer.token(**claims)

@@ -68,7 +68,9 @@ def oidc_site(
         with Workspace.open(dataclasses.replace(settings, actor=ADMIN)) as ws:
             grants.grant(
                 ws,
-                grants.parse("environment-owner", user=None, team="platform", env=env, env_type=None),
+                grants.parse(
+                    "environment-owner", user=None, team="platform", env=env, env_type=None
+                ),
             )
         with serving(settings, worker=False, config=ApiConfig(auth_failures=10_000)) as (
             url,

@@ -76,55 +76,62 @@ def full_env(library_home: Path, tmp_path: Path, sweeper: Any) -> Iterator[str]:
                 lifecycle.destroy(ws, env)
 
 
+def _instances(ws: Any, env: str, component: str) -> list[Any]:
+    """The environment's recorded instances of ``component`` (``name@``)."""
+    return [r for r in ws.records.instances(env).values() if r.component.startswith(component)]
+
+
 def test_an_app_in_a_container_reaches_all_five_resources_through_its_route(
     full_env: str, tmp_path: Path
 ) -> None:
     from stackyard.environments import lifecycle
     from stackyard.environments.deploy import deploy_files
 
-    score = write_score(
-        tmp_path,
-        "clients",
-        {
-            "main": {
-                "image": app_image(),
-                "command": ["python3", "/app/app.py"],
-                "files": [
-                    {
-                        "target": "/app/app.py",
-                        "content": (HERE / "client_app.py").read_text(),
-                        "noExpand": True,
-                    }
-                ],
-                "variables": _variables(),
-                "volumes": [{"source": "${resources.data}", "target": "/data", "readOnly": True}],
-                "readinessProbe": {"httpGet": {"port": 8080, "path": "/healthz"}},
-            }
-        },
-        service={"ports": {"web": {"port": 80, "targetPort": 8080}}},
-        resources={
-            "db": {"type": "postgres"},
-            "cache": {"type": "redis"},
-            "queue": {"type": "amqp"},
-            "sql": {"type": "mysql"},
-            "bucket": {"type": "s3"},
-            "data": {"type": "volume"},
-            "dns": {"type": "dns"},
-            "route": {
-                "type": "route",
-                "params": {"host": "${resources.dns.host}", "path": "/", "port": 80},
-            },
-        },
-    )
+    resources: dict[str, Any] = {
+        "db": {"type": "postgres"},
+        "cache": {"type": "redis"},
+        "queue": {"type": "amqp"},
+        "sql": {"type": "mysql"},
+        "bucket": {"type": "s3"},
+        "data": {"type": "volume"},
+        "dns": {"type": "dns"},
+    }
+    containers = {
+        "main": {
+            "image": app_image(),
+            "command": ["python3", "/app/app.py"],
+            "files": [
+                {
+                    "target": "/app/app.py",
+                    "content": (HERE / "client_app.py").read_text(),
+                    "noExpand": True,
+                }
+            ],
+            "variables": _variables(),
+            "volumes": [{"source": "${resources.data}", "target": "/data", "readOnly": True}],
+            "readinessProbe": {"httpGet": {"port": 8080, "path": "/healthz"}},
+        }
+    }
+    service = {"ports": {"web": {"port": 80, "targetPort": 8080}}}
     with open_ws() as ws:
-        result = deploy_files(ws, [score], full_env, confirm=lambda _p: True)
+        first = write_score(tmp_path, "clients", containers, service=service, resources=resources)
+        result = deploy_files(ws, [first], full_env, confirm=lambda _p: True)
         assert result.workloads["clients"].state == "ready"
-        records = ws.records.instances(full_env).values()
-        (dns,) = [r for r in records if r.component.startswith("dns-localhost@")]
-        (route,) = [r for r in records if r.component.startswith("route-proxy@")]
-        (proxy,) = [r for r in records if r.component.startswith("proxy-server@")]
-        host, proxy_port = str(dns.outputs["host"]), int(proxy.outputs["port"])
-        assert host.endswith(".localhost") and route.outputs["host"] == host
+        (dns,) = _instances(ws, full_env, "dns-localhost@")
+        host = str(dns.outputs["host"])
+        assert host.endswith(".localhost"), host
+        # The route on the dns output's host name, path '/', the app's service port. (A
+        # resource's params cannot name another resource's outputs yet, so the host is read
+        # from the first deploy, as 'stackyard outputs' shows it.)
+        resources["route"] = {"type": "route", "params": {"host": host, "path": "/", "port": 80}}
+        second = write_score(
+            tmp_path / "routed", "clients", containers, service=service, resources=resources
+        )
+        result = deploy_files(ws, [second], full_env, confirm=lambda _p: True)
+        assert result.workloads["clients"].state == "ready"
+        (route,) = _instances(ws, full_env, "route-proxy@")
+        (proxy,) = _instances(ws, full_env, "proxy-server@")
+        proxy_port = int(proxy.outputs["port"])
         assert route.outputs["url"] == f"http://{host}:{proxy_port}/"
         # What 'curl --resolve <host>:<port>:127.0.0.1 <url>' does: the proxy on loopback,
         # the route's host name in the Host header; Caddy forwards to the published port.

@@ -125,3 +125,16 @@ def test_the_runtime_refuses_a_spec_by_the_same_rules(tmp_path: Path) -> None:
         _plan(_spec(ContainerSpec("main", ("",), {})), tmp_path)
     with pytest.raises(InvalidInputError, match="port 9999"):
         _plan(_spec(ContainerSpec("main", ("/bin/true",), {}, readiness=HttpProbe(9999))), tmp_path)
+
+
+def test_the_containers_runtime_refuses_a_port_that_is_not_tcp() -> None:
+    """It publishes TCP only: a UDP port is a diagnostic, never quietly published as TCP."""
+    fine = runtime_diagnostics(_workload(lambda d: None), "containers")
+    assert fine == []
+    udp = runtime_diagnostics(
+        _workload(lambda d: d["service"]["ports"]["web"].update(protocol="UDP")), "containers"
+    )
+    assert [(d.summary, d.path) for d in udp] == [
+        ("Not supported by the containers runtime", "service.ports.web.protocol")
+    ]
+    assert "TCP ports only" in udp[0].detail and udp[0].file == "score.yaml"

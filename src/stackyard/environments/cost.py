@@ -14,6 +14,7 @@ from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.policy.cost import amount, split
 from stackyard.policy.rbac import Action, Target
+from stackyard.state.costrows import cost_rows
 
 #: The breakdowns, and the attribution field each groups by.
 BREAKDOWNS = {"resource": "uid", "workload": "workload", "environment": "env"}
@@ -62,17 +63,15 @@ def shares(ws: Workspace, *, env: str | None = None, team: str | None = None) ->
     if team:
         envs = [e for e in envs if e.owner == team]
     out: list[Share] = []
+    found, used = cost_rows(ws.store, [e.name for e in envs])  # two queries, not two per env
     for e in envs:
-        users: dict[str, list[str]] = {}
-        for w in ws.records.workloads(e.name):
-            for uid in w.uids:
-                users.setdefault(uid, []).append(w.name)
-        for uid, rec in sorted(ws.records.instances(e.name).items()):
+        users = used[e.name]
+        for rec in sorted(found[e.name], key=lambda r: r.uid):
             monthly = Decimal(rec.monthly_cost or "0")
-            owners = sorted(users.get(uid, [])) or ["(core)" if rec.core else "(shared)"]
+            owners = sorted(users.get(rec.uid, [])) or ["(core)" if rec.core else "(shared)"]
             for who, part in zip(owners, split(monthly, len(owners)), strict=True):
                 out.append(
-                    Share(e.name, e.owner, uid, rec.component, who, part, rec.currency or "USD")
+                    Share(e.name, e.owner, rec.uid, rec.component, who, part, rec.currency or "USD")
                 )
     return out
 

@@ -261,6 +261,9 @@ def _converge(
     dep = replace(dep, status=DeploymentStatus.RUNNING, summary=summary, plan=planned.to_json())
     ws.records.put_deployment(dep)
     events.notify_deployment(ws.store, "deployment.started", env, dep)
+    # The supervisors of workloads that will start get their interpreters going now, while
+    # the changes are applied (``LocalRuntime.prepare``); the unused ones exit at the end.
+    runtime.prepare(sorted(target.workloads))
     try:
         if target.removed:
             runtime.stop(target.removed)
@@ -302,6 +305,7 @@ def _converge(
         )
         raise
     finally:
+        runtime.release_spares()
         if engine.events.lost:  # a hook failed: the event log below is missing some events
             dep = replace(dep, summary={**dep.summary, "events_lost": engine.events.lost})
         ws.records.put_deployment(dep)

@@ -448,8 +448,9 @@ async def callback(request: Request) -> Response:
     now = time.time()
     assert claims.expires is not None
     target = safe_next(flow.get("next"))
-    # A page, not a redirect: the browser came from the issuer's site, and a redirect would
-    # carry that on, so the SameSite=Strict session cookie would not go with the next request.
+    # A page that moves on by itself, not a redirect: the browser came from the issuer's site,
+    # and a browser that counts a redirect chain's first site would not send the new
+    # SameSite=Strict session cookie with the next request.
     response = _page(
         request,
         200,
@@ -458,7 +459,7 @@ async def callback(request: Request) -> Response:
         error=False,
         link=(target, "Continue"),
     )
-    response = redirect(target)
+    response.headers["Refresh"] = f"0; url={target}"
     response.set_cookie(
         COOKIE,
         p.sealer.seal(id_token, now=now, expires=claims.expires, oidc=True),

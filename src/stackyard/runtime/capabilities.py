@@ -107,12 +107,23 @@ def runtime_diagnostics(workload: Workload, runtime: str = "local") -> list[Diag
 
 
 def container_diagnostics(workload: Workload) -> list[Diagnostic]:
-    """What the ``containers`` runtime cannot honour: probes of another host or of a port no
-    service port publishes (it probes through the published port), volume sub-paths, and
-    ``before`` (containers start together)."""
+    """What the ``containers`` runtime cannot honour: a port that is not TCP, probes of
+    another host or of a port no service port publishes (it probes through the published
+    port), volume sub-paths, and ``before`` (containers start together)."""
     out: list[Diagnostic] = []
     unsupported = "Not supported by the containers runtime"
     ports = [PortSpec(n, p.port, p.target_port) for n, p in workload.service.ports.items()]
+    for pname, port in workload.service.ports.items():
+        if port.protocol.upper() != "TCP":  # it publishes TCP only: never a silent TCP port
+            out.append(
+                error(
+                    unsupported,
+                    f"Service port '{pname}' uses {port.protocol}; the containers runtime "
+                    "publishes TCP ports only.",
+                    file=workload.file,
+                    path=f"service.ports.{pname}.protocol",
+                )
+            )
     for cname, c in workload.containers.items():
         base = f"containers.{cname}"
         for label, probe in (

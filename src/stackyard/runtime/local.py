@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class LocalRuntime:
         self._limits = limits or Limits()
         self._redact: dict[str, tuple[str, ...]] = {}
         self._purpose = account_for
+        #: supervisor interpreters started ahead (``prepare``), by workload, waiting for a plan
+        self._spares: dict[str, subprocess.Popen[bytes]] = {}
 
     def isolation(self) -> dict[str, Any]:
         """Whether workloads are confined, as whom, and why not when they are not."""
@@ -329,32 +331,76 @@ class LocalRuntime:
                 _reap_group(pid, start if isinstance(start, int) else 0)
         paths.pidfile.unlink(missing_ok=True)
 
-    def _launch(self, plan: SupervisorPlan, paths: WorkloadPaths) -> None:
-        """Start the supervisor detached and hand it the plan over its stdin."""
+    def prepare(self, names: Iterable[str]) -> list[str]:
+        """Start a supervisor interpreter ahead for each workload of ``names`` that is not
+        running, so that its start-up (a Python interpreter: tens of milliseconds) overlaps
+        the deploy's apply instead of following it. A spare holds no file and no plan: it
+        waits on its stdin, ``start`` hands it the plan, and ``release_spares`` (or the end
+        of this process, which closes the pipe) lets an unused one exit. Best effort: a
+        spare that cannot start is no spare, and ``start`` starts its supervisor as usual.
+        The workloads given a spare are returned."""
+        given = []
+        for name in names:
+            if name in self._spares:
+                continue
+            try:
+                paths = self._paths(name)
+                if supervise.running(paths.pidfile) is not None:
+                    continue  # a running workload restarts only when its spec changed
+                self._spares[name] = self._spawn(subprocess.DEVNULL, cwd="/")
+            except (OSError, InvalidInputError):
+                continue
+            given.append(name)
+        return given
+
+    def release_spares(self) -> None:
+        """Let every unused spare exit (its stdin closes: no plan, nothing done)."""
+        spares, self._spares = self._spares, {}
+        for proc in spares.values():
+            with contextlib.suppress(OSError):
+                proc.communicate(timeout=5)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def _spawn(self, stderr: int, *, cwd: Path | str) -> subprocess.Popen[bytes]:
+        """A supervisor interpreter, detached in a session of its own, reading its plan on
+        stdin (``supervisor.main``)."""
         env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
         # When stackyard is imported from a source tree rather than installed, the
         # supervisor needs to be told where it is.
         package_parent = Path(stackyard.__file__).resolve().parent.parent
         if package_parent.name not in ("site-packages", "dist-packages"):
             env["PYTHONPATH"] = str(package_parent)
-        log_fd = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "stackyard.runtime.supervisor"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+
+    def _launch(self, plan: SupervisorPlan, paths: WorkloadPaths) -> None:
+        """Start the supervisor detached (a spare ``prepare`` started, when there is one)
+        and hand it the plan over its stdin; it logs to ``supervisor.log`` itself."""
+        spare = self._spares.pop(plan.workload, None)
+        if spare is not None and spare.poll() is not None:
+            spare = None  # it died waiting: start one now
+        log_fd = -1
+        if spare is None:
+            log_fd = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            with subprocess.Popen(
-                [sys.executable, "-P", "-m", "stackyard.runtime.supervisor"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log_fd,
-                cwd=paths.dir,
-                env=env,
-                start_new_session=True,
-            ) as proc:
+            with spare or self._spawn(log_fd, cwd=paths.dir) as proc:
                 try:
                     out, _ = proc.communicate(json.dumps(plan.to_json()).encode(), timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     out, _ = proc.communicate()
         finally:
-            os.close(log_fd)
+            if log_fd >= 0:
+                os.close(log_fd)
         if proc.returncode != 0 or not out.strip().isdigit():
             raise WorkloadFailedError(
                 f"The supervisor of workload '{plan.workload}' did not start: "

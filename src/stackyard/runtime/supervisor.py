@@ -581,9 +581,21 @@ def _on_early_signal(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    """Read the plan from stdin, write the first status, detach (fork) and supervise."""
-    plan = SupervisorPlan.from_json(json.loads(sys.stdin.buffer.read()))
+    """Read the plan from stdin, write the first status, detach (fork) and supervise.
+
+    Started ahead as a spare (``LocalRuntime.prepare``), it waits here for the plan; an empty
+    stdin means it is not needed, and it exits having done nothing. Its log is the
+    workload's ``supervisor.log``, opened once the plan names the workload's folder."""
+    data = sys.stdin.buffer.read()
+    if not data.strip():
+        return 0
+    plan = SupervisorPlan.from_json(json.loads(data))
     os.umask(0o077)
+    workdir = Path(plan.workdir)
+    os.chdir(workdir)
+    log = os.open(workdir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 2)
+    os.close(log)
     sup = Supervisor(plan)
     with sup.lock:
         sup.write_status()

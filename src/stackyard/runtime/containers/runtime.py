@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,10 @@ class ContainersRuntime(LocalRuntime):
         return rewrite(outputs, gateway, ports)
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    def prepare(self, names: Iterable[str]) -> list[str]:
+        """No spare supervisors: a container's start is podman's, not a Python interpreter's."""
+        return []
 
     def start(self, spec: WorkloadSpec) -> tuple[WorkloadStatus, bool]:
         """Run ``spec``'s containers; returns the status and whether anything changed.
