@@ -36,7 +36,8 @@ classes the same. The tree::
     │   └── Forbidden                [portal.web] a portal form without its CSRF token (HTTP 403)
     ├── NotAuthenticated             [identity.errors] no valid credential (HTTP 401); exit 6
     │   ├── TooManyAttempts          [identity.errors] too many failures (.retry_after; HTTP 429)
-    │   └── SignInNeeded             [portal.web] a portal page without a session (sign-in page)
+    │   ├── SignInNeeded             [portal.web] a portal page without a session (sign-in page)
+    │   └── SignInFailed             [portal.oidc_signin] an OIDC sign-in that cannot go on (.status)
     ├── IdentityUnavailableError     [identity.errors] the OIDC keys cannot be read; exit 7
     ├── JobConflictError             [jobs.model] the job is past that (.job_id; HTTP 409); exit 2
     ├── VerificationFailedError      audit chain, release digest or policy tests failed; exit 8

@@ -174,11 +174,11 @@ def test_cost_reads_every_environment_at_once_with_the_same_figures(site: Live) 
         now = time.time()
         for n, env in enumerate(names):
             made = Environment(
-                name=env, type="lite", status="creating", owner=None, created_at=now,
+                name=env, type="lite", status=EnvironmentStatus.CREATING, owner=None, created_at=now,
                 created_by=ADMIN, expires_at=now + 3600,
             )  # fmt: skip
             ws.records.insert_environment(made)
-            ws.records.put_environment(dataclasses.replace(made, status="ready"))
+            ws.records.put_environment(dataclasses.replace(made, status=EnvironmentStatus.READY))
 
             def inst(uid: str, cost: str | None, core: bool = False, env: str = env) -> Any:
                 return InstanceRecord(

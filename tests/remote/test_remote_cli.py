@@ -237,7 +237,6 @@ def test_bad_token_is_refused(twin: Twin) -> None:
         ("daemon",),
         ("state", "list", "dev"),
         ("token", "create", "--user", "x"),
-        ("remove", "app", "--env", "dev", "--yes"),
         ("component", "build", "."),
         ("quickstart",),
     ],

@@ -63,6 +63,7 @@ API = {
 PORTS = {"ports": {"http": {"port": 80, "targetPort": 8080}}}
 
 # One attempt only: the api must already be ready when admin starts. What it got is served.
+# (No 'wget -T': Debian's static busybox segfaults with it.)
 ADMIN_SCRIPT = (
     "url=http://${resources.api.hostname}:${resources.api.port}/index.html; "
     'echo "reaching $url"; '
@@ -177,6 +178,9 @@ def test_a_workload_reaches_another_by_name_after_it_is_ready(senv: str, tmp_pat
         again = deploy_files(ws, [admin, api], env, confirm=lambda _p: True)
         assert not again.changed
 
+        live = podman_leftovers(env)
+        assert sum(x.startswith("podman container ") for x in live) == 2, live
+        assert sum(x.startswith("podman network ") for x in live) == 1, live
         lifecycle.destroy(ws, env)
     assert podman_leftovers(env) == [], "destroy leaves no container, network or volume"
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from stackyard.integrations.backstage import Export
     from stackyard.model.environment import Deployment, Environment
     from stackyard.ops.slo import SloSummary
+    from stackyard.ops.webhooks import Delivery
     from stackyard.policy.audit import AuditEvent, Verification
     from stackyard.state.driftlog import Scan
 
@@ -118,6 +119,18 @@ class Backend(Protocol):
 
     def deployment(self, env: str, deployment: str) -> DeploymentView:
         """As ``LocalBackend.deployment``."""
+
+    def remove(
+        self,
+        env: str,
+        *,
+        workload: str | None,
+        resource: str | None,
+        ask: Ask,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> tuple[str, DeployResult]:
+        """As ``LocalBackend.remove``."""
 
     # releases, promotion and approvals
     def release_create(
@@ -244,6 +257,21 @@ class Backend(Protocol):
 
     def catalog_export(self, env: str | None) -> Export:
         """As ``LocalBackend.catalog_export``."""
+
+    # webhooks
+    def webhooks(self) -> list[dict[str, Any]]:
+        """As ``LocalBackend.webhooks``."""
+
+    def webhook_deliveries(
+        self, *, webhook: str | None, status: str | None, limit: int
+    ) -> list[Delivery]:
+        """As ``LocalBackend.webhook_deliveries``."""
+
+    def webhook_redeliver(self, delivery: str) -> Delivery:
+        """As ``LocalBackend.webhook_redeliver``."""
+
+    def webhooks_deliver(self) -> dict[str, Any]:
+        """As ``LocalBackend.webhooks_deliver``."""
 
 
 def backend() -> Backend:
@@ -409,6 +437,31 @@ class LocalBackend:
 
         with workspace() as ws:
             return views.deployment(ws, env, deployment)
+
+    def remove(
+        self,
+        env: str,
+        *,
+        workload: str | None,
+        resource: str | None,
+        ask: Ask,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> tuple[str, DeployResult]:
+        """Once ``ask`` said yes, take ``workload`` out of ``env`` (or destroy ``resource``,
+        which no live workload uses): what was removed, in words, and the removal's result."""
+        from stackyard.environments import confirmation, lifecycle
+
+        with workspace(lock_timeout=lock_timeout) as ws:
+            asked = confirmation.remove(ws, env, workload=workload, resource=resource)
+            if not ask(asked.question):
+                raise CancelledError("Cancelled: nothing was changed")
+            if resource:
+                result = lifecycle.destroy_resource(ws, env, resource, progress=progress)
+            else:
+                assert workload is not None
+                result = lifecycle.remove_workload(ws, env, workload, progress=progress)
+            return asked.what, result
 
     # -- releases, promotion and approvals -----------------------------------------------------
 
@@ -674,6 +727,38 @@ class LocalBackend:
 
         with workspace() as ws:
             return backstage.export(ws, env=env)
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The applied webhooks with their last delivery."""
+        from stackyard.ops import webhooks
+
+        with workspace() as ws:
+            return webhooks.listing(ws)
+
+    def webhook_deliveries(
+        self, *, webhook: str | None, status: str | None, limit: int
+    ) -> list[Delivery]:
+        """Deliveries, newest first."""
+        from stackyard.ops import webhooks
+
+        with workspace() as ws:
+            return webhooks.deliveries(ws, webhook=webhook, status=status, limit=limit)
+
+    def webhook_redeliver(self, delivery: str) -> Delivery:
+        """Make a delivery pending again."""
+        from stackyard.ops import webhooks
+
+        with workspace() as ws:
+            return webhooks.redeliver(ws, delivery)
+
+    def webhooks_deliver(self) -> dict[str, Any]:
+        """Dispatch new events and send the due deliveries now."""
+        from stackyard.ops import webhooks
+
+        with workspace() as ws:
+            return webhooks.run_now(ws)
 
 
 def ttl_seconds(text: str | None) -> int | None:

@@ -17,7 +17,6 @@ from stackyard.cli.common import (
     progress,
     render_plan,
     when,
-    workspace,
 )
 from stackyard.cli.output import OutputFormat, print_json, render_diagnostics, stdout
 from stackyard.errors import CancelledError, InvalidInputError
@@ -303,26 +302,23 @@ def remove(
 ) -> None:
     """Take a workload out of an environment (stop it, destroy what only it used), or destroy
     an unused resource."""
-    from stackyard.environments import confirmation, lifecycle
-
     if bool(workload) == bool(resource):
         raise InvalidInputError(
             "Give a workload or --resource UID, not both or neither",
             hint="stackyard remove hello --env dev",
         )
-    with workspace(lock_timeout=lock_timeout) as ws:
-        asked = confirmation.remove(ws, env, workload=workload, resource=resource)
-        if not confirm(asked.question, yes=yes):
-            raise CancelledError("Cancelled: nothing was changed")
-        if resource:
-            result = lifecycle.destroy_resource(ws, env, resource, progress=progress(output))
-        else:
-            assert workload is not None
-            result = lifecycle.remove_workload(ws, env, workload, progress=progress(output))
+    what, result = backend().remove(
+        env,
+        workload=workload,
+        resource=resource,
+        ask=lambda question: confirm(question, yes=yes),
+        lock_timeout=lock_timeout,
+        progress=progress(output),
+    )
     if output is OutputFormat.JSON or result.deployment.status is not DeploymentStatus.SUCCEEDED:
         report(result, output)
         return
-    stdout().print(f"[green]✓[/] removed {escape(asked.what)} from {escape(env)}")
+    stdout().print(f"[green]✓[/] removed {escape(what)} from {escape(env)}")
 
 
 def register(app: typer.Typer) -> None:

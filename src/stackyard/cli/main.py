@@ -106,7 +106,6 @@ _LOCAL_ONLY = {
     "daemon": "it manages this machine's command server",
     "server": "it serves a home; run it where the home is",
     "worker": "it runs the jobs of a home; run it where the home is",
-    "webhooks": "its deliveries are read and sent on the home, where the workers run",
 }
 
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from stackyard.integrations.backstage import Export
     from stackyard.model.environment import Deployment, Environment
     from stackyard.ops.slo import SloSummary
+    from stackyard.ops.webhooks import Delivery
     from stackyard.policy.audit import AuditEvent, Verification
     from stackyard.state.driftlog import Scan
 
@@ -550,6 +551,26 @@ class RemoteBackend:
         events = [DeploymentEvent(**e) for e in doc.get("events") or []]
         return served(DeploymentView(deployment(doc), events), doc)
 
+    def remove(
+        self,
+        env: str,
+        *,
+        workload: str | None,
+        resource: str | None,
+        ask: Ask,
+        lock_timeout: str | None,
+        progress: Progress,
+    ) -> tuple[str, DeployResult]:
+        """Ask the question ``GET /environments/{env}/remove`` gives, then ``POST`` it (a
+        job)."""
+        path = f"/api/v1/environments/{_q(env)}/remove"
+        named = {"workload": workload} if workload else {"resource": resource}
+        asked = self.client.get(path, **named)
+        if not ask(str(asked["question"])):
+            raise CancelledError("Cancelled: nothing was changed")
+        doc = self.client.job("POST", path, named, progress=progress)
+        return str(asked["what"]), deploy_result(doc)
+
     # -- releases, promotion and approvals -----------------------------------------------------
 
     def release_create(
@@ -817,6 +838,37 @@ class RemoteBackend:
 
         doc = self.client.get("/api/v1/catalog/export", format="backstage", env=env)
         return served(Export(tuple(doc.get("entities") or ())), doc)
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """``GET /webhooks``."""
+        return [dict(w) for w in self.client.items("/api/v1/webhooks")]
+
+    def webhook_deliveries(
+        self, *, webhook: str | None, status: str | None, limit: int
+    ) -> list[Delivery]:
+        """``GET /webhooks/deliveries``: the newest ``limit`` (pages followed as needed)."""
+        page = self.client.get(
+            "/api/v1/webhooks/deliveries",
+            webhook=webhook,
+            status=status,
+            limit=min(limit, 500),
+        )
+        rows = list(page["items"])
+        while page.get("next") and len(rows) < limit:
+            page = self.client.call("GET", page["next"]).json()
+            rows.extend(page["items"])
+        return [served(None, r) for r in rows[:limit]]
+
+    def webhook_redeliver(self, delivery: str) -> Delivery:
+        """``POST /webhooks/deliveries/{id}/redeliver``."""
+        doc = self.client.post(f"/api/v1/webhooks/deliveries/{_q(delivery)}/redeliver")
+        return served(None, doc)
+
+    def webhooks_deliver(self) -> dict[str, Any]:
+        """``POST /webhooks/deliver``."""
+        return dict(self.client.post("/api/v1/webhooks/deliver"))
 
     def components(self) -> list[Any]:
         """``GET /components``: entries with the local ones' attributes."""

@@ -1,6 +1,6 @@
 """The ``stackyard webhooks`` commands: the applied webhooks, their deliveries, redelivery,
-and a dispatch-and-deliver run for a home without a worker. Local only (the home's store);
-platform engineers and admins."""
+and a dispatch-and-deliver run for a home without a worker. On the local home or through a
+server (``backend()``); platform engineers and admins."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stackyard.cli.common import OUTPUT, when, workspace
+from stackyard.cli.backend import backend
+from stackyard.cli.common import OUTPUT, when
 from stackyard.cli.output import OutputFormat, print_json, stdout
 
 app = typer.Typer(
@@ -26,10 +27,7 @@ def _status(status: str) -> str:
 @app.command("list")
 def list_webhooks(output: OutputFormat = OUTPUT) -> None:
     """List the applied webhooks with their last delivery (never a secret)."""
-    from stackyard.ops import webhooks
-
-    with workspace() as ws:
-        found = webhooks.listing(ws)
+    found = backend().webhooks()
     if output is OutputFormat.JSON:
         print_json({"webhooks": found})
         return
@@ -64,10 +62,7 @@ def list_deliveries(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """List webhook deliveries, newest first: status, attempts, response and error."""
-    from stackyard.ops import webhooks
-
-    with workspace() as ws:
-        found = webhooks.deliveries(ws, webhook=webhook, status=status, limit=limit)
+    found = backend().webhook_deliveries(webhook=webhook, status=status, limit=limit)
     if output is OutputFormat.JSON:
         print_json({"deliveries": [d.to_json() for d in found]})
         return
@@ -98,10 +93,7 @@ def redeliver(
     output: OutputFormat = OUTPUT,
 ) -> None:
     """Send a delivery again: it is pending now, with a fresh budget of attempts."""
-    from stackyard.ops import webhooks
-
-    with workspace() as ws:
-        found = webhooks.redeliver(ws, delivery)
+    found = backend().webhook_redeliver(delivery)
     if output is OutputFormat.JSON:
         print_json(found.to_json(body=False))
         return
@@ -114,10 +106,7 @@ def redeliver(
 @app.command("deliver")
 def deliver(output: OutputFormat = OUTPUT) -> None:
     """Dispatch new events and send the due deliveries now (for a home without a worker)."""
-    from stackyard.ops import webhooks
-
-    with workspace() as ws:
-        result = webhooks.run_now(ws)
+    result = backend().webhooks_deliver()
     if output is OutputFormat.JSON:
         print_json(result)
         return

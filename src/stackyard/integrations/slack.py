@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 
 from stackyard.errors import InvalidInputError, PermissionDeniedError, PolicyDeniedError
 from stackyard.identity.errors import NotAuthenticated
-from stackyard.model.status import AuditResult
+from stackyard.jobs.model import JobStatus
+from stackyard.model.status import AuditResult, DeploymentStatus
 
 if TYPE_CHECKING:
     from stackyard.environments.workspace import Workspace
@@ -562,7 +563,7 @@ def approvals_reply(rows: Sequence[Mapping[str, Any]]) -> Reply:
 def job_reply(cmd: Command, job: Mapping[str, Any], command: str = "/stackyard") -> Reply:
     """The end of a command's job: what it did, or why it failed."""
     status = job.get("status")
-    if status != "succeeded":
+    if status != JobStatus.SUCCEEDED:
         error = job.get("error") or {"title": str(status), "detail": f"The job ended {status}"}
         return error_reply(cmd, error)
     result: Mapping[str, Any] = job.get("result") or {}
@@ -573,7 +574,7 @@ def job_reply(cmd: Command, job: Mapping[str, Any], command: str = "/stackyard")
         line = f"{verb} environment {_code(env.get('name'))} (type {_escape(str(env.get('type')))}"
         line += f", from {_code(env['parent'])})" if env.get("parent") else ")"
         return Reply(f"✓ {cmd.describe()}", (f"{line} {ref}",))
-    if result.get("status") == "awaiting-approval" and result.get("deployment"):
+    if result.get("status") == DeploymentStatus.AWAITING_APPROVAL and result.get("deployment"):
         parked = str(result["deployment"])
         return Reply(
             f"⏸ {cmd.describe()} awaits approval",

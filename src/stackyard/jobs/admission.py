@@ -16,10 +16,11 @@ from stackyard.errors import InvalidInputError
 from stackyard.policy.rbac import Action
 
 if TYPE_CHECKING:
+    from stackyard.environments.confirmation import Confirmation
     from stackyard.environments.workspace import Workspace
     from stackyard.jobs.model import Job
 
-__all__ = ["admit", "check_cancel", "parked_env", "visible"]
+__all__ = ["admit", "check_cancel", "parked_env", "removal", "visible"]
 
 #: The action a job of each kind performs: who may submit it may also cancel it.
 ACTIONS = {
@@ -33,6 +34,7 @@ ACTIONS = {
     "adopt": Action.DEPLOY,
     "env.repair": Action.DEPLOY,
     "upgrade": Action.DEPLOY,
+    "remove": Action.DEPLOY,
 }
 
 
@@ -93,12 +95,29 @@ def admit(ws: Workspace, kind: str, args: Mapping[str, Any]) -> str | None:
             ws.environment(name)
             access.authorize(Action.DEPLOY, env=name, audit=True)
         return names[0] if kind == "drift.fix" and len(names) == 1 else None
-    if kind in ("adopt", "env.repair"):
-        env = str(args["env" if kind == "adopt" else "name"])
+    if kind in ("adopt", "env.repair", "remove"):
+        env = str(args["name" if kind == "env.repair" else "env"])
         ws.environment(env)
         access.authorize(Action.DEPLOY, env=env, audit=True)
         return env
     raise InvalidInputError(f"Unknown job kind '{kind[:40]}'")
+
+
+def removal(
+    ws: Workspace, env: str, *, workload: str | None, resource: str | None
+) -> Confirmation:
+    """The question a client asks before it submits a ``remove`` job (the CLI's, computed
+    here): for whoever may view ``env``."""
+    from stackyard.environments import confirmation
+
+    if bool(workload) == bool(resource):
+        raise InvalidInputError(
+            "Give a workload or --resource UID, not both or neither",
+            hint="stackyard remove hello --env dev",
+        )
+    asked = confirmation.remove(ws, env, workload=workload, resource=resource)
+    ws.access.authorize(Action.VIEW, env=env)
+    return asked
 
 
 def parked_env(ws: Workspace, deployment: str) -> str:

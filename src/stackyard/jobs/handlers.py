@@ -67,6 +67,7 @@ _ALLOWED: Mapping[str, frozenset[str]] = {
     "adopt": frozenset({"env", "address"}),
     "env.repair": frozenset({"name"}),
     "upgrade": frozenset({"component", "to", "envs", "env_types"}),
+    "remove": frozenset({"env", "workload", "resource"}),
 }
 
 
@@ -105,6 +106,11 @@ def check_args(kind: str, args: Mapping[str, Any]) -> None:
             "Give Score files or a release, not both or neither",
             hint='A deploy job takes {"env", "scores": {name: text}} or {"env", "release"}.',
         )
+    if kind == "remove" and bool(args.get("workload")) == bool(args.get("resource")):
+        raise InvalidInputError(
+            "Give a workload or a resource, not both or neither",
+            hint='A remove job takes {"env", "workload"} or {"env", "resource"}.',
+        )
 
 
 def env_of(kind: str, args: Mapping[str, Any]) -> str | None:
@@ -119,6 +125,7 @@ def env_of(kind: str, args: Mapping[str, Any]) -> str | None:
         "promote": "to",
         "adopt": "env",
         "env.repair": "name",
+        "remove": "env",
     }.get(kind)
     value = args.get(key) if key else None
     return str(value) if value else None
@@ -419,6 +426,17 @@ def _upgrade(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
     return {**campaign.to_json(), "exit_code": stop.exit_code if stop is not None else 0}
 
 
+def _remove(ws: Workspace, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """Take a workload out of an environment, or destroy a resource no live workload uses
+    (``stackyard remove -o json``)."""
+    from stackyard.environments import lifecycle
+
+    env = str(args["env"])
+    if args.get("resource"):
+        return lifecycle.destroy_resource(ws, env, str(args["resource"]), progress=emit).to_json()
+    return lifecycle.remove_workload(ws, env, str(args["workload"]), progress=emit).to_json()
+
+
 _HANDLERS: Mapping[str, Callable[[Workspace, dict[str, Any], Emit], dict[str, Any]]] = {
     "deploy": _deploy,
     "env.create": _env_create,
@@ -430,4 +448,5 @@ _HANDLERS: Mapping[str, Callable[[Workspace, dict[str, Any], Emit], dict[str, An
     "adopt": _adopt,
     "env.repair": _env_repair,
     "upgrade": _upgrade,
+    "remove": _remove,
 }

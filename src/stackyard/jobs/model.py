@@ -70,6 +70,7 @@ KINDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "adopt": ("env", "address"),
         "env.repair": ("name",),
         "upgrade": ("component", "to"),
+        "remove": ("env",),
     }
 )
 

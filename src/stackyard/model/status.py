@@ -32,6 +32,7 @@ __all__ = [
     "AuditResult",
     "ChangeOutcome",
     "DecisionOutcome",
+    "DeliveryStatus",
     "DeploymentStatus",
     "EnvironmentStatus",
     "Lifecycle",
@@ -104,6 +105,15 @@ class DecisionOutcome(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     APPROVAL = "approval"  # allowed once an approver approves
+
+
+class DeliveryStatus(StrEnum):
+    """Where one webhook delivery is (``webhook_deliveries.status``)."""
+
+    PENDING = "pending"  # due at ``next_at`` (a first attempt, or a retry)
+    DELIVERING = "delivering"  # a worker claimed it (until its lease runs out)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # the last attempt failed, or it can never be sent
 
 
 class Verdict(StrEnum):

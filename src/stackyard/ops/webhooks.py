@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from stackyard import __version__
 from stackyard.errors import InvalidInputError
 from stackyard.model.platform import Webhook, parse_document
+from stackyard.model.status import DeliveryStatus
 from stackyard.ops import events, ticker
 from stackyard.state.tables import ops_marks, upsert, webhook_deliveries
 
@@ -72,7 +73,7 @@ BODY_KEEP = 2048
 #: Rows dispatched or sent per run of a step.
 BATCH = 200
 RETRY_BASE_ENV = "STACKYARD_WEBHOOK_RETRY_BASE_S"
-STATUSES = ("pending", "delivering", "delivered", "failed")
+STATUSES = tuple(s.value for s in DeliveryStatus)
 
 
 def retry_base_s() -> float:
@@ -181,7 +182,7 @@ def dispatch(ws: Workspace) -> int:
                         "event_type": event.type,
                         "url": hook.url,
                         "body": payload(event),
-                        "status": "pending",
+                        "status": DeliveryStatus.PENDING,
                         "attempts": 0,
                         "next_at": now,
                         "created_at": now,
@@ -249,7 +250,7 @@ def _claim(store: SqlStateStore, row: Any, now: float) -> bool:
                 webhook_deliveries.c.status == row["status"],
                 webhook_deliveries.c.next_at == row["next_at"],
             )
-            .values(status="delivering", next_at=now + LEASE_S)
+            .values(status=DeliveryStatus.DELIVERING, next_at=now + LEASE_S)
         ).rowcount
     return bool(won)
 
@@ -260,7 +261,7 @@ def _finish(store: SqlStateStore, delivery_id: str, **values: Any) -> None:
             sa.update(webhook_deliveries)
             .where(
                 webhook_deliveries.c.id == delivery_id,
-                webhook_deliveries.c.status == "delivering",
+                webhook_deliveries.c.status == DeliveryStatus.DELIVERING,
             )
             .values(**values)
         )
@@ -278,7 +279,9 @@ def deliver(ws: Workspace, *, now: float | None = None, limit: int = BATCH) -> l
             conn.execute(
                 sa.select(webhook_deliveries)
                 .where(
-                    webhook_deliveries.c.status.in_(["pending", "delivering"]),
+                    webhook_deliveries.c.status.in_(
+                        [DeliveryStatus.PENDING, DeliveryStatus.DELIVERING]
+                    ),
                     webhook_deliveries.c.next_at <= now,
                 )
                 .order_by(webhook_deliveries.c.next_at)
@@ -310,7 +313,7 @@ def _send(store: SqlStateStore, client: httpx.Client, d: Delivery, hook: Webhook
         _finish(
             store,
             d.id,
-            status="failed",
+            status=DeliveryStatus.FAILED,
             attempts=attempts,
             last_at=started,
             next_at=None,
@@ -322,7 +325,7 @@ def _send(store: SqlStateStore, client: httpx.Client, d: Delivery, hook: Webhook
         _finish(
             store,
             d.id,
-            status="failed",
+            status=DeliveryStatus.FAILED,
             attempts=attempts,
             last_at=started,
             next_at=None,
@@ -370,7 +373,7 @@ def _send(store: SqlStateStore, client: httpx.Client, d: Delivery, hook: Webhook
         _finish(
             store,
             d.id,
-            status="delivered",
+            status=DeliveryStatus.DELIVERED,
             next_at=None,
             response_code=code,
             response_body=text,
@@ -382,7 +385,7 @@ def _send(store: SqlStateStore, client: httpx.Client, d: Delivery, hook: Webhook
     _finish(
         store,
         d.id,
-        status="failed" if final else "pending",
+        status=DeliveryStatus.FAILED if final else DeliveryStatus.PENDING,
         next_at=None if final else time.time() + backoff_s(attempts),
         response_code=code,
         response_body=text,
@@ -497,7 +500,7 @@ def redeliver(ws: Workspace, delivery_id: str) -> Delivery:
         found = conn.execute(
             sa.update(webhook_deliveries)
             .where(webhook_deliveries.c.id == delivery_id)
-            .values(status="pending", attempts=0, next_at=time.time(), error=None)
+            .values(status=DeliveryStatus.PENDING, attempts=0, next_at=time.time(), error=None)
         ).rowcount
     if not found:
         raise InvalidInputError(

@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from stackyard.errors import InvalidInputError
+from stackyard.identity.errors import NotAuthenticated
 from stackyard.identity.oidc import OidcConfig, OidcVerifier
 from stackyard.portal.session import COOKIE, SESSION_S
 from stackyard.portal.web import portal, redirect, safe_next
@@ -62,11 +63,12 @@ _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
-class SignInFailed(Exception):
-    """A sign-in that cannot go on: its page says why (``status``, ``title``, ``detail``)."""
+class SignInFailed(NotAuthenticated):
+    """A sign-in that cannot go on: its page says why (``status``: 400, 401 or 502,
+    ``title``, ``detail``)."""
 
     def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(title)
+        super().__init__(title, hint=detail)
         self.status = status
         self.title = title
         self.detail = detail

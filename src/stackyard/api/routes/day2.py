@@ -1,6 +1,7 @@
-"""Day 2: drift (scan, fix, history), adopt and forget, environment repair, fleet upgrades,
-SLOs (summaries and probes) and the Backstage export. Each route calls the function the CLI
-calls; the long operations (drift fix, adopt, repair, an upgrade's apply) are jobs."""
+"""Day 2: drift (scan, fix, history), adopt and forget, environment repair, removals, fleet
+upgrades, SLOs (summaries and probes) and the Backstage export. Each route calls the function
+the CLI calls; the long operations (drift fix, adopt, repair, a removal, an upgrade's apply)
+are jobs."""
 
 from __future__ import annotations
 
@@ -69,6 +70,14 @@ class Forget(BaseModel):
     addresses: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
         min_length=1, max_length=500
     )
+
+
+class Remove(BaseModel):
+    """What to take out of the environment: a workload, or a resource no live workload uses."""
+
+    model_config = _CLOSED
+    workload: str | None = Field(default=None, min_length=1, max_length=63)
+    resource: str | None = Field(default=None, min_length=1, max_length=300)
 
 
 class UpgradeRequest(BaseModel):
@@ -217,6 +226,55 @@ async def repair(request: Request, who: Who, env: EnvName) -> JSONResponse:
         env=env,
         args=args,
         precheck=lambda ws: admission.admit(ws, "env.repair", args),
+    )
+
+
+# -- removals ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/environments/{env}/remove",
+    response_model=Document,
+    summary="The question to confirm before a removal",
+)
+async def removal(
+    request: Request,
+    who: Who,
+    env: EnvName,
+    workload: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    resource: Annotated[str | None, Query(min_length=1, max_length=300)] = None,
+) -> dict[str, Any]:
+    """What ``stackyard remove`` asks before it submits the removal: ``{action, env, what,
+    question}`` (``view``; an unknown environment is refused here)."""
+    out: dict[str, Any] = await yard(request).call(
+        who,
+        lambda ws: admission.removal(ws, env, workload=workload, resource=resource).to_json(),
+    )
+    return out
+
+
+@router.post(
+    "/environments/{env}/remove",
+    status_code=202,
+    responses=ACCEPTED,
+    response_class=JSONResponse,
+    summary="Remove a workload, or an unused resource (a job)",
+)
+async def remove(request: Request, who: Who, env: EnvName, body: Remove) -> JSONResponse:
+    """Stop a workload and destroy what only it used, or destroy one resource no live
+    workload uses, as a job (``stackyard remove -o json``; ``deploy``)."""
+    args: dict[str, Any] = {"env": env}
+    if body.workload:
+        args["workload"] = body.workload
+    if body.resource:
+        args["resource"] = body.resource
+    return await submit(
+        request,
+        who,
+        "remove",
+        env=env,
+        args=args,
+        precheck=lambda ws: admission.admit(ws, "remove", args),
     )
 
 

@@ -1,5 +1,6 @@
 """Day 2 operations over HTTP: the webhooks and their deliveries (what ``stackyard webhooks``
-shows on the home), and redelivery. Platform engineers and admins (``platform.apply``)."""
+shows), redelivery, and a dispatch-and-deliver run now. Platform engineers and admins
+(``platform.apply``)."""
 
 from __future__ import annotations
 
@@ -64,4 +65,15 @@ async def redeliver(
     out: dict[str, Any] = await yard(request).call(
         who, lambda ws: service.redeliver(ws, delivery_id).to_json(body=False)
     )
+    return out
+
+
+@router.post("/webhooks/deliver", response_model=Document, summary="Dispatch and deliver now")
+async def deliver(request: Request, who: Who) -> dict[str, Any]:
+    """Turn new platform events into deliveries and send the due ones now, as the workers'
+    periodic steps do (``stackyard webhooks deliver -o json``): ``{dispatched, sent,
+    deliveries}``, never a body or a secret."""
+    from stackyard.ops import webhooks as service
+
+    out: dict[str, Any] = await yard(request).call(who, service.run_now)
     return out
