@@ -12,6 +12,7 @@ from stackyard.policy import inputs
 from stackyard.policy.rbac import Action, Role, Target, permits, roles_of
 
 if TYPE_CHECKING:
+    from stackyard.model.environment import Environment
     from stackyard.state.governance import Governance
     from stackyard.state.records import Records
 
@@ -65,6 +66,10 @@ class Access:
             if rec is not None:
                 return Target(env, env_type or rec.type, rec.owner)
         return Target(env, env_type)
+
+    def target_of(self, env: Environment) -> Target:
+        """The RBAC target of an environment record already read (no read of it again)."""
+        return Target(env.name, env.type, env.owner)
 
     def roles(self, target: Target) -> set[tuple[Role, str]]:
         """The ``(role, scope)`` pairs the actor holds on ``target``."""

@@ -199,12 +199,12 @@ def recorded_uses(ws: Workspace) -> dict[tuple[str, str], list[Use]]:
     """``(component, version)`` → its instances in the live environments the actor may
     ``view``, each with the workloads that use it directly or through requirements."""
     envs = {e.name: e for e in ws.records.environments() if e.live}
-    instances = {n: ws.records.instances(n) for n in envs}
+    instances = ws.records.instances_of(sorted(envs))  # one query; no secret decrypted
     users = _users(ws, envs, instances)
     out: dict[tuple[str, str], list[Use]] = {}
     for env_name in sorted(envs):
         env = envs[env_name]
-        if not ws.access.allowed(Action.VIEW, ws.access.target(env_name)):
+        if not ws.access.allowed(Action.VIEW, ws.access.target_of(env)):
             continue
         for uid, rec in sorted(instances[env_name].items()):
             component, _, version = rec.component.rpartition("@")
@@ -240,8 +240,8 @@ def _users(
         return None
 
     users: dict[tuple[str, str], set[str]] = {}
-    for env_name in envs:
-        for w in ws.records.workloads(env_name):
+    for env_name, live in ws.records.workloads_of(sorted(envs)).items():
+        for w in live:
             stack = [(env_name, uid) for uid in w.uids]
             visited: set[tuple[str, str]] = set()
             while stack:

@@ -182,7 +182,7 @@ def scan(
             e.name
             for e in ws.records.environments()
             if e.status is not EnvironmentStatus.DECLARED
-            and ws.access.allowed(Action.VIEW, ws.access.target(e.name))
+            and ws.access.allowed(Action.VIEW, ws.access.target_of(e))
         ]
     else:
         names = list(envs)

@@ -103,9 +103,7 @@ def admit(ws: Workspace, kind: str, args: Mapping[str, Any]) -> str | None:
     raise InvalidInputError(f"Unknown job kind '{kind[:40]}'")
 
 
-def removal(
-    ws: Workspace, env: str, *, workload: str | None, resource: str | None
-) -> Confirmation:
+def removal(ws: Workspace, env: str, *, workload: str | None, resource: str | None) -> Confirmation:
     """The question a client asks before it submits a ``remove`` job (the CLI's, computed
     here): for whoever may view ``env``."""
     from stackyard.environments import confirmation

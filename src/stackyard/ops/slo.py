@@ -202,7 +202,7 @@ def observe(ws: Workspace, env: str | None = None) -> int:
         names = [
             e.name
             for e in ws.records.environments()
-            if e.live and ws.access.allowed(Action.VIEW, ws.access.target(e.name))
+            if e.live and ws.access.allowed(Action.VIEW, ws.access.target_of(e))
         ]
     return _sweep(ws, names)
 
@@ -388,7 +388,7 @@ def _measure(
         names = [
             e.name
             for e in ws.records.environments()
-            if e.live and ws.access.allowed(Action.VIEW, ws.access.target(e.name))
+            if e.live and ws.access.allowed(Action.VIEW, ws.access.target_of(e))
         ]
     if not names:
         return []
@@ -418,13 +418,15 @@ def _measure(
             latest[key] = (float(r.last), r.component)
     # the current targets: a target without a sample is reported too (unknown)
     current: dict[tuple[str, str], str | None] = {}
+    with ws.store.read_session():  # a query per table for every environment at once
+        for name, live in ws.records.workloads_of(names).items():
+            for w in live:
+                current[(name, f"{WORKLOAD_PREFIX}{w.name}")] = None
+        instances = ws.records.instances_of(names)
+        owned = _instances_with_resources(ws, names)
     for name in names:
-        for w in ws.records.workloads(name):
-            current[(name, f"{WORKLOAD_PREFIX}{w.name}")] = None
-        instances = ws.records.instances(name)
-        owned = {r.uid for r in ws.store.snapshot(name).resources.values()}
-        for uid, inst in instances.items():
-            if uid in owned:
+        for uid, inst in instances[name].items():
+            if (name, uid) in owned:
                 current[(name, uid)] = inst.component
     keys = set(counts) | set(current)
     workload_objective = default_objective() if workloads and component is None else None
@@ -444,6 +446,22 @@ def _measure(
         samples, good = counts.get(key, [0, 0])
         out.append(_summary(key[0], key[1], comp, objective, samples, good))
     return out
+
+
+def _instances_with_resources(ws: Workspace, names: Sequence[str]) -> set[tuple[str, str]]:
+    """``(env, uid)`` of every component instance that has recorded resources (one query)."""
+    from stackyard.state.tables import resources
+
+    found: set[tuple[str, str]] = set()
+    with ws.store.reading() as conn:
+        for i in range(0, len(names), 500):
+            query = (
+                sa.select(resources.c.env, resources.c.uid)
+                .distinct()
+                .where(resources.c.env.in_(list(names[i : i + 500])))
+            )
+            found.update((str(r.env), str(r.uid)) for r in conn.execute(query))
+    return found
 
 
 def _component_objective(ws: Workspace, ref: str) -> float | None:

@@ -488,6 +488,58 @@ class Records:
                 )
             ]
 
+    def workloads_of(self, envs: Sequence[str]) -> dict[str, list[WorkloadRecord]]:
+        """``workloads`` of many environments in one query: env → its workloads by name."""
+        out: dict[str, list[WorkloadRecord]] = {e: [] for e in envs}
+        names = list(out)
+        with self.store.reading() as conn:
+            for i in range(0, len(names), _IN_CHUNK):
+                query = (
+                    sa.select(workloads)
+                    .where(workloads.c.env.in_(names[i : i + _IN_CHUNK]))
+                    .order_by(workloads.c.env, workloads.c.name)
+                )
+                for r in conn.execute(query):
+                    out[r.env].append(
+                        WorkloadRecord(
+                            r.env,
+                            r.name,
+                            r.deployment_id,
+                            r.spec,
+                            tuple(r.uids),
+                            r.release_id,
+                            r.updated_at,
+                        )
+                    )
+        return out
+
+    def instances_of(self, envs: Sequence[str]) -> dict[str, dict[str, InstanceRecord]]:
+        """``instances`` of many environments in one query, **without** their secret outputs
+        (nothing is decrypted: ``outputs`` holds the plain ones, ``secret_keys`` is empty),
+        for read models that need what an instance is, not what it holds."""
+        out: dict[str, dict[str, InstanceRecord]] = {e: {} for e in envs}
+        names = list(out)
+        columns = [c for c in instances.c if c.name != "secret_blob"]
+        with self.store.reading() as conn:
+            for i in range(0, len(names), _IN_CHUNK):
+                query = sa.select(*columns).where(instances.c.env.in_(names[i : i + _IN_CHUNK]))
+                for r in conn.execute(query):
+                    out[r.env][r.uid] = InstanceRecord(
+                        r.env,
+                        r.uid,
+                        r.component,
+                        r.digest,
+                        r.core,
+                        r.params,
+                        r.requires,
+                        dict(r.outputs),
+                        (),
+                        r.updated_at,
+                        r.monthly_cost,
+                        r.currency,
+                    )
+        return out
+
     def instances(self, env: str) -> dict[str, InstanceRecord]:
         """Instances of ``env`` by uid, secret outputs decrypted."""
         box = self.store.box
@@ -582,6 +634,10 @@ class Records:
         with self.store.writing() as conn:
             conn.execute(sa.delete(workloads).where(workloads.c.env == env))
             conn.execute(sa.delete(instances).where(instances.c.env == env))
+
+
+#: Environments per ``IN (...)`` list of the many-environment reads.
+_IN_CHUNK = 500
 
 
 def _upsert_all(conn: sa.Connection, table: sa.Table, key: tuple[str, ...]) -> Any:
