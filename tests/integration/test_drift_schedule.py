@@ -118,11 +118,35 @@ def test_scheduled_scans_history_status_and_events(
         assert "detail" not in status["drift"]
         code, found = _cli("drift", "--env", env)
         assert code == 11, found
+        # the portal's environment page shows the last scan, its root cause and the earlier
+        # ones (an HTML page, escaped like every value)
+        page = _portal_page(ws, f"/environments/{env}")
+        assert 'id="h-drift"' in page and directory.address in page, page
+        assert "schedule" in page and "Earlier scans" in page
         code, listed = _cli("drift", "--env", env, "--history")
         assert code == 0
         assert [s["trigger"] for s in listed[env]] == ["manual", "schedule", "schedule"]
         assert listed[env][1]["id"] == second.id
         assert listed[env][0]["actor"] != driftscan.ACTOR
+
+
+def _portal_page(ws: Any, path: str) -> str:
+    """One portal page, rendered by the portal's app in process (Starlette's test client)."""
+    import warnings
+
+    from stackyard.identity import tokens
+    from stackyard.portal import site
+
+    token = tokens.create(ws, user=ws.access.actor, ttl="1h").token
+    with warnings.catch_warnings():
+        # this Starlette wants the httpx2 package for its test client; httpx does the job
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from starlette.testclient import TestClient
+
+        with TestClient(site(ws.settings), base_url="http://127.0.0.1") as client:
+            r = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.text
 
 
 def test_the_schedule_is_validated() -> None:

@@ -102,7 +102,7 @@ def _requests(ws: Workspace, env: str) -> dict[str, list[tuple[str, str, str]]]:
 
 
 def _environment(ws: Workspace, name: str) -> dict[str, Any]:
-    from stackyard.environments import inspect, views
+    from stackyard.environments import drift, inspect, views
     from stackyard.environments.cost import report
 
     view = views.environment(ws, name)  # refuses who may not view it
@@ -125,6 +125,7 @@ def _environment(ws: Workspace, name: str) -> dict[str, Any]:
         "status": status,
         "outputs": inspect.outputs(ws, name),
         "deployments": [d.to_json() for d in views.deployments(ws, name)[:10]],
+        "drift": [scan.to_json() for scan in drift.history(ws, name, limit=5)],
         "cost": report(ws, env=name, by="workload").to_json(),
         "graph": graph.render(g, title=f"Resource graph of {name}"),
         "logs": logs,
