@@ -183,6 +183,35 @@ def test_events_are_filtered_by_type_env_type_and_team(
     assert [e.type for e in destroyed] == ["environment.destroyed"]
 
 
+def test_an_event_committed_after_a_later_one_is_still_delivered(
+    site: Callable[..., Any], tmp_path: Path
+) -> None:
+    """On PostgreSQL two writers can commit their events out of ``seq`` order: the cursor
+    passes the later one before the earlier one is visible. The dispatcher reads the recent
+    events again, so the late one still gets its delivery (and nothing twice)."""
+    import sqlalchemy as sa
+
+    from stackyard.ops import webhooks
+    from stackyard.state.tables import platform_events
+
+    ws = site()
+    apply(ws, tmp_path / "platform", platform_yaml(webhook_doc("all", "http://127.0.0.1:9/a")))
+    early = events.publish(ws.store, "drift.found", "environment one", env="one")
+    events.publish(ws.store, "drift.found", "environment two", env="two")
+    with ws.store.writing() as conn:  # the earlier event's transaction has not committed yet
+        row = conn.execute(sa.select(platform_events).where(platform_events.c.seq == early))
+        pending = dict(row.mappings().one())
+        conn.execute(sa.delete(platform_events).where(platform_events.c.seq == early))
+    assert webhooks.dispatch(ws) == 1
+    assert webhooks._cursor(ws.store) > early
+    with ws.store.writing() as conn:  # ... and now it has, behind the cursor
+        conn.execute(sa.insert(platform_events).values(**pending))
+    assert webhooks.dispatch(ws) == 1
+    assert webhooks.dispatch(ws) == 0
+    got = sorted(json.loads(r["body"])["env"] for r in deliveries(ws))
+    assert got == ["one", "two"]
+
+
 def test_the_ttl_warning_arrives_once_and_extend_arms_it_again(
     site: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

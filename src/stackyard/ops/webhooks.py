@@ -72,6 +72,8 @@ LEASE_S = 60.0
 BODY_KEEP = 2048
 #: Rows dispatched or sent per run of a step.
 BATCH = 200
+#: How far back (seconds) every dispatch reads the events again (out-of-order commits).
+LATE_S = 30.0
 RETRY_BASE_ENV = "STACKYARD_WEBHOOK_RETRY_BASE_S"
 STATUSES = tuple(s.value for s in DeliveryStatus)
 
@@ -144,6 +146,18 @@ def _cursor(store: SqlStateStore) -> int:
     return int(row[0].get("seq") or 0)
 
 
+def _first_recent(store: SqlStateStore, since: float) -> int:
+    """The smallest ``seq`` of the events published at ``since`` or later (a large number
+    when there is none)."""
+    from stackyard.state.tables import platform_events
+
+    with store.reading() as conn:
+        found = conn.execute(
+            sa.select(sa.func.min(platform_events.c.seq)).where(platform_events.c.at >= since)
+        ).scalar()
+    return int(found) if found is not None else 2**62
+
+
 def _move_cursor(store: SqlStateStore, seq: int) -> None:
     with store.writing() as conn:
         row = {"key": CURSOR, "at": time.time(), "value": {"seq": seq}}
@@ -157,11 +171,17 @@ def _move_cursor(store: SqlStateStore, seq: int) -> None:
 
 
 def dispatch(ws: Workspace) -> int:
-    """Turn the events after the cursor into deliveries; how many rows were added."""
+    """Turn the events after the cursor into deliveries; how many rows were added.
+
+    The events of the last ``LATE_S`` seconds are read again even when the cursor has passed
+    them: on PostgreSQL two writers' events can commit out of ``seq`` order (the later seq
+    first), and the earlier one would otherwise never be seen. The unique ``(webhook,
+    event_seq)`` makes the second reading add nothing twice."""
     store = ws.store
     hooks = webhooks(store)
     added = 0
-    after = _cursor(store)
+    cursor = _cursor(store)
+    after = min(cursor, _first_recent(store, time.time() - LATE_S) - 1)
     while True:
         batch = events.read(store, after=after, limit=BATCH)
         if not batch:
@@ -199,7 +219,9 @@ def dispatch(ws: Workspace) -> int:
                     ).first()
                     added += inserted is not None
         after = batch[-1].seq
-        _move_cursor(store, after)
+        if after > cursor:  # the cursor never moves back
+            cursor = after
+            _move_cursor(store, cursor)
         if len(batch) < BATCH:
             return added
 
