@@ -258,6 +258,33 @@ def test_route_reaches_a_workload_through_caddy_without_a_host_port(
         assert _get(proxy_port, "/shop", host)[0] == 404
 
 
+def test_a_route_named_by_the_dns_resources_host(reach: Stage, tmp_path: Path) -> None:
+    """``host: ${resources.dns.host}``: the dns host name, known only after apply on the first
+    deploy, routes; a redeploy reads it from the records and changes nothing."""
+    env = reach.name("reach")
+    resources = {
+        "dns": {"type": "dns"},
+        "route": {
+            "type": "route",
+            "params": {"host": "${resources.dns.host}", "path": "/", "port": 8080},
+        },
+    }
+    web = _write(tmp_path, "web", _score("web", SERVER_APP, resources=resources))
+    with reach.ws() as ws:
+        result = deploy_files(ws, [web], env, confirm=lambda _p: True)
+        assert result.workloads["web"].state == "ready"
+        records = ws.records.instances(env)
+        host = records["dns.default#web.dns"].outputs["host"]
+        assert host == f"web-{env}.localhost"
+        assert records["route.default#web.route"].outputs["host"] == host
+        proxy = next(r for r in records.values() if r.core)
+        assert _get(int(proxy.outputs["port"]), "/shop", host) == (200, f"server /shop {host}")
+
+        again = deploy_files(ws, [web], env, confirm=lambda _p: True)
+        assert not again.changed
+        lifecycle.remove_workload(ws, env, "web")
+
+
 def test_missing_workload_port_and_waiting_cycles_are_diagnostics(
     reach: Stage, tmp_path: Path
 ) -> None:

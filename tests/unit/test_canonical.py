@@ -175,9 +175,15 @@ def test_plan_graph_digests_are_unchanged() -> None:
         deletion="delete",
         component="postgres-database@1.0.0",
     )
-    # graph_digest reads only these three fields of an instance
+    # graph_digest reads only these fields of an instance (``linked``, the inputs set to
+    # another resource's outputs, only when there are some: none here, so the digest of a
+    # graph without them is what it always was)
     inst = types.SimpleNamespace(
-        inputs={"size": 1, "name": "ü"}, context={"env": "dev"}, external={"x": ODD["a"]}
+        inputs={"size": 1, "name": "ü"},
+        context={"env": "dev"},
+        external={"x": ODD["a"]},
+        linked={},
+        peers={},
     )
     graph = Graph(env="dev", nodes={node.address: node}, instances={uid: inst})  # type: ignore[dict-item]
     assert graph_digest(graph) == "f854d56527aef6ad1b203e6bf6dccca012bb598d834f7f2d1b4083b3d0dc0648"

@@ -210,7 +210,8 @@ def graph_digest(graph: Graph | None) -> str:
     for address, node in graph.nodes.items():
         add([address, node.kind, node.template, node.each, node.depends_on, node.physical_name])
     for uid, inst in sorted(graph.instances.items(), key=lambda kv: str(kv[0])):
-        add([str(uid), inst.inputs, inst.context, inst.external])
+        links = [inst.linked, {k: str(v) for k, v in inst.peers.items()}] if inst.linked else []
+        add([str(uid), inst.inputs, inst.context, inst.external, *links])
     return h.hexdigest()
 
 

@@ -26,13 +26,20 @@ from stackyard.components.catalog import (
     require_attestation,
     skipped_detail,
 )
+from stackyard.cycles import find_cycles
 from stackyard.diagnostics import Diagnostic, Severity, error, warning
 from stackyard.environments.facts import unreserved
 from stackyard.environments.target import Target, chain, pins_of
 from stackyard.environments.workloads import placeholder_diagnostics
-from stackyard.errors import InvalidInputError, StackyardError
-from stackyard.model.component import ComponentManifest, apply_inputs, binding_only_inputs
+from stackyard.errors import InvalidInputError, PlaceholderError, StackyardError
+from stackyard.model.component import (
+    ComponentManifest,
+    apply_inputs,
+    binding_only_inputs,
+    fill_defaults,
+)
 from stackyard.model.ids import ResourceUid
+from stackyard.model.placeholders import Reference, find_references
 from stackyard.model.versions import Range, Version
 from stackyard.resolve.bindings import Level, Match, match
 from stackyard.resolve.facts import Facts, marked, spread
@@ -65,6 +72,9 @@ class Request:
     requirement: bool = False
     file: str = ""  # the Score file of a workload's request, which diagnostics name
     path: str = ""  # the request's dotted path in that file (``resources.db``)
+    #: The workload's resources (name -> uid): what ``${resources.<name>.<output>}`` in
+    #: params may name (another resource's outputs, see ``_links``).
+    siblings: Mapping[str, ResourceUid] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +135,7 @@ class Resolver:
         """Resolve every request (shared uids once); returns the resolution with diagnostics."""
         for req in requests:
             self._request(req, depth=0)
+        self._check_links()
         return self.result
 
     def explain(self, uid: ResourceUid) -> Match:
@@ -181,11 +192,18 @@ class Resolver:
             )
         if reserved:
             return
+        linked, peers = self._links(req)
+        if linked is None:
+            return
         params = {**copy.deepcopy(dict(binding.params)), **copy.deepcopy(dict(req.params))}
         try:
             inputs = apply_inputs(manifest, params)
         except InvalidInputError as exc:
-            for d in exc.diagnostics:
+            # a linked input is checked once known: by its kind's config model (plan, apply)
+            problems = [d for d in exc.diagnostics if _param_key(d.path) not in linked]
+            if not problems:
+                inputs = fill_defaults(manifest.inputs, copy.deepcopy(params))
+            for d in problems:
                 self.result.diagnostics.append(
                     error(
                         "Invalid params",
@@ -194,7 +212,9 @@ class Resolver:
                         path=f"{req.path}.{d.path}" if req.path else d.path,
                     )
                 )
-            return
+            if problems:
+                return
+        inputs = {k: v for k, v in inputs.items() if k not in linked}
         inputs, problems = self.facts.fill(
             manifest, inputs, workload=req.workload, where=req.location or str(uid)
         )
@@ -247,12 +267,119 @@ class Resolver:
             requires=requires,
             external=external,
             digest=pin.digest,
+            linked=linked,
+            peers=peers,
         )
         self.result.lock[str(uid)] = pin
         self.result.requires[uid] = req_map
         self.result.params[uid] = params
         if req.core:
             self.result.core.add(uid)
+
+    def _links(self, req: Request) -> tuple[dict[str, Any] | None, dict[str, ResourceUid]]:
+        """The params of a workload's request that name another of its resources' outputs
+        (``host: ${resources.dns.host}``): param key -> its value (a template), and the
+        resources named (name -> uid). None (and diagnostics) when a reference is not one."""
+        linked: dict[str, Any] = {}
+        peers: dict[str, ResourceUid] = {}
+        if not req.siblings:
+            return linked, peers
+        ok = True
+        for key, value in req.params.items():
+            refs = _references(value)
+            if not any(r.root == "resources" for r in refs):
+                continue  # no reference: passed as it is
+            for ref in refs:
+                problem = self._link_problem(req, ref)
+                if problem:
+                    self._param_diag("Invalid reference in params", problem, req, str(key))
+                    ok = False
+                else:
+                    peers[ref.parts[1]] = req.siblings[ref.parts[1]]
+            linked[str(key)] = copy.deepcopy(value)
+        return (linked if ok else None), peers
+
+    def _link_problem(self, req: Request, ref: Reference) -> str:
+        names = ", ".join(sorted(req.siblings))
+        if ref.root != "resources":
+            return (
+                f"{ref} cannot be used in a resource's params: only "
+                "${resources.<name>.<output>} (another resource of this workload) can."
+            )
+        if len(ref.parts) < 3:
+            return f"{ref} names no output: write ${{resources.<name>.<output>}}."
+        if ref.parts[1] not in req.siblings:
+            return (
+                f"{ref} names the resource '{ref.parts[1]}', which this workload does not "
+                f"declare. Its resources are: {names}."
+            )
+        return ""
+
+    def _check_links(self) -> None:
+        """Each linked input's outputs exist and are not secret; no loop of links."""
+        deps: dict[str, set[str]] = {}
+        for uid, inst in list(self.result.instances.items()):
+            if not inst.linked:
+                continue
+            req = self._origin[uid]
+            deps[str(uid)] = {str(p) for p in inst.peers.values()}
+            for key, value in inst.linked.items():
+                for ref in _references(value):
+                    target = self.result.instances.get(inst.peers[ref.parts[1]])
+                    if target is None:
+                        continue  # it did not resolve: reported
+                    out = target.component.outputs.get(ref.parts[2])
+                    if out is None:
+                        have = ", ".join(sorted(target.component.outputs)) or "none"
+                        self._param_diag(
+                            "Unknown output",
+                            f"{ref} names output '{ref.parts[2]}' of resource '{ref.parts[1]}', but {target.component.ref} has no such output. Its outputs are: {have}.",
+                            req,
+                            key,
+                        )
+                    elif out.secret:
+                        self._param_diag(
+                            "Secret output in params",
+                            f"{ref} names the secret output '{ref.parts[2]}' of resource '{ref.parts[1]}'. A resource's params are shown in plans: pass secrets to containers (variables, files) instead.",
+                            req,
+                            key,
+                        )
+        by_text = {str(u): u for u in self.result.instances}
+        for cycle in find_cycles(deps):
+            members = [by_text[u] for u in cycle]
+            first, nxt = self.result.instances[members[0]], members[1 % len(members)]
+            key = next(
+                (
+                    k
+                    for k, v in first.linked.items()
+                    for r in _references(v)
+                    if first.peers[r.parts[1]] == nxt
+                ),
+                next(iter(first.linked)),
+            )
+            loop = " -> ".join(self._origin[m].path or str(m) for m in [*members, members[0]])
+            self._param_diag(
+                "Resources reference each other in a loop",
+                f"The params of these resources name each other's outputs in a loop: {loop}. Remove one of the references.",
+                self._origin[members[0]],
+                key,
+            )
+            for m in members:  # nothing can resolve a loop's inputs: drop the links
+                self.result.instances[m] = dataclasses.replace(
+                    self.result.instances[m], linked={}, peers={}
+                )
+
+    def _param_diag(self, summary: str, detail: str, req: Request, key: str) -> None:
+        where = f"{req.path}.params.{key}" if req.path else f"params.{key}"
+        self.result.diagnostics.append(
+            error(
+                summary,
+                f"{req.location or str(req.uid)}: {detail}",
+                file=req.file,
+                path=where,
+                subject=str(req.uid),
+            )
+        )
 
     def _from_ancestor(self, uid: ResourceUid) -> Ancestor | None:
         for anc in self.ancestors:
@@ -414,6 +541,20 @@ def resolver_for(
     )
 
 
+def _references(value: Any) -> list[Reference]:
+    """The references in a param's value; none when it does not parse (passed as it is)."""
+    try:
+        return find_references(value)
+    except PlaceholderError:
+        return []
+
+
+def _param_key(path: str) -> str:
+    """``params.host[0].x`` -> ``host`` (the top-level param a diagnostic is about)."""
+    rest = path.removeprefix("params.")
+    return rest.split(".", 1)[0].split("[", 1)[0]
+
+
 def core_requests(platform: Platform, env: Environment) -> list[Request]:
     """The core of ``env``: its type's core list when it has no parent (a child uses its parent's)."""
     if env.parent:
@@ -433,6 +574,7 @@ def core_requests(platform: Platform, env: Environment) -> list[Request]:
 
 def workload_requests(workload: Workload) -> list[Request]:
     """A workload's resource requests."""
+    siblings = {r.name: r.uid for r in workload.resources.values()}
     return [
         Request(
             r.uid,
@@ -441,6 +583,7 @@ def workload_requests(workload: Workload) -> list[Request]:
             f"{workload.name}: resources.{r.name}",
             file=workload.file,
             path=f"resources.{r.name}",
+            siblings=siblings,
         )
         for r in workload.resources.values()
     ]

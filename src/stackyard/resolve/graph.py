@@ -43,6 +43,12 @@ class Instance:
     ``requires`` maps an alias to the uid of another instance in the same graph;
     ``external`` maps an alias to outputs already known (for example a parent environment's
     core server, used read-only).
+
+    ``linked`` holds the inputs a workload set to another of its resources' outputs
+    (``host: ${resources.dns.host}``): input key -> that template, substituted like a
+    ``requires`` reference (known at plan time when recorded, else after apply; a node using
+    ``${inputs.<key>}`` depends on the nodes behind the output). ``peers`` maps each workload
+    resource name the templates use to its instance's uid. Linked keys are not in ``inputs``.
     """
 
     uid: ResourceUid
@@ -52,6 +58,8 @@ class Instance:
     requires: Mapping[str, ResourceUid] = field(default_factory=dict)
     external: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     digest: str = ""
+    linked: Mapping[str, Any] = field(default_factory=dict)
+    peers: Mapping[str, ResourceUid] = field(default_factory=dict)
 
 
 def instance_context(
@@ -256,7 +264,10 @@ def _replace_deps(node: Node, deps: tuple[str, ...], templated: bool) -> Node:
 
 
 def _static_scope(inst: Instance, each: Mapping[str, Any] | None) -> dict[str, Any]:
-    scope: dict[str, Any] = {"inputs": inst.inputs, "context": inst.context}
+    inputs: Mapping[str, Any] = inst.inputs
+    if inst.linked:  # another instance's outputs: not known while expanding
+        inputs = {**inst.inputs, **{k: Unknown(f"{inst.uid}.inputs.{k}") for k in inst.linked}}
+    scope: dict[str, Any] = {"inputs": inputs, "context": inst.context}
     if each is not None:
         scope["each"] = each
     if inst.external:
@@ -374,18 +385,37 @@ def _ref_targets(
         target = inst.requires.get(alias)
         if target is None or target not in graph.instances:
             return set()  # external outputs, or an unresolved requirement reported elsewhere
-        outputs = graph.instances[target].component.outputs
-        keys = [ref.parts[2]] if len(ref.parts) >= 3 and ref.parts[2] in outputs else list(outputs)
+        return _output_targets(
+            graph, target, ref.parts[2] if len(ref.parts) >= 3 else None, visiting
+        )
+    if ref.root == "inputs" and len(ref.parts) >= 2 and ref.parts[1] in inst.linked:
         deps: set[str] = set()
-        for key in keys:
-            mark = (str(target), key)
-            if mark in visiting:
-                continue
-            visiting.add(mark)
-            for inner in find_references(outputs[key].value, location=f"{target}.outputs.{key}"):
-                deps |= _ref_targets(graph, target, inner, visiting)
+        key = ref.parts[1]
+        for inner in find_references(inst.linked[key], location=f"{uid}.inputs.{key}"):
+            peer = inst.peers.get(inner.parts[1]) if len(inner.parts) >= 2 else None
+            if inner.root != "resources" or peer is None or peer not in graph.instances:
+                continue  # checked by the resolver
+            out = inner.parts[2] if len(inner.parts) >= 3 else None
+            deps |= _output_targets(graph, peer, out, visiting)
         return deps
     return set()
+
+
+def _output_targets(
+    graph: Graph, target: ResourceUid, output: str | None, visiting: set[tuple[str, str]]
+) -> set[str]:
+    """The node addresses behind instance ``target``'s output (every output when None)."""
+    outputs = graph.instances[target].component.outputs
+    keys = [output] if output is not None and output in outputs else list(outputs)
+    deps: set[str] = set()
+    for key in keys:
+        mark = (str(target), key)
+        if mark in visiting:
+            continue
+        visiting.add(mark)
+        for inner in find_references(outputs[key].value, location=f"{target}.outputs.{key}"):
+            deps |= _ref_targets(graph, target, inner, visiting)
+    return deps
 
 
 class _Scope:
@@ -402,6 +432,11 @@ class _Scope:
     def resolve(self, ref: Reference) -> Any:
         inst = self.graph.instances[self.uid]
         data: dict[str, Any] = {"inputs": inst.inputs, "context": inst.context}
+        if ref.root == "inputs" and inst.linked:
+            data["inputs"] = _LazyMap(
+                [*inst.inputs, *(k for k in inst.linked if k not in inst.inputs)],
+                lambda key: self._input(inst, key),
+            )
         if self.each is not None:
             data["each"] = self.each
         if ref.root == "resources":
@@ -418,6 +453,21 @@ class _Scope:
         if None in members:
             return self.outputs_of(members[None])
         return {key: self.outputs_of(addr) for key, addr in members.items() if key is not None}
+
+    def _input(self, inst: Instance, key: str) -> Any:
+        if key not in inst.linked:
+            return inst.inputs[key]
+        peers = _LazyMap(
+            inst.peers.keys(),
+            lambda name: _Scope(
+                self.graph, inst.peers[name], None, self.outputs_of
+            ).instance_outputs(inst.peers[name]),
+        )
+        return substitute(
+            inst.linked[key],
+            lambda ref: lookup({"resources": peers}, ref, roots=("resources",)),
+            location=f"{inst.uid}.inputs.{key}",
+        )
 
     def _required(self, inst: Instance, alias: str) -> Any:
         if alias in inst.external:
