@@ -40,7 +40,9 @@ processes sharing the socket). Figures per route: ``p50_ms``, ``p90_ms``, ``p99_
 ``max_ms``, ``count``; ``errors`` counts non-200 answers and broken connections;
 ``server_cpu_ms_per_request`` is the CPU the server's processes used per answered request
 (what a request costs, whatever else loads the machine) and ``machine_busy_pct`` the whole
-machine's CPU use during the load. Client and server share the machine's CPUs.
+machine's CPU use during the load. ``read_cache`` counts how the server's read cache
+(docs/api.md) answered: ``hit`` (from memory), ``stale`` (the last status while it is observed
+again) and ``miss`` (computed); with several processes, one process's counts. Client and server share the machine's CPUs.
 
 **Throughput.** For 1 then 3 ``stackyard worker`` processes (``--worker-concurrency`` jobs
 each, default 1): a warm-up batch of one deploy per environment (untimed), then ``--deploys``
@@ -761,6 +763,7 @@ class Bench:
             child.stdin.close()
             children.append((child, errfile))
         server = self.procs.running["server"].pid
+        cache0 = self.cache_counts()
         cpu0, (busy0, all0) = group_cpu_s(server), machine_cpu()
         samples: dict[str, list[float]] = {}
         errors, messages, total, last_end = 0, [], 0, start_at + duration
@@ -781,6 +784,8 @@ class Bench:
             messages += got["errors"]
             last_end = max(last_end, got["last_end"])
         cpu1, (busy1, all1) = group_cpu_s(server), machine_cpu()
+        cache1 = self.cache_counts()
+        cache = {k: int(cache1.get(k, 0) - cache0.get(k, 0)) for k in sorted(cache1)}
         return {
             # answered requests over the time from the start to the last answer
             "requests_per_s": r3(total / (last_end - start_at)),
@@ -789,10 +794,23 @@ class Bench:
             # and end included): what a request costs, whatever else loads the machine
             "server_cpu_ms_per_request": r3((cpu1 - cpu0) / max(1, total) * 1000),
             "machine_busy_pct": r3(100 * (busy1 - busy0) / max(1.0, all1 - all0)),
+            # how the server's read cache answered (one process's counters: with several,
+            # the process that answered the scrape)
+            "read_cache": cache,
             "errors": errors,
             "error_examples": [masked(m) for m in messages[:3]],
             "routes": {route: ms(v) for route, v in sorted(samples.items())},
         }
+
+    def cache_counts(self) -> dict[str, float]:
+        """The read cache's answers so far (``stackyard_http_read_cache_total`` of /metrics);
+        empty when the server has none."""
+        import re
+
+        with self.client() as c:
+            text = c.get("/metrics").text
+        pattern = r'^stackyard_http_read_cache_total\{result="(\w+)"\} (\S+)$'
+        return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
 
     def reads(self) -> dict[str, Any]:
         runs = []

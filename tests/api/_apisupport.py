@@ -104,6 +104,9 @@ def serving(settings: Any, *, worker: bool, config: Any = None) -> Iterator[tupl
     root.addHandler(capture)
     previous = root.level
     root.setLevel(logging.INFO)
+    # a server made with access_log=False (tests/remote) stops uvicorn.access propagating,
+    # for the whole process: these servers' access lines are captured
+    logging.getLogger("uvicorn.access").propagate = True
     app = site(settings, config)  # the API and the portal, as `stackyard server` serves them
     sock = free_socket()
     port = sock.getsockname()[1]

@@ -342,7 +342,7 @@ def test_migrations_are_idempotent(url: str, key: str) -> None:
     engine = sa.create_engine(store_url(url))
     try:
         with engine.connect() as conn:
-            assert migrations.current(conn) == migrations.head() == "0007"
+            assert migrations.current(conn) == migrations.head() == "0008"
     finally:
         engine.dispose()
 

@@ -160,6 +160,26 @@ def create_app(settings: Settings, config: ApiConfig | None = None) -> FastAPI:
         )
     app.add_middleware(BodyLimit, limit=yard.config.body_limit)
     app.add_middleware(SecurityHeaders)
+    if yard.config.read_cache:
+        from prometheus_client import CollectorRegistry, Counter
+
+        from stackyard.api.readcache import ReadCache
+
+        counter = Counter(
+            "stackyard_http_read_cache",
+            "Reads answered by the read cache: hit, stale (the last status while it is "
+            "observed again) or miss (computed).",
+            ["result"],
+            registry=CollectorRegistry(auto_describe=True),
+        )
+        app.state.read_cache_counter = counter
+        app.add_middleware(
+            ReadCache,
+            generation=yard.generation,
+            authenticator=lambda: yard.authenticator,
+            status_max_age=yard.config.status_max_age_s,
+            counter=counter,
+        )
     metrics.instrument(app)  # outermost: times the whole request
     return app
 

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from stackyard.settings import Settings
 
 if TYPE_CHECKING:
+    from stackyard.api.readcache import Generation
     from stackyard.components.registry import Registry
     from stackyard.environments.workspace import Workspace
     from stackyard.identity import Authenticator, Identity
@@ -45,7 +46,7 @@ class ApiConfig:
     no CORS headers at all), failed authentications allowed per client and minute (None: the
     authenticator's default), the poll interval of the event streams, and how long a
     verified token is trusted before the store is read again (``token_cache_s``; 0: every
-    request reads it)."""
+    request reads it), and the read cache (``read_cache``, ``status_max_age_s``)."""
 
     body_limit: int = DEFAULT_BODY_LIMIT
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -54,6 +55,9 @@ class ApiConfig:
     poll_s: float = 0.2
     heartbeat_s: float = 15.0
     token_cache_s: float = 5.0
+    #: the read cache (``stackyard.api.readcache``): on, and how old a cached status may be
+    read_cache: bool = True
+    status_max_age_s: float = 1.0
 
 
 def acting(settings: Settings, who: Identity) -> Settings:
@@ -72,6 +76,7 @@ class Yard:
         self._jobs: Jobs | None = None
         self._store: SqlStateStore | None = None
         self._parts: tuple[SqlStateStore, Registry, ProviderRegistry] | None = None
+        self._generation: Generation | None = None
         self._mutex = threading.Lock()
 
     # -- opened at startup, closed at shutdown ------------------------------------------------
@@ -91,6 +96,10 @@ class Yard:
             cache_s=self.config.token_cache_s,
         )
         self._jobs = open_jobs(self.settings, store=store)
+        if self.config.read_cache and self._generation is None:
+            from stackyard.api.readcache import generation_for
+
+            self._generation = generation_for(self.settings.database_url)
 
     def store(self) -> SqlStateStore:
         """The one state store of this server process (opened on first use)."""
@@ -105,6 +114,9 @@ class Yard:
         """Close what ``start`` (and the first request) opened."""
         parts, self._parts = self._parts, None
         store, self._store = self._store, None
+        generation, self._generation = self._generation, None
+        if generation is not None:
+            generation.close()
         try:
             if self._jobs is not None:
                 self._jobs.close()
@@ -126,6 +138,18 @@ class Yard:
             self.start()
         assert self._authenticator is not None
         return self._authenticator
+
+    def generation(self) -> Generation | None:
+        """The store's change generation for the read cache (None: off, or not started)."""
+        return self._generation
+
+    def changed(self) -> None:
+        """Tell the read cache that the store may have changed in a way this process has not
+        seen yet (a client was just told that a job ended: its next read must show what
+        the job did, even before the change notification arrives)."""
+        generation = self._generation
+        if generation is not None:
+            generation.bump()
 
     @property
     def jobs(self) -> Jobs:

@@ -93,6 +93,24 @@ def server(
             help="An origin whose browser pages may call the API (repeatable; default none).",
         ),
     ] = None,
+    read_cache: Annotated[
+        bool,
+        typer.Option(
+            "--read-cache/--no-read-cache",
+            help="Answer the hot reads (environments, an environment, its status) from memory "
+            "until the store changes (docs/api.md).",
+        ),
+    ] = True,
+    status_max_age: Annotated[
+        float,
+        typer.Option(
+            "--status-max-age",
+            min=0.0,
+            max=60.0,
+            help="Seconds a cached status (observed health and readiness) may be served "
+            "(0: observe on every request).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Serve the REST API (and run jobs in process on a SQLite home)."""
     try:
@@ -123,6 +141,8 @@ def server(
         body_limit=body_limit,
         timeout_s=request_timeout,
         cors_origins=tuple(cors_origin or ()),
+        read_cache=read_cache,
+        status_max_age_s=status_max_age,
     )
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # one process: the app here; several: uvicorn's processes each build theirs

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stackyard.identity import tokens as api_tokens
-from stackyard.identity.errors import NotAuthenticated
+from stackyard.identity.errors import NotAuthenticated, TooManyAttempts
 from stackyard.identity.limiter import FailureLimiter
 from stackyard.identity.oidc import OidcConfig, OidcVerifier
 from stackyard.settings import Settings
@@ -126,6 +126,25 @@ class Authenticator:
             log.info("authentication failed for client %s", client or "-")
             raise NotAuthenticated()
         return identity
+
+    def remembered(self, authorization: str | None, *, client: str = "") -> Identity | None:
+        """The identity of a stackyard token verified less than ``cache_s`` ago and still
+        active, from memory alone: no store read, no write, no failure counted. The API's
+        read cache answers with it without leaving the event loop; None means "ask
+        ``authenticate``" (a token not remembered, an OIDC token, a client at its failure
+        limit, no credential)."""
+        credential = _bearer(authorization)
+        if credential is None or not credential.startswith(api_tokens.PREFIX):
+            return None
+        try:
+            self.limiter.check(client)
+        except TooManyAttempts:
+            return None
+        key = hashlib.sha256(credential.encode("utf-8")).hexdigest()
+        record = self._cached(key, self._clock())
+        if record is None:
+            return None
+        return Identity(record.user, (), "token", record.id)
 
     def forget(self, token_id: str) -> None:
         """Forget every verified credential of ``token_id`` (revoked)."""

@@ -71,6 +71,8 @@ async def _job(y: Yard, who: Identity, job_id: str) -> Job:
     job = await y.bounded(lambda: y.jobs.get(job_id))
     if job is None or not await y.call(who, lambda ws: admission.visible(ws, job)):
         raise _missing(job_id)
+    if str(job.status) in FINAL:
+        y.changed()  # what the client reads next shows what the job did
     return job
 
 
@@ -153,6 +155,7 @@ async def _stream(y: Yard, job_id: str, after: int) -> AsyncIterator[str]:
             last = e.seq
             yield f"id: {e.seq}\nevent: progress\ndata: {json.dumps(e.to_json())}\n\n"
         if job is None or (str(job.status) in FINAL and not events):
+            y.changed()
             data = job.to_json() if job is not None else {"id": job_id, "status": "unknown"}
             yield f"event: end\ndata: {json.dumps(data)}\n\n"
             return

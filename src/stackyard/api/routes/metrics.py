@@ -28,7 +28,7 @@ from stackyard.api.schemas import Document
 from stackyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Histogram
     from prometheus_client.metrics_core import Metric
 
     from stackyard.identity import Identity
@@ -94,7 +94,8 @@ async def prometheus(request: Request, _bearer: Bearer = None, window: Window = 
     """DORA, the platform and the service itself, for Prometheus to scrape (docs/metrics.md)."""
     figures = await _figures(request, window)
     latency = getattr(request.app.state, "request_latency", None)
-    return Response(exposition(figures, latency), media_type=TEXT_FORMAT)
+    cache = getattr(request.app.state, "read_cache_counter", None)
+    return Response(exposition(figures, latency, cache), media_type=TEXT_FORMAT)
 
 
 @router.get(
@@ -112,15 +113,18 @@ async def metrics_json(request: Request, _bearer: Bearer = None, window: Window 
 # -- the Prometheus rendering ---------------------------------------------------------------
 
 
-def exposition(figures: Metrics, latency: Histogram | None = None) -> bytes:
-    """``figures`` (and the request latency) in the Prometheus text format, from a registry
-    made for this scrape."""
+def exposition(
+    figures: Metrics, latency: Histogram | None = None, cache: Counter | None = None
+) -> bytes:
+    """``figures`` (and the request latency and the read cache's answers) in the Prometheus
+    text format, from a registry made for this scrape."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Figures(figures))
-    if latency is not None:
-        registry.register(latency)
+    for own in (latency, cache):
+        if own is not None:
+            registry.register(own)
     return bytes(generate_latest(registry))
 
 

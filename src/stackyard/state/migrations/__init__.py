@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD", "READ_ONLY", "REVISIONS", "current", "head", "upgrade"]
 
 #: Every revision in ``versions/``, oldest first; the last is the head.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 HEAD = REVISIONS[-1]
 
 #: Execution option marking a connection read-only: on SQLite it starts a deferred

@@ -1,0 +1,418 @@
+"""The read cache: the API's hot reads answered from memory while the store has not changed.
+
+Dashboards, pipelines and the portal poll the same few reads (the environment list, one
+environment, its status) far more often than anything changes. Like the Kubernetes API
+server's watch cache, each server process keeps the last answer of those reads and serves it
+again until a write makes it stale, so a read costs microseconds instead of a dozen queries.
+
+- **What is cached.** ``GET /api/v1/environments`` (every query), ``GET
+  /api/v1/environments/{env}`` and ``GET /api/v1/environments/{env}/status``: only ``200``
+  JSON answers, per caller (user, teams and how they signed in: RBAC decided the answer, so
+  one caller's answer never reaches another), at most ``MAX_ENTRIES`` of at most
+  ``MAX_BODY`` bytes each.
+- **When it is stale.** Each answer is kept with the store's *generation* read before it was
+  computed, and served only while the generation is the same:
+
+  - on PostgreSQL a trigger on every table those reads depend on announces each committed
+    change on the ``stackyard_state`` channel (migration 0008), which a thread of each server
+    process listens to; while it is not listening (connecting, or its connection dropped)
+    nothing is served from the cache;
+  - on SQLite, ``PRAGMA data_version`` changes with every commit of any other connection (the
+    server's own writers included: they use other connections).
+
+  Writes through this process (any request that is not a ``GET``) also move the generation
+  at once, so a client reads its own writes. A change made on another server is seen as soon
+  as its notification arrives (well under a millisecond on one network).
+- **Observations age.** A status also reports what was *observed* (resource health,
+  workload readiness), which changes without a write: a cached status is served for at most
+  ``status_max_age`` seconds (1 by default; the answer's ``Age`` header says how old it is).
+  Every other answer is recomputed after ``LIST_MAX_AGE`` seconds at most, whatever happens.
+- **Fresh on request.** A request with ``Cache-Control: no-cache`` (or ``max-age=0``) is
+  answered by computing it; so are requests whose token this process has not verified in the
+  last seconds (the authenticator's own cache), OIDC tokens, and clients at their
+  failed-authentication limit: they take the ordinary road, which authenticates them.
+- **One computation at a time.** Concurrent misses of one key wait for the first one's
+  answer instead of all computing it (unless the generation moved meanwhile). While a
+  status that is only too old is observed again, the others get the last observation (stale
+  while it revalidates: never when anything changed).
+
+Hits still pass through the outer edge (request timing, the error boundary); the security
+headers were added to the answer when it was computed and are sent again as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from stackyard.identity import Authenticator
+
+__all__ = [
+    "CHANNEL",
+    "LIST_MAX_AGE",
+    "Generation",
+    "PostgresGeneration",
+    "ReadCache",
+    "SqliteGeneration",
+    "generation_for",
+]
+
+log = logging.getLogger("stackyard.api")
+
+#: The channel migration 0008's triggers notify.
+CHANNEL = "stackyard_state"
+#: The longest any cached answer is served (seconds), even with no change seen.
+LIST_MAX_AGE = 60.0
+#: Answers kept per process, and the largest one kept (bytes).
+MAX_ENTRIES = 4096
+MAX_BODY = 1024 * 1024
+#: How long a waiting request waits for the computation it joined (seconds).
+_JOIN_WAIT_S = 30.0
+_STATUS = "status"
+#: The cached routes: a path pattern and its kind.
+_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"/api/v1/environments"), "list"),
+    (re.compile(r"/api/v1/environments/[^/]{1,63}"), "show"),
+    (re.compile(r"/api/v1/environments/[^/]{1,63}/status"), _STATUS),
+)
+
+
+class Generation(Protocol):
+    """Where the store's generation comes from: a number that changes with every committed
+    write (None while it cannot be known: nothing is then served from the cache)."""
+
+    def current(self) -> int | None:
+        """The generation now."""
+
+    def bump(self) -> None:
+        """Move the generation (a write through this process)."""
+
+    def close(self) -> None:
+        """Stop watching."""
+
+
+class SqliteGeneration:
+    """A SQLite store's generation: ``PRAGMA data_version`` on a read-only connection of its
+    own (it changes whenever another connection commits) plus this process's own bumps."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+        self._mutex = threading.Lock()
+        self._local = 0
+
+    def current(self) -> int | None:
+        """The data version and this process's bumps, as one number."""
+        with self._mutex:
+            try:
+                row = self._conn.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                return None
+            return (int(row[0]) << 32) + self._local
+
+    def bump(self) -> None:
+        """Count a write of this process."""
+        with self._mutex:
+            self._local += 1
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._mutex:
+            self._conn.close()
+
+
+class PostgresGeneration:
+    """A PostgreSQL store's generation: a thread ``LISTEN``s on ``CHANNEL`` and counts the
+    notifications; unknown (None) until it listens and whenever its connection is lost (it
+    reconnects, backing off up to 5 s, and counts the reconnection as a change)."""
+
+    def __init__(self, conninfo: str, *, poll_s: float = 0.5) -> None:
+        self._conninfo = conninfo
+        self._poll_s = poll_s
+        self._value = 0
+        self._live = False
+        self._last_ok = 0.0  # when the connection last answered (monotonic)
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="read-cache-listen", daemon=True)
+        self._thread.start()
+
+    def current(self) -> int | None:
+        """The notifications counted so far; None while not listening, and when the
+        connection has not answered for ``4 × poll_s`` (a silent network failure loses
+        notifications without an error)."""
+        with self._mutex:
+            if not self._live or time.monotonic() - self._last_ok > 4 * self._poll_s:
+                return None
+            return self._value
+
+    def bump(self) -> None:
+        """Count a write of this process."""
+        with self._mutex:
+            self._value += 1
+
+    def wait_live(self, timeout: float) -> bool:
+        """Whether it listens within ``timeout`` seconds (tests and start-up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.current() is not None:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self) -> None:
+        """Stop listening (within ``poll_s``)."""
+        self._stop.set()
+        self._thread.join(timeout=self._poll_s + 5)
+
+    def _set(self, *, live: bool) -> None:
+        with self._mutex:
+            self._live = live
+            self._value += 1
+            self._last_ok = time.monotonic()
+
+    def _answered(self) -> None:
+        with self._mutex:
+            self._last_ok = time.monotonic()
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=5,
+                    # a peer gone silent fails the connection in seconds, not hours
+                    keepalives=1,
+                    keepalives_idle=5,
+                    keepalives_interval=2,
+                    keepalives_count=2,
+                    tcp_user_timeout=5000,
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._set(live=True)
+                    backoff = 0.1
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=self._poll_s):
+                            self.bump()
+                        conn.execute("SELECT 1")  # a dead connection fails here
+                        self._answered()
+            except Exception as exc:  # any failure: stop serving, then listen again
+                if not self._stop.is_set():
+                    log.warning("read cache: lost the change feed (%s)", type(exc).__name__)
+            self._set(live=False)
+            self._stop.wait(backoff)
+            backoff = min(5.0, backoff * 2)
+
+
+def generation_for(database_url: str) -> Generation | None:
+    """The generation source of the store at ``database_url`` (None: an unknown kind of
+    store, which is then never cached)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:" or not Path(url.database).is_file():
+            return None
+        return SqliteGeneration(url.database)
+    if url.get_backend_name() == "postgresql":
+        from psycopg.conninfo import make_conninfo
+
+        base = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresGeneration(make_conninfo(base, application_name="stackyard-read-cache"))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    generation: int
+    at: float
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    route: Any
+
+
+def _kind(path: str) -> str | None:
+    for pattern, kind in _ROUTES:
+        if pattern.fullmatch(path):
+            return kind
+    return None
+
+
+def _no_cache(value: bytes) -> bool:
+    text = value.decode("latin-1").lower()
+    return "no-cache" in text or "no-store" in text or "max-age=0" in text
+
+
+class ReadCache:
+    """The cache as plain ASGI middleware (see the module's text). ``generation`` and
+    ``authenticator`` are callables, read per request: the server opens them at start-up."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        generation: Callable[[], Generation | None],
+        authenticator: Callable[[], Authenticator],
+        status_max_age: float = 1.0,
+        max_entries: int = MAX_ENTRIES,
+        counter: Counter | None = None,
+    ) -> None:
+        self.app = app
+        self._generation = generation
+        self._authenticator = authenticator
+        self._status_max_age = status_max_age
+        self._max_entries = max_entries
+        self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self._flights: dict[tuple[Any, ...], asyncio.Event] = {}
+        # answers by result: hit (from memory), stale (the last status while it is observed
+        # again), miss (computed)
+        self._counted = (
+            {r: counter.labels(r) for r in ("hit", "stale", "miss")} if counter is not None else {}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A cached read from memory, anything else passed on (a write moves the
+        generation when it is done)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method")
+        if method != "GET":
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if method not in ("HEAD", "OPTIONS"):
+                    gen = self._generation()
+                    if gen is not None:
+                        gen.bump()
+            return
+        kind = _kind(scope.get("path", ""))
+        if kind == _STATUS and self._status_max_age <= 0:
+            kind = None  # statuses are always observed anew
+        gen = self._generation() if kind is not None else None
+        if kind is None or gen is None:
+            await self.app(scope, receive, send)
+            return
+        authorization, fresh = None, False
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"cache-control":
+                fresh = _no_cache(value)
+        client = scope.get("client")
+        who = self._authenticator().remembered(authorization, client=client[0] if client else "")
+        if who is None:
+            await self.app(scope, receive, send)
+            return
+        key = (scope["path"], scope.get("query_string", b""), who.user, who.teams, who.via)
+        max_age = self._status_max_age if kind == _STATUS else LIST_MAX_AGE
+        generation = gen.current()
+        if generation is None:
+            await self.app(scope, receive, send)
+            return
+        if not fresh:
+            if await self._serve(key, generation, max_age, scope, send):
+                return
+            flight = self._flights.get(key)
+            if flight is not None:
+                # Only too old while it is being observed again: the last observation, as
+                # long as nothing changed since (stale while it revalidates).
+                if await self._serve(key, generation, math.inf, scope, send, result="stale"):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(flight.wait(), _JOIN_WAIT_S)
+                now_gen = gen.current()
+                if now_gen is not None and await self._serve(key, now_gen, max_age, scope, send):
+                    return
+        self._count("miss")
+        mine = key not in self._flights
+        if mine:
+            self._flights[key] = asyncio.Event()
+        try:
+            await self._compute(key, generation, scope, receive, send)
+        finally:
+            if mine:
+                self._flights.pop(key).set()
+
+    def _count(self, result: str) -> None:
+        counted = self._counted.get(result)
+        if counted is not None:
+            counted.inc()
+
+    async def _serve(
+        self,
+        key: tuple[Any, ...],
+        generation: int,
+        max_age: float,
+        scope: Scope,
+        send: Send,
+        *,
+        result: str = "hit",
+    ) -> bool:
+        """Send the cached answer of ``key`` if it is of ``generation`` and young enough."""
+        entry = self._entries.get(key)
+        if entry is None or entry.generation != generation:
+            return False
+        age = time.monotonic() - entry.at
+        if age >= max_age:
+            return False
+        self._entries.move_to_end(key)
+        self._count(result)
+        scope["route"] = entry.route  # the request's route template, for its timing
+        headers = [*entry.headers, (b"age", str(int(age)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": entry.body})
+        return True
+
+    async def _compute(
+        self, key: tuple[Any, ...], generation: int, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer the request the ordinary way, keeping a copy of a ``200`` JSON answer."""
+        seen: dict[str, Any] = {"status": 0, "headers": [], "size": 0, "json": False}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = int(message["status"])
+                seen["headers"] = list(message.get("headers", []))
+                seen["json"] = any(
+                    n.lower() == b"content-type" and v.startswith(b"application/json")
+                    for n, v in seen["headers"]
+                )
+            elif message["type"] == "http.response.body" and seen["status"] == 200:
+                body = message.get("body", b"")
+                seen["size"] += len(body)
+                if seen["size"] <= MAX_BODY:
+                    chunks.append(body)
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        if seen["status"] != 200 or not seen["json"] or seen["size"] > MAX_BODY:
+            return
+        self._entries[key] = _Entry(
+            generation, time.monotonic(), seen["headers"], b"".join(chunks), scope.get("route")
+        )
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
