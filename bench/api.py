@@ -42,7 +42,7 @@ processes sharing the socket). Figures per route: ``p50_ms``, ``p90_ms``, ``p99_
 (what a request costs, whatever else loads the machine) and ``machine_busy_pct`` the whole
 machine's CPU use during the load. ``read_cache`` counts how the server's read cache
 (docs/api.md) answered: ``hit`` (from memory), ``stale`` (the last status while it is observed
-again) and ``miss`` (computed); with several processes, one process's counts. Client and server share the machine's CPUs.
+again) and ``miss`` (computed), with one server process (each process counts its own). Client and server share the machine's CPUs.
 
 **Throughput.** For 1 then 3 ``stackyard worker`` processes (``--worker-concurrency`` jobs
 each, default 1): a warm-up batch of one deploy per environment (untimed), then ``--deploys``
@@ -74,6 +74,7 @@ import json
 import os
 import platform as pyplatform
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -537,6 +538,7 @@ class Bench:
             argv += ["--workers-in-process", "0"]
         if processes > 1:
             argv += ["--processes", str(processes)]
+        argv += shlex.split(self.args.server_args)
         self.procs.start("server", argv, self.env)
         self.wait_ready(processes)
         self.log(f"server on port {self.port} with {processes} process(es)")
@@ -727,7 +729,7 @@ class Bench:
             "run_list_s": [r3(t) for t in totals],
         }
 
-    def load(self, *, duration: float, rate: float | None) -> dict[str, Any]:
+    def load(self, *, duration: float, rate: float | None, processes: int = 1) -> dict[str, Any]:
         """One load round of ``--clients`` over ``--client-procs`` processes."""
         paths = [("environments", "/api/v1/environments")] + [
             ("status", f"/api/v1/environments/{e}/status") for e in self.envs
@@ -763,7 +765,8 @@ class Bench:
             child.stdin.close()
             children.append((child, errfile))
         server = self.procs.running["server"].pid
-        cache0 = self.cache_counts()
+        # one process's counters (with several, a scrape reaches any one of them)
+        cache0 = self.cache_counts() if processes == 1 else {}
         cpu0, (busy0, all0) = group_cpu_s(server), machine_cpu()
         samples: dict[str, list[float]] = {}
         errors, messages, total, last_end = 0, [], 0, start_at + duration
@@ -784,7 +787,7 @@ class Bench:
             messages += got["errors"]
             last_end = max(last_end, got["last_end"])
         cpu1, (busy1, all1) = group_cpu_s(server), machine_cpu()
-        cache1 = self.cache_counts()
+        cache1 = self.cache_counts() if processes == 1 else {}
         cache = {k: int(cache1.get(k, 0) - cache0.get(k, 0)) for k in sorted(cache1)}
         return {
             # answered requests over the time from the start to the last answer
@@ -794,9 +797,8 @@ class Bench:
             # and end included): what a request costs, whatever else loads the machine
             "server_cpu_ms_per_request": r3((cpu1 - cpu0) / max(1, total) * 1000),
             "machine_busy_pct": r3(100 * (busy1 - busy0) / max(1.0, all1 - all0)),
-            # how the server's read cache answered (one process's counters: with several,
-            # the process that answered the scrape)
-            "read_cache": cache,
+            # how the server's read cache answered (with one server process)
+            **({"read_cache": cache} if cache else {}),
             "errors": errors,
             "error_examples": [masked(m) for m in messages[:3]],
             "routes": {route: ms(v) for route, v in sorted(samples.items())},
@@ -818,13 +820,13 @@ class Bench:
             self.start_server(processes)
             try:
                 self.log(f"reads, {processes} process(es): warm-up {self.args.warmup:g} s")
-                self.load(duration=self.args.warmup, rate=None)
+                self.load(duration=self.args.warmup, rate=None, processes=processes)
                 for load in self.args.loads:
                     rate = self.args.rate if load == "open" else None
                     self.log(
                         f"reads, {processes} process(es): {load} load {self.args.duration:g} s"
                     )
-                    res = self.load(duration=self.args.duration, rate=rate)
+                    res = self.load(duration=self.args.duration, rate=rate, processes=processes)
                     runs.append(
                         {
                             "processes": processes,
@@ -921,6 +923,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--processes", default="1,2", help="server processes, one read round each")
     p.add_argument("--deploys", type=int, default=24, help="deploys per throughput round")
     p.add_argument("--worker-concurrency", type=int, default=1)
+    p.add_argument(
+        "--server-args",
+        default="",
+        help="more options of 'stackyard server', e.g. '--no-read-cache' or '--status-max-age 2'",
+    )
     p.add_argument("--nochange-runs", type=int, default=20)
     p.add_argument("--warmup-deploys", type=int, default=2)
     args = p.parse_args(argv)

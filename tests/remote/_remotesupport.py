@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -181,3 +182,66 @@ def twin(volume_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         _teardown(remote_home)
         _teardown(local)
+
+
+# -- comparing local and remote JSON -----------------------------------------------------
+
+#: Keys whose values differ between two runs of the same flow (ids, times, processes).
+VOLATILE = frozenset(
+    {
+        "id",
+        "created_at",
+        "finished_at",
+        "at",
+        "expires_at",
+        "started_at",
+        "claimed_at",
+        "lineage",
+        "pid",
+        "decision",
+        "hash",
+        "prev_hash",
+        "short",
+        "deployment",
+        "job_id",
+        "start",  # a process's start time
+        "subject",
+    }
+)
+_HEX_ID = re.compile(r"\b(?:[0-9a-f]{12}|[0-9a-f]{16}|[0-9a-f]{32})\b")  # ids, installation ids
+
+
+def differences(a: Any, b: Any, at: str = "") -> list[str]:
+    """Where two JSON values differ (dotted paths), for a readable failure."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(a.keys() | b.keys()):
+            out += differences(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{at}.{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in differences(x, y, f"{at}[{i}]")
+        ]
+    return [] if a == b else [f"{at}: {a!r} != {b!r}"]
+
+
+def normalise(value: Any, homes: tuple[Path, ...]) -> Any:
+    """``value`` with ids, timestamps and home paths replaced by placeholders."""
+    if isinstance(value, dict):
+        # a running workload's digest covers its resolved values: paths inside its home
+        volatile = VOLATILE | ({"digest"} if "containers" in value else set())
+        return {
+            k: "<volatile>" if k in volatile and v is not None else normalise(v, homes)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [normalise(v, homes) for v in value]
+    if isinstance(value, float) and value > 1e9:
+        return "<time>"
+    if isinstance(value, str):
+        for h in homes:
+            value = value.replace(str(h), "<home>")
+        return _HEX_ID.sub("<id>", value)
+    return value

@@ -15,8 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _remotesupport import ME, Twin, run_cli
-from test_remote_cli import differences, normalise
+from _remotesupport import ME, Twin, differences, normalise, run_cli
 
 from _cli import Result
 from _lite import lite_platform, sleeper_score

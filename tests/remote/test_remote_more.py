@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from _hooksupport import Hooked, receiving
-from _remotesupport import ME
-from test_remote_cli import differences, normalise
+from _remotesupport import ME, differences, normalise
 from test_remote_day2 import VIEWER, Warm, _viewer, quiet_twin  # noqa: F401  (a fixture)
 
 from _cli import Result

@@ -116,7 +116,7 @@ def server(
     try:
         import uvicorn
 
-        from stackyard.api.app import CONFIG_ENV, LOG_FORMAT, config_json
+        from stackyard.api.app import CONFIG_ENV, LOG_FORMAT, config_json, latency_first
         from stackyard.api.context import ApiConfig
         from stackyard.api.edge import guard_logs
         from stackyard.portal import site
@@ -145,6 +145,7 @@ def server(
         status_max_age_s=status_max_age,
     )
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    latency_first()
     # one process: the app here; several: uvicorn's processes each build theirs
     app = site(settings, config) if processes == 1 else None
     guard_logs()
