@@ -110,6 +110,10 @@ def converge(
     """
     say = progress or (lambda _m: None)
     log = _EventLog(say)
+    if kind != "create":
+        # The policy worker the gate asks starts now: its start-up (tens of milliseconds)
+        # overlaps the lock, resolve and plan instead of being waited for at the gate.
+        ws.governor.warm("plan", env=target.env.name, env_type=target.env.type)
     engine = Engine(
         store=ws.store,
         kinds=ws.kinds,

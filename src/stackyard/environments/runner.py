@@ -76,12 +76,8 @@ def run(
     """
     statuses: dict[str, WorkloadStatus] = {}
     started = False
-    from stackyard.runtime.containers.runtime import ContainersRuntime
-
     for name, found in outputs.items():
-        by_name = (
-            runtime.reachable(name, found) if isinstance(runtime, ContainersRuntime) else found
-        )
+        by_name = runtime.reachable(name, found)
         spec = render(target.workloads[name], env=target.env.name, outputs=by_name)
         _, did = runtime.start(spec)
         started = started or did

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ __all__ = ["LocalRuntime"]
 #: Exits before the first readiness after which ``wait_ready`` gives up at once.
 _DYING_EXITS = 3
 _POLL = 0.02
+#: How often ``wait_ready`` looks whether ``status.json`` was replaced (one ``stat``).
+_STAMP_POLL = 0.002
 _TAIL_LINES = 10
 #: Variable values shorter than this are not redacted from error messages: they cannot be
 #: told from ordinary words, and are poor secrets anyway.
@@ -79,6 +81,14 @@ class LocalRuntime:
     def isolation(self) -> dict[str, Any]:
         """Whether workloads are confined, as whom, and why not when they are not."""
         return describe(self._purpose)
+
+    def reachable(
+        self, workload: str, outputs: Mapping[str, Mapping[str, Any]]
+    ) -> Mapping[str, Mapping[str, Any]]:
+        """``outputs`` (resource name → outputs) as ``workload``'s processes reach them: as
+        they are, since they run on this host (the containers runtime points loopback
+        endpoints at its relay instead)."""
+        return outputs
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -168,9 +178,15 @@ class LocalRuntime:
 
         Gives up when the supervisor is gone, when a container exited ``3`` times without
         being ready, or after ``timeout`` seconds. The message quotes the last log lines.
+
+        The status is read again as soon as the supervisor replaces ``status.json`` (a
+        ``stat`` every few milliseconds notices it), and at least every ``_POLL`` seconds
+        (a supervisor that died writes nothing).
         """
         deadline = time.monotonic() + timeout
+        status_file = self._paths(name).status
         while True:
+            seen = _stamp(status_file)  # before the read: a write after it is not missed
             st = self.status(name)
             if st.state is WorkloadState.READY:
                 return st
@@ -189,7 +205,7 @@ class LocalRuntime:
                 raise self._not_ready(
                     name, st, f"it was not ready after {timeout:g} s (state '{st.state}')"
                 )
-            time.sleep(_POLL)
+            _await_change(status_file, seen, until=min(time.monotonic() + _POLL, deadline))
 
     def status(self, name: str) -> WorkloadStatus:
         """What the supervisor last wrote; state "stopped" when the workload does not run."""
@@ -460,6 +476,27 @@ def _materialise(layout: RootLayout, paths: WorkloadPaths, conf: Confinement | N
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.symlink_to(real, target_is_directory=True)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells one ``status.json`` from the next: the supervisor replaces the file (a new
+    inode) on every write. None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _await_change(path: Path, seen: tuple[int, int, int] | None, *, until: float) -> None:
+    """Sleep until ``path`` is no longer the file ``seen`` stamped, or ``until`` (monotonic)."""
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(_STAMP_POLL, left))
+        if _stamp(path) != seen:
+            return
 
 
 def _redactable(spec: WorkloadSpec) -> tuple[str, ...]:

@@ -303,6 +303,30 @@ class Prober:
         return done.returncode == 0
 
 
+#: How often a runner looks at its process's exit and at the stop request between checks.
+TICK = 0.02
+
+
+def next_check(
+    limits: Limits, *, began: float, now: float, ever_ready: bool, settles: bool
+) -> float:
+    """When a runner next checks readiness (``time.monotonic()`` seconds), its process having
+    started at ``began``: every ``ready_period`` once it was ready, every ``ready_poll``
+    before. A container whose readiness is the settle (``settles``) is also checked at the
+    very moment the settle ends, so that it is reported ready then, not up to a poll later."""
+    if ever_ready:
+        return now + limits.ready_period
+    due = now + limits.ready_poll
+    settled = began + limits.settle
+    return min(due, settled) if settles and settled > now else due
+
+
+def tick(due: float, now: float) -> float:
+    """How long a runner waits before looking again: ``TICK``, or less when a check is due
+    sooner, so that the check is made on time."""
+    return max(0.0, min(TICK, due - now))
+
+
 class Runner:
     """One container: start its process, watch it, restart it when it exits or is not live."""
 
@@ -439,12 +463,18 @@ class Runner:
             self._prober = Prober(self.sup.limits.probe_timeout)
         return self._prober.ok(probe)
 
-    def _ready(self, uptime: float) -> bool:
+    def _settles(self) -> bool:
+        """Whether readiness is the settle (no readiness probe, no port to wait for)."""
+        return self.plan.readiness is None and not self.sup.plan.tcp_ports
+
+    def _ready(self, began: float, now: float) -> bool:
         if self.plan.readiness is not None:
             return self._probe(self.plan.readiness)
         if self.sup.plan.tcp_ports:
             return all(_port_open(p) for p in self.sup.plan.tcp_ports)
-        return uptime >= self.sup.limits.settle
+        # The same sum ``next_check`` schedules the check at: a check made at that moment
+        # passes (``now - began`` may round to a hair under the settle).
+        return now >= began + self.sup.limits.settle
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> str:
         """Probe until the process exits ("exited"), is not live ("liveness") or we stop."""
@@ -454,6 +484,7 @@ class Runner:
         next_live: float | None = None
         ever_ready = False
         failures = 0
+        settles = self._settles()
         while True:
             if proc.poll() is not None:
                 return "exited"
@@ -461,7 +492,7 @@ class Runner:
                 return "stop"
             now = time.monotonic()
             if now >= next_ready:
-                ok = self._ready(now - began)
+                ok = self._ready(began, now)
                 if proc.poll() is not None:
                     return "exited"
                 self._set(
@@ -474,15 +505,22 @@ class Runner:
                 if ok and not ever_ready:
                     ever_ready = True
                     next_live = time.monotonic() + limits.live_period
-                next_ready = time.monotonic() + (
-                    limits.ready_period if ever_ready else limits.ready_poll
+                next_ready = next_check(
+                    limits,
+                    began=began,
+                    now=time.monotonic(),
+                    ever_ready=ever_ready,
+                    settles=settles,
                 )
             if self.plan.liveness is not None and next_live is not None and now >= next_live:
                 failures = 0 if self._probe(self.plan.liveness) else failures + 1
                 if failures >= limits.live_failures:
                     return "liveness"
                 next_live = time.monotonic() + limits.live_period
-            self.sup.stopping.wait(0.02)
+            # (next_live is only kept up to date when there is a liveness probe)
+            live_due = next_live if self.plan.liveness is not None else None
+            due = next_ready if live_due is None else min(next_ready, live_due)
+            self.sup.stopping.wait(tick(due, time.monotonic()))
 
 
 class Supervisor:
