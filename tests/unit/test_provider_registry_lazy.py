@@ -144,3 +144,16 @@ def test_a_malformed_provider_is_broken_not_fatal(plugin_dir: Path) -> None:
     assert {p.name: p for p in reg.providers()}["acme"].broken
     with pytest.raises(ProviderPermanentError, match=r"Did you mean 'noop\.resource'"):
         reg.kind("noop.resourse")
+
+
+def test_warmed_entry_points_give_the_same_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command server reads the entry points once before forking; ``discover`` then uses
+    them and finds the same providers, none imported."""
+    from stackyard.providers import registry as reg
+
+    monkeypatch.setattr(reg, "_WARM", [])
+    cold = sorted(reg.ProviderRegistry.discover()._slots)
+    reg.warm_entry_points()
+    assert reg._WARM and all(ep.group == reg.GROUP for ep in reg._WARM[0])
+    warm = sorted(reg.ProviderRegistry.discover()._slots)
+    assert warm == cold and "postgres" in warm

@@ -437,6 +437,10 @@ def serve(directory: str, key: str) -> int:
             importlib.import_module(name)
         except Exception:  # noqa: S112  (the child imports it, and reports, if needed)
             continue
+    with contextlib.suppress(Exception):  # the children read them otherwise
+        from stackyard.providers.registry import warm_entry_points
+
+        warm_entry_points()
     idle = DEFAULT_IDLE_S
     with contextlib.suppress(ValueError):
         idle = float(os.environ.get("STACKYARD_DAEMON_IDLE", DEFAULT_IDLE_S))
