@@ -32,9 +32,11 @@ again until a write makes it stale, so a read costs microseconds instead of a do
   last seconds (the authenticator's own cache), OIDC tokens, and clients at their
   failed-authentication limit: they take the ordinary road, which authenticates them.
 - **One computation at a time.** Concurrent misses of one key wait for the first one's
-  answer instead of all computing it (unless the generation moved meanwhile). While a
-  status that is only too old is observed again, the others get the last observation (stale
-  while it revalidates: never when anything changed).
+  answer instead of all computing it (unless the generation moved meanwhile).
+- **Stale while it revalidates.** A status that is only too old (nothing changed since) is
+  observed again in the background, and every request meanwhile, the one that noticed
+  included, gets the last observation (``Age`` says how old; at most ``STALE_FOR_S`` past
+  its maximum age). Nothing is served stale when anything changed.
 
 Hits still pass through the outer edge (request timing, the error boundary); the security
 headers were added to the answer when it was computed and are sent again as they were.
@@ -45,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import sqlite3
 import threading
@@ -82,6 +83,9 @@ LIST_MAX_AGE = 60.0
 #: Answers kept per process, and the largest one kept (bytes).
 MAX_ENTRIES = 4096
 MAX_BODY = 1024 * 1024
+#: How much older than its maximum age a status may be served while it is observed again in
+#: the background (seconds): longer only when observing takes that long.
+STALE_FOR_S = 10.0
 #: How long a waiting request waits for the computation it joined (seconds).
 _JOIN_WAIT_S = 30.0
 _STATUS = "status"
@@ -285,6 +289,7 @@ class ReadCache:
         self._max_entries = max_entries
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self._flights: dict[tuple[Any, ...], asyncio.Event] = {}
+        self._refreshing: set[asyncio.Task[None]] = set()
         # answers by result: hit (from memory), stale (the last status while it is observed
         # again), miss (computed)
         self._counted = (
@@ -335,10 +340,18 @@ class ReadCache:
             if await self._serve(key, generation, max_age, scope, send):
                 return
             flight = self._flights.get(key)
+            if kind == _STATUS and flight is None and self._entry_of(key, generation):
+                # Only too old, nothing changed since: observe again in the background and
+                # answer with the last observation meanwhile (stale while it revalidates).
+                self._flights[key] = asyncio.Event()
+                task = asyncio.create_task(self._refresh(key, generation, scope))
+                self._refreshing.add(task)
+                task.add_done_callback(self._refreshing.discard)
+                flight = self._flights[key]
             if flight is not None:
-                # Only too old while it is being observed again: the last observation, as
-                # long as nothing changed since (stale while it revalidates).
-                if await self._serve(key, generation, math.inf, scope, send, result="stale"):
+                if await self._serve(
+                    key, generation, max_age + STALE_FOR_S, scope, send, result="stale"
+                ):
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(flight.wait(), _JOIN_WAIT_S)
@@ -354,6 +367,29 @@ class ReadCache:
         finally:
             if mine:
                 self._flights.pop(key).set()
+
+    def _entry_of(self, key: tuple[Any, ...], generation: int) -> bool:
+        """Whether ``key`` has an answer of ``generation`` (of any age)."""
+        entry = self._entries.get(key)
+        return entry is not None and entry.generation == generation
+
+    async def _refresh(self, key: tuple[Any, ...], generation: int, scope: Scope) -> None:
+        """Compute ``key`` again as the request of ``scope`` would, keeping the answer
+        (sent nowhere): the background half of stale-while-revalidate."""
+        self._count("miss")
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def nowhere(_message: Message) -> None:
+            return None
+
+        try:
+            await self._compute(key, generation, dict(scope), receive, nowhere)
+        except Exception as exc:  # the last observation stays, for at most STALE_FOR_S
+            log.warning("read cache: a background refresh failed (%s)", type(exc).__name__)
+        finally:
+            self._flights.pop(key).set()
 
     def _count(self, result: str) -> None:
         counted = self._counted.get(result)
