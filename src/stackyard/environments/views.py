@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackyard.environments.deploy import settle_interrupted
-from stackyard.environments.promotion import Release, get_release
 from stackyard.environments.workspace import Workspace
 from stackyard.errors import InvalidInputError
 from stackyard.model.environment import Deployment, DeploymentEvent, Environment
@@ -24,6 +22,9 @@ from stackyard.policy.decision import Decision, PolicySet
 from stackyard.policy.rbac import Action
 
 if TYPE_CHECKING:
+    # the deploy road (engine, governance, resolution) is imported only by the views that
+    # need it: `env list` and `env show` read records alone
+    from stackyard.environments.promotion import Release
     from stackyard.state.governance import RecentVerification
 
 # -- the platform ------------------------------------------------------------------------------
@@ -120,6 +121,8 @@ def _readable(ws: Workspace, env: str) -> None:
     if ws.records.environment(env) is None:  # a destroyed environment keeps its history
         ws.environment(env)  # raises, naming the known environments
     ws.access.authorize(Action.VIEW, env=env)
+    from stackyard.environments.deploy import settle_interrupted
+
     settle_interrupted(ws, env)  # a deployment whose writer died reads as interrupted
 
 
@@ -182,6 +185,8 @@ def logs(
 
 def releases(ws: Workspace) -> list[Release]:
     """Every release, newest first."""
+    from stackyard.environments.promotion import Release
+
     ws.access.authorize(Action.VIEW)
     return [Release(*r) for r in ws.records.releases()]
 
@@ -200,6 +205,8 @@ class ReleaseView:
 
 def release(ws: Workspace, ident: str) -> ReleaseView:
     """A release by id or unique prefix, with where it was deployed."""
+    from stackyard.environments.promotion import get_release
+
     ws.access.authorize(Action.VIEW)
     rel = get_release(ws, ident)
     return ReleaseView(rel, ws.records.deployments(None, release_id=rel.id, limit=100))
