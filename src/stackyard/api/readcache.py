@@ -9,7 +9,7 @@ again until a write makes it stale, so a read costs microseconds instead of a do
   /api/v1/environments/{env}`` and ``GET /api/v1/environments/{env}/status``: only ``200``
   JSON answers, per caller (user, teams and how they signed in: RBAC decided the answer, so
   one caller's answer never reaches another), at most ``MAX_ENTRIES`` of at most
-  ``MAX_BODY`` bytes each.
+  ``MAX_BODY`` bytes each and ``MAX_BYTES`` in all (the least recently used go first).
 - **When it is stale.** Each answer is kept with the store's *generation* read before it was
   computed, and served only while the generation is the same:
 
@@ -80,9 +80,11 @@ log = logging.getLogger("stackyard.api")
 CHANNEL = "stackyard_state"
 #: The longest any cached answer is served (seconds), even with no change seen.
 LIST_MAX_AGE = 60.0
-#: Answers kept per process, and the largest one kept (bytes).
+#: Answers kept per process, the largest one kept and all of them together (bytes): a client
+#: that varies its query cannot make the cache grow past these.
 MAX_ENTRIES = 4096
 MAX_BODY = 1024 * 1024
+MAX_BYTES = 64 * 1024 * 1024
 #: How much older than its maximum age a status may be served while it is observed again in
 #: the background (seconds): longer only when observing takes that long.
 STALE_FOR_S = 10.0
@@ -280,6 +282,7 @@ class ReadCache:
         authenticator: Callable[[], Authenticator],
         status_max_age: float = 1.0,
         max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
         counter: Counter | None = None,
     ) -> None:
         self.app = app
@@ -287,6 +290,8 @@ class ReadCache:
         self._authenticator = authenticator
         self._status_max_age = status_max_age
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0  # the bodies kept, together
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self._flights: dict[tuple[Any, ...], asyncio.Event] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
@@ -446,9 +451,21 @@ class ReadCache:
         await self.app(scope, receive, capture)
         if seen["status"] != 200 or not seen["json"] or seen["size"] > MAX_BODY:
             return
+        body = b"".join(chunks)
+        if len(body) > self._max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
         self._entries[key] = _Entry(
-            generation, time.monotonic(), seen["headers"], b"".join(chunks), scope.get("route")
+            generation, time.monotonic(), seen["headers"], body, scope.get("route")
         )
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._bytes += len(body)
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted.body)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The answers kept and their bytes."""
+        return len(self._entries), self._bytes
