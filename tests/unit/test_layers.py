@@ -101,6 +101,7 @@ DRIVERS: dict[str, tuple[str, ...]] = {
         "stackyard.providers.postgres",
         "stackyard.providers.local",
         "stackyard.jobs.pgqueue",
+        "stackyard.state.changes",  # the store's change feed: LISTEN, which SQLAlchemy lacks
     ),
     "redis": ("stackyard.providers.redis", "stackyard.providers.local"),
 }

@@ -24,12 +24,12 @@ from starlette.exceptions import HTTPException
 from stackyard.settings import Settings
 
 if TYPE_CHECKING:
-    from stackyard.api.readcache import Generation
     from stackyard.components.registry import Registry
     from stackyard.environments.workspace import Workspace
     from stackyard.identity import Authenticator, Identity
     from stackyard.jobs import Jobs
     from stackyard.providers.registry import ProviderRegistry
+    from stackyard.state.changes import Generation
     from stackyard.state.sql import SqlStateStore
 
 T = TypeVar("T")
@@ -97,7 +97,7 @@ class Yard:
         )
         self._jobs = open_jobs(self.settings, store=store)
         if self.config.read_cache and self._generation is None:
-            from stackyard.api.readcache import generation_for
+            from stackyard.state.changes import generation_for
 
             self._generation = generation_for(self.settings.database_url)
 
