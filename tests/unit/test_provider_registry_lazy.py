@@ -152,8 +152,15 @@ def test_warmed_entry_points_give_the_same_registry(monkeypatch: pytest.MonkeyPa
     from stackyard.providers import registry as reg
 
     monkeypatch.setattr(reg, "_WARM", [])
-    cold = sorted(reg.ProviderRegistry.discover()._slots)
+    monkeypatch.setattr(reg, "_WARM_ORIGINS", {})
+    cold_reg = reg.ProviderRegistry.discover()
+    cold = sorted(cold_reg._slots)
     reg.warm_entry_points()
     assert reg._WARM and all(ep.group == reg.GROUP for ep in reg._WARM[0])
-    warm = sorted(reg.ProviderRegistry.discover()._slots)
+    warm_reg = reg.ProviderRegistry.discover()
+    warm = sorted(warm_reg._slots)
     assert warm == cold and "postgres" in warm
+    # Their origins were read with them, and are what a cold read finds.
+    assert len(reg._WARM_ORIGINS) == len(reg._WARM[0])
+    for name in warm:
+        assert warm_reg._slots[name].origin == cold_reg._slots[name].origin

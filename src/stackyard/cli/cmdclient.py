@@ -131,10 +131,15 @@ def delegate(argv: list[str]) -> int | None:
             socket.send_fds(sock, [frame(request)], [0, 1, 2])
             reader = sock.makefile("rb")
             first = reader.readline()
-            pid = json.loads(first).get("pid") if first else None
+            message = json.loads(first) if first else {}
         except (OSError, ValueError):
             return None
-        if not isinstance(pid, int):  # refused (stale, stopping): nothing ran
+        if not isinstance(message, dict):
+            return None
+        if isinstance(message.get("exit"), int):  # it ended before the server told its pid
+            _done(sock)
+            return int(message["exit"])
+        if not isinstance(message.get("pid"), int):  # refused (stale, stopping): nothing ran
             return None
         sock.settimeout(None)
         return _follow(sock, reader)
@@ -169,7 +174,16 @@ def _follow(sock: socket.socket, reader: object) -> int:
         except ValueError:
             continue
         if isinstance(message, dict) and isinstance(message.get("exit"), int):
+            _done(sock)
             return int(message["exit"])
+
+
+def _done(sock: socket.socket) -> None:
+    """Tell the server that the exit status arrived (from the command's own process, which
+    writes it once its output is flushed, before it stops its helpers and exits): the
+    client's going away is then no reason to stop what the command left running."""
+    with contextlib.suppress(OSError):
+        sock.sendall(b'{"done": true}\n')
 
 
 def start_server(directory: str, key: str) -> None:

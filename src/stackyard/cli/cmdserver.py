@@ -43,7 +43,7 @@ from typing import Any
 
 from stackyard.cli.cmdclient import server_key, socket_path
 
-__all__ = ["PRELOAD", "serve"]
+__all__ = ["PRELOAD", "serve", "warm"]
 
 DEFAULT_IDLE_S = 600.0
 #: How often an idle server checks that the code and packages it preloaded are still those on
@@ -52,19 +52,32 @@ _RECHECK_S = 10.0
 _MAX_REQUEST = 4 * 1024 * 1024
 #: What the server imports before it forks its first child: the libraries and the modules of
 #: the commands' road (each import is tried; one that fails is imported by the child instead).
+#: ``tests/cli/test_cmdserver_preload.py`` fails when an everyday command's child still imports
+#: a module: add it here.
 PRELOAD = (
+    "sqlite3",
+    "_strptime",  # datetime.strptime's first call imports it
     "sqlalchemy",
     "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.sqlite.pysqlite",
     "psycopg",
     "pydantic",
     "jsonschema",
     "yaml",
     "rich.console",
     "rich.table",
+    "rich._emoji_codes",  # the first markup rendered imports it
     "typer",
+    "typer._click.decorators",
+    "typer._click._textwrap",
+    "typer.rich_utils",  # --help renders with it (Markdown, Pygments)
     "cryptography.hazmat.primitives.ciphers.aead",
     "regorus",
+    "stackyard.home",
+    "stackyard.cli.main",
     "stackyard.cli.tree",
+    "stackyard.cli.backend",
+    "stackyard.cli.remote",
     "stackyard.cli.common",
     "stackyard.cli.output",
     "stackyard.cli.deploy",
@@ -74,12 +87,16 @@ PRELOAD = (
     "stackyard.cli.governance",
     "stackyard.cli.release",
     "stackyard.environments.confirmation",
+    "stackyard.environments.deploy",
+    "stackyard.environments.promotion",
     "stackyard.environments.lifecycle",
     "stackyard.environments.views",
+    "stackyard.environments.inspect",
     "stackyard.environments.state",
     "stackyard.state.sql",
     "stackyard.state.records",
     "stackyard.state.governance",
+    "stackyard.state.driftlog",
     "stackyard.policy.rego",
     "stackyard.providers.postgres",
     "stackyard.providers.redis",
@@ -311,7 +328,14 @@ class _Server:
             return
         for line in data.splitlines():
             with contextlib.suppress(ValueError, AttributeError):
-                signum = int(json.loads(line).get("signal"))
+                message = json.loads(line)
+                if message.get("done") is True:
+                    # The child told the client its exit status, and the client has gone:
+                    # the command ended, and what it left in its group is not for us to stop.
+                    with contextlib.suppress(KeyError, OSError):
+                        self.selector.unregister(conn)
+                    return
+                signum = int(message.get("signal"))
                 if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                     self._signal(pid, signum)
 
@@ -374,7 +398,8 @@ def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: l
         server.listener.close()
         for other in server.children.values():
             other.close()
-        conn.close()
+        # ``conn`` stays open, write-only: the exit status goes to the client from here (the
+        # server reads it, and reports the exit only once this process is reaped).
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -401,6 +426,16 @@ def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: l
     finally:
         import atexit
 
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        # The command's output is written: the client may exit now. What is left (the exit
+        # handlers stop the policy worker and close the pools, then the kernel tears this
+        # process down) is no reason for it to wait.
+        with contextlib.suppress(BaseException):
+            conn.settimeout(1.0)
+            _send(conn, {"exit": code})
+            conn.close()
         with contextlib.suppress(BaseException):
             atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
@@ -422,16 +457,13 @@ def _reopen_stdio(env: dict[str, str]) -> None:
     )
 
 
-def serve(directory: str, key: str) -> int:
-    """The server's main: take the key's lock, preload, bind, serve until idle."""
-    import fcntl
+def warm() -> None:
+    """Everything a child would otherwise do first on every command, done once here: import
+    ``PRELOAD``, read the provider entry points and their distributions' metadata, and render
+    once with Rich (its first rendering fills caches that every later one reuses). Best
+    effort: what fails here is done by the child, as without a server."""
     import importlib
 
-    lock = os.open(os.path.join(directory, f"cmd-{key}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return 0  # another server has the key
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -441,6 +473,36 @@ def serve(directory: str, key: str) -> int:
         from stackyard.providers.registry import warm_entry_points
 
         warm_entry_points()
+    with contextlib.suppress(Exception):
+        _warm_rich()
+
+
+def _warm_rich() -> None:
+    """Render markup, a table and a rule to a string once: Rich compiles its markup and
+    style parsers and fills its cell-width caches on first use."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=io.StringIO(), highlight=False, soft_wrap=True, width=100)
+    table = Table("name", "state")
+    table.add_row("web", "[green]ready[/]")
+    console.print("[bold]stackyard[/] [dim]warm[/] :white_check_mark:")
+    console.print(table)
+    console.rule("done")
+
+
+def serve(directory: str, key: str) -> int:
+    """The server's main: take the key's lock, preload, bind, serve until idle."""
+    import fcntl
+
+    lock = os.open(os.path.join(directory, f"cmd-{key}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another server has the key
+    warm()
     idle = DEFAULT_IDLE_S
     with contextlib.suppress(ValueError):
         idle = float(os.environ.get("STACKYARD_DAEMON_IDLE", DEFAULT_IDLE_S))

@@ -132,14 +132,22 @@ class _Slot:
 #: The provider entry points, read once by ``warm_entry_points`` (the command server, before
 #: it forks its children); empty: ``discover`` reads them every time.
 _WARM: list[tuple[metadata.EntryPoint, ...]] = []
+#: Their origins (each reads its distribution's metadata file), by the ``id`` of a warmed
+#: entry point (``_WARM`` keeps them alive, so an id is never reused while it is here).
+_WARM_ORIGINS: dict[int, Origin] = {}
 
 
 def warm_entry_points() -> None:
     """Read the ``stackyard.providers`` entry points now, for every later ``discover`` of this
     process and of the processes it forks: reading every installed distribution's metadata
-    takes about 15 ms. Only for a process whose installed packages cannot change under it
+    takes about 15 ms, and each provider's origin (its distribution's name and version) a few
+    more. Only for a process whose installed packages cannot change under it
     (the command server is keyed by them and replaced when they change)."""
-    _WARM[:] = [tuple(metadata.entry_points(group=GROUP))]
+    eps = tuple(metadata.entry_points(group=GROUP))
+    _WARM_ORIGINS.clear()
+    for ep in eps:
+        _WARM_ORIGINS[id(ep)] = _read_origin(ep)
+    _WARM[:] = [eps]
 
 
 class ProviderRegistry:
@@ -285,6 +293,11 @@ class ProviderRegistry:
 
 
 def _origin(ep: metadata.EntryPoint) -> Origin:
+    warmed = _WARM_ORIGINS.get(id(ep))  # one of the warmed entry points: read already
+    return warmed if warmed is not None else _read_origin(ep)
+
+
+def _read_origin(ep: metadata.EntryPoint) -> Origin:
     dist = ep.dist
     if dist is None:
         return Origin("unknown", "", ep.value, "plugin")
