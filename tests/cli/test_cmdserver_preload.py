@@ -1,9 +1,11 @@
-"""The command server's children import nothing on the everyday commands' road.
+"""The command server's children import nothing, and compile no SQL, on the everyday
+commands' road.
 
-A module a child imports is paid for by every command (a child is thrown away after one), so
-``cmdserver.warm`` imports them once. This runs the commands the way the server does (warm
+A module a child imports, or a statement it compiles, is paid for by every command (a child
+is thrown away after one), so ``cmdserver.warm`` imports and compiles them once. This runs the commands the way the server does (warm
 once, fork a child per command, ``invoke`` in it) in a home whose ``dev`` is bound to the
-machine's PostgreSQL and Redis, and lists what each child added to ``sys.modules``. Time is
+machine's PostgreSQL and Redis, and lists what each child added to ``sys.modules`` and to
+the shared statement cache. Time is
 not measured here: ``bench/cli.py`` does that.
 """
 
@@ -29,6 +31,7 @@ _SCRIPT = textwrap.dedent(
     from stackyard.cli import cmdserver
     cmdserver.warm()
     from stackyard.cli.main import invoke
+    from stackyard.state.compiled import SHARED
     commands, out = json.loads(sys.argv[1]), sys.argv[2]
     report = []
     for argv in commands:
@@ -36,14 +39,16 @@ _SCRIPT = textwrap.dedent(
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            before = set(sys.modules)
+            before, cached = set(sys.modules), len(SHARED)
             try:
                 code = invoke(argv)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             added = sorted(set(sys.modules) - before)
             sys.stdout.flush()
-            os.write(write, json.dumps({"argv": argv, "code": code, "added": added}).encode())
+            compiled = len(SHARED) - cached
+            line = {"argv": argv, "code": code, "added": added, "compiled": compiled}
+            os.write(write, json.dumps(line).encode())
             os._exit(0)
         os.close(write)
         data = b""
@@ -58,7 +63,9 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_child_imports_nothing_on_the_everyday_commands(stage: Stage, tmp_path: Path) -> None:
+def test_a_child_imports_and_compiles_nothing_on_the_everyday_commands(
+    stage: Stage, tmp_path: Path
+) -> None:
     env = stage.name("dev")
     name = "preload-probe"
     score = tmp_path / "score.yaml"
@@ -105,3 +112,6 @@ def test_a_child_imports_nothing_on_the_everyday_commands(stage: Stage, tmp_path
         "a command server child imported these; add them to cmdserver.PRELOAD: "
         f"{json.dumps(imported, indent=1)}"
     )
+    # Nor do they compile the state store's SQL: the server did (state/compiled.py).
+    compiled = [(" ".join(r["argv"]), r["compiled"]) for r in report if r["compiled"]]
+    assert not compiled, f"statements compiled by a child; add them to compiled.warm: {compiled}"

@@ -459,9 +459,10 @@ def _reopen_stdio(env: dict[str, str]) -> None:
 
 def warm() -> None:
     """Everything a child would otherwise do first on every command, done once here: import
-    ``PRELOAD``, read the provider entry points and their distributions' metadata, and render
-    once with Rich (its first rendering fills caches that every later one reuses). Best
-    effort: what fails here is done by the child, as without a server."""
+    ``PRELOAD``, read the provider entry points and their distributions' metadata, render
+    once with Rich (its first rendering fills caches that every later one reuses), and
+    compile the state store's everyday SQL statements (``state.compiled``). Best effort:
+    what fails here is done by the child, as without a server."""
     import importlib
 
     for name in PRELOAD:
@@ -475,6 +476,10 @@ def warm() -> None:
         warm_entry_points()
     with contextlib.suppress(Exception):
         _warm_rich()
+    with contextlib.suppress(Exception):  # SQLite statements, on a throwaway store
+        from stackyard.state import compiled
+
+        compiled.warm()
 
 
 def _warm_rich() -> None:

@@ -24,6 +24,7 @@ from stackyard.errors import StateError, StoreUnavailableError
 from stackyard.state import locks
 from stackyard.state import migrations as _migrations
 from stackyard.state.api import Intent, Lease, LockInfo, ResourceRecord, Snapshot
+from stackyard.state.compiled import SHARED as SHARED_COMPILED
 from stackyard.state.groupcommit import GroupCommit
 from stackyard.state.hotpath import HotPath, RawTxn, RawWriter
 from stackyard.state.secrets import SecretBox
@@ -775,6 +776,9 @@ class SqlStateStore:
             pool_size=pool_size,
             max_overflow=pool_size,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            # Every SQLite store of the process shares its compiled statements (a command
+            # opens a new engine; the command server compiles them ahead: state/compiled.py).
+            execution_options={"compiled_cache": SHARED_COMPILED},
         )
         _configure_sqlite(engine, synchronous)
         return engine
