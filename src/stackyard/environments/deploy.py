@@ -399,6 +399,9 @@ def deploy_files(
 ) -> DeployResult:
     """Deploy Score files to ``env_name``: their workloads join (or replace) the live ones."""
     env = ws.environment(env_name)
+    # The policy worker starts now, and loads the gate's policies, while the Score files are
+    # read and the lock taken (``converge`` asks again: a no-op by then).
+    ws.governor.warm("plan", env=env.name, env_type=env.type)
     with ws.access.act(
         Action.DEPLOY, env=env_name, detail={"scores": [str(p) for p in paths]}
     ) as audit:

@@ -5,6 +5,7 @@ parks what can wait and refuses what cannot. ``gate`` is that verdict for a plan
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -97,12 +98,21 @@ class Governor:
         return decision
 
     def warm(self, stage: str, *, env: str | None, env_type: str | None) -> None:
-        """Start the policy worker when ``stage`` has policies to ask here: it starts while
-        the caller builds the decision's document, rather than after it."""
+        """Start the policy worker when ``stage`` has policies to ask here, and have it
+        compile them (in a thread of this process, which waits on the worker): both happen
+        while the caller builds the decision's document, rather than after it. Safe to call
+        again (the worker and the loaded policies are kept)."""
         from stackyard.policy.sandbox import shared
 
-        if self.policies.applicable(stage, env, env_type):
+        policies = self.policies
+        if policies.applicable(stage, env, env_type):
             shared(self._limits).start()
+            threading.Thread(
+                target=policies.prepare,
+                args=(stage, env, env_type),
+                name="stackyard-policy-warm",
+                daemon=True,
+            ).start()
 
     def actor_input(self, env: str | None = None, env_type: str | None = None) -> dict[str, Any]:
         """The ``actor`` part: who acts, their teams, and their roles on the target."""

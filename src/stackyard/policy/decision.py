@@ -8,6 +8,7 @@ fails to evaluate fails closed (a ``deny`` naming it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -22,7 +23,7 @@ from stackyard.diagnostics import Diagnostic, error, warning
 from stackyard.model.platform import LAYERS, Policy
 from stackyard.model.status import DecisionOutcome
 from stackyard.policy.rego import Compiled, Module, RegoError
-from stackyard.policy.sandbox import Limits
+from stackyard.policy.sandbox import Limits, SandboxError
 
 KINDS = ("deny", "warn", "approval")
 SELF_APPROVAL_RULE = "allow_self_approval"
@@ -129,6 +130,15 @@ class PolicySet:
         """Policies taking part at ``stage``, upper layers first."""
         chosen = [p for p in self.policies if p.applies(stage, env, env_type)]
         return sorted(chosen, key=lambda p: (LAYERS.index(p.layer), p.name))
+
+    def prepare(self, stage: str, env: str | None, env_type: str | None) -> None:
+        """Compile the policies of ``stage`` and load them into the sandbox's worker, ahead of
+        ``evaluate`` (which then pays neither). What fails here is left to ``evaluate``,
+        which reports it."""
+        chosen = self.applicable(stage, env, env_type)
+        if chosen:
+            with contextlib.suppress(RegoError, SandboxError, RuntimeError, OSError):
+                self._compile(chosen).load()
 
     def evaluate(
         self,

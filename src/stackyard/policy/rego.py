@@ -113,6 +113,11 @@ class Compiled:
         value = results[0]["expressions"][0]["value"] if results else {}
         return {self.slots.get(k, k): v for k, v in (value or {}).items() if isinstance(v, dict)}
 
+    def load(self) -> None:
+        """Load these policies into the sandbox's worker ahead of their first evaluation
+        (``Sandbox.load``)."""
+        shared(self.limits).load(self._key, self._modules)
+
     def _named(self) -> str:
         """The policies evaluated together, for a message about their evaluation."""
         names = sorted(self.slots.values())

@@ -2,8 +2,8 @@
 
 Run as ``python -m stackyard.policy.worker MEMORY_MB``. A request on stdin is two
 length-prefixed blocks: a JSON header (``key`` naming the module set, ``query``, and the
-``modules`` the first time a key is used) and the input document's JSON, passed through as
-is. The reply on stdout is a status byte (``R`` result, ``E`` error, ``M`` out of memory)
+``modules`` the first time a key is used; no ``query``: only load them) and the input
+document's JSON, passed through as is. The reply on stdout is a status byte (``R`` result, ``E`` error, ``M`` out of memory)
 and a length-prefixed block: the interpreter's JSON result or the error message. The
 worker keeps one interpreter per key and exits when stdin closes.
 """
@@ -53,6 +53,8 @@ def _evaluate(engines: dict[str, Any], request: dict[str, Any], document: str) -
             engine.add_policy(name, text)
         engines[key] = engine
     engine = engines[key]
+    if request.get("query") is None:  # load only: compile the modules ahead of their use
+        return "null"
     engine.set_input_json(document)
     return str(engine.eval_query_as_json(request["query"]))
 
