@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,7 +17,7 @@ deny contains "no" if input.env == "prod"
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
+def sandbox() -> Iterator[Sandbox]:
     box = Sandbox(Limits(timeout_s=5.0))
     yield box
     box.close()

@@ -63,6 +63,11 @@ class Governor:
         self._clock = clock
         self._limits = limits
         self._compiled: tuple[Platform, PolicySet] | None = None
+        #: what ``warm`` prepared already: of which policy set, each stage and environment
+        self._warmed: tuple[PolicySet | None, set[tuple[str, str | None, str | None]]] = (
+            None,
+            set(),
+        )
 
     @property
     def policies(self) -> PolicySet:
@@ -105,7 +110,12 @@ class Governor:
         from stackyard.policy.sandbox import shared
 
         policies = self.policies
+        if self._warmed[0] is not policies:  # a platform apply changed them: none warmed
+            self._warmed = (policies, set())
+        if (stage, env, env_type) in self._warmed[1]:
+            return
         if policies.applicable(stage, env, env_type):
+            self._warmed[1].add((stage, env, env_type))
             shared(self._limits).start()
             threading.Thread(
                 target=policies.prepare,

@@ -85,9 +85,14 @@ class Sandbox:
 
     def start(self) -> None:
         """Start the worker now (a no-op when it runs), so that its start-up overlaps the
-        caller's work before the first ``evaluate`` instead of being waited for there."""
-        with self._lock:
+        caller's work before the first ``evaluate`` instead of being waited for there. Never
+        waits: while another thread uses the worker (a ``load``), it is started already."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             self._worker()
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Stop the worker (it exits when its stdin closes)."""
