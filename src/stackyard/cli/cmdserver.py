@@ -460,8 +460,9 @@ def _reopen_stdio(env: dict[str, str]) -> None:
 def warm() -> None:
     """Everything a child would otherwise do first on every command, done once here: import
     ``PRELOAD``, read the provider entry points and their distributions' metadata, render
-    once with Rich (its first rendering fills caches that every later one reuses), and
-    compile the state store's everyday SQL statements (``state.compiled``). Best effort:
+    once with Rich (its first rendering fills caches that every later one reuses), check a
+    Score workload (the schema's validator is built on first use), and compile the state
+    store's everyday SQL statements (``state.compiled``). Best effort:
     what fails here is done by the child, as without a server."""
     import importlib
 
@@ -476,6 +477,17 @@ def warm() -> None:
         warm_entry_points()
     with contextlib.suppress(Exception):
         _warm_rich()
+    with contextlib.suppress(Exception):  # the Score schema's validator, and its first use
+        from stackyard.model.workload import check_workload
+
+        check_workload(
+            {
+                "apiVersion": "score.dev/v1b1",
+                "metadata": {"name": "warm"},
+                "containers": {"main": {"image": "busybox", "command": ["true"]}},
+                "resources": {"db": {"type": "postgres"}},
+            }
+        )
     with contextlib.suppress(Exception):  # SQLite statements, on a throwaway store
         from stackyard.state import compiled
 

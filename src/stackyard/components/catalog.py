@@ -214,6 +214,13 @@ def entries(registry: Registry, *, warn: Warn | None = None) -> list[Entry]:
     return out
 
 
+#: Statements of envelopes this process checked, by the same facts as the checked-builds
+#: cache (the build, the envelope's digest, the trusted keys): a deploy verifies each build
+#: at resolution and again for the policies' facts, and parses its statement once.
+_REVERIFIED: dict[tuple[str, ...], attest.Statement] = {}
+_REVERIFIED_MAX = 512
+
+
 def verify(
     registry: Registry,
     ring: Keyring,
@@ -249,8 +256,16 @@ def verify(
         facts = ("attested", digest, name, version, str(descriptor["digest"]), envelope, keys)
         expect = {"expect_digest": digest, "expect_name": name, "expect_version": version}
         try:
+            if not fresh:
+                known = _REVERIFIED.get(facts)
+                if known is not None:  # this process read this very envelope before
+                    return known
             if not fresh and checked.passed(*facts):
-                return attest.reverify(payload, **expect)
+                statement = attest.reverify(payload, **expect)
+                if len(_REVERIFIED) >= _REVERIFIED_MAX:
+                    _REVERIFIED.clear()
+                _REVERIFIED[facts] = statement
+                return statement
             if trusted is None:
                 trusted = [key for _, key in ring.trusted()]
             statement = attest.verify(payload, trusted, **expect)
