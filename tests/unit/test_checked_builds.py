@@ -185,3 +185,22 @@ def test_component_verify_always_checks_the_signature(
         home.registry, Keyring(home.path), home.name, home.version, digest=home.digest, fresh=True
     )
     assert signatures == [1]
+
+
+def test_a_process_parses_a_verified_statement_once(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deploy verifies each build at resolution and again for the policies' facts: the
+    second read of the same envelope, with the same trusted keys, is answered from memory."""
+    _verify(home)  # the signature checked, and the pass cached under the home
+    reparsed = _count(monkeypatch, attest, "reverify")
+    first, second = _verify(home), _verify(home)
+    assert reparsed == [1]
+    assert first == second
+    # Another trusted key set is another fact: read and checked again.
+    other = Keyring(home.path / "other")
+    other.generate()
+    Keyring(home.path).import_public(other.public_pem(), name="other")
+    signatures = _count(monkeypatch, attest, "verify")
+    _verify(home)
+    assert signatures == [1]
