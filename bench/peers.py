@@ -29,10 +29,13 @@ stopped, also on failure, Ctrl-C or SIGTERM. Prints one JSON object (progress on
                "stackyard-no-server": {...}, "pyinfra": {...}, "ansible": {...}},
      "ratios": {"create": {"pyinfra": x, "ansible": y}, "nochange": {...}},
      "ratios_without_server": {"create": {...}, "nochange": {...}},
+     "floor": {"create_database": {"p50", "p90", "max", "runs"}},
      "checks": {...}, "machine": {...}, "leftovers": {...}}
 
 A ratio is stackyard's p50 over the peer's p50 (below 1: stackyard is faster): ``ratios`` for
-``stackyard`` (server on), ``ratios_without_server`` for ``stackyard-no-server``.
+``stackyard`` (server on), ``ratios_without_server`` for ``stackyard-no-server``. ``floor``
+is a bare ``CREATE DATABASE`` timed after each round's clean-up: the part of every tool's
+create that is PostgreSQL's own (it varies with the machine's disk, and moves the ratios).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -419,6 +423,7 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
         "pyinfra_nochange_writes": ["ALTER ROLE ... PASSWORD", "GRANT"],
     }
     machine["command_server"] = None
+    floor: list[float] = []  # a bare CREATE DATABASE per timed round
     ours = [t for t in tools if t in STACKYARD_MODES]
     tag = secrets.token_hex(2)
     work = Path(tempfile.mkdtemp(prefix="stackyard-bench-peers-"))
@@ -470,6 +475,8 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                     for tool in ours:
                         sy.remove(names[tool])
                     peers.drop({names[t] for t in tools if t in PEERS})
+                    if timed:  # what every tool's create paid PostgreSQL itself, this round
+                        floor.append(bare_create_database(args.pg_url, f"z{i}{tag}"))
                     log(
                         f"round {i + 1}/{total}"
                         + ("" if timed else " (warm-up, untimed)")
@@ -502,12 +509,27 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                     theirs = result_tools[peer][phase]["p50"]
                     per_peer[peer] = round(mine / theirs, 3) if mine and theirs else None
         result[key] = ratios
+    # The part of every tool's create that is PostgreSQL's own: it varies with the machine's
+    # disk more than anything the tools do, and moves the ratios with it.
+    result["floor"] = {"create_database": figures(floor)}
     return {
         **result,
         "checks": checks,
         "machine": machine,
         "leftovers": leftovers,
     }
+
+
+def bare_create_database(pg_url: str, name: str) -> float:
+    """Seconds of one ``CREATE DATABASE`` (template0, UTF8: what each tool's bundle makes),
+    on its own connection; the database is dropped again (untimed)."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        ident = sql.Identifier(name)
+        started = time.perf_counter()
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(ident))
+        took = time.perf_counter() - started
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+    return took
 
 
 def _tools(text: str) -> tuple[str, ...]:
