@@ -104,6 +104,23 @@ def uid_of(pid: int) -> int:
     raise AssertionError(f"no Uid line for {pid}")
 
 
+def written_out(ws: Any, env: str) -> None:
+    """Write out what ``env``'s local PostgreSQL servers committed, before a test SIGKILLs
+    them: a development server runs with ``synchronous_commit`` off, so its last commits (up
+    to a few hundred milliseconds) may still be in its WAL buffers, which a SIGKILL loses, as
+    it would for a real crash of that server. ``CHECKPOINT`` writes them (to the OS, which
+    keeps them through the kill), so the test kills a server whose writes are all in."""
+    import psycopg
+
+    from stackyard.environments.inspect import outputs
+
+    for shown in outputs(ws, env, reveal=True).values():
+        url = str((shown.get("outputs") or {}).get("admin_url") or "")
+        if url.startswith(("postgresql://", "postgres://")):
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute("CHECKPOINT")
+
+
 def kill9(pid: int, timeout: float = 10) -> None:
     """SIGKILL ``pid`` and wait until it is gone (or a zombie)."""
     os.kill(pid, signal.SIGKILL)

@@ -28,6 +28,7 @@ from _local_env import (
     needs_local_servers,
     server_pids,
     write_score,
+    written_out,
 )
 
 pytestmark = pytest.mark.integration
@@ -186,6 +187,7 @@ def test_drift_found_grouped_and_fixed(library_home: Path, tmp_path: Path, sweep
         # 6. the core PostgreSQL stopped: ONE finding, every resource on it a dependent
         server = _record(ws, env, "local.postgres_server")
         pid = next(p for name, p in server_pids(library_home).items() if name in server.physical_id)
+        written_out(ws, env)  # a SIGKILL loses what the dev server had not written yet
         kill9(pid)
         code, findings = _findings(env)
         assert code == 11

@@ -26,6 +26,7 @@ from _local_env import (
     server_pids,
     wait_for_line,
     write_score,
+    written_out,
 )
 
 pytestmark = pytest.mark.integration
@@ -83,6 +84,7 @@ def test_status_sees_killed_servers_and_repair_heals_them(
         assert {h for _, h in before.values()} == {"ok"}, before
         user, admin = _acl_user(ws, env)
 
+        written_out(ws, env)  # a SIGKILL loses what the dev server had not written yet
         for pid in server_pids(library_home).values():
             kill9(pid)
         after = _health(ws, env)
