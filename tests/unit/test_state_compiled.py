@@ -55,5 +55,20 @@ def test_dialects_that_compile_differently_do_not_share(tmp_path: Path) -> None:
     assert len(cache) == 2
 
 
-def test_warm_compiles_the_everyday_statements() -> None:
-    assert compiled.warm() >= 40
+def test_after_warm_a_new_store_compiles_nothing_for_everyday_reads_and_writes(
+    tmp_path: Path,
+) -> None:
+    """``warm`` (what the command server runs before it forks) leaves a new store of the
+    process nothing to compile for a deployment's record, its listing and a snapshot."""
+    compiled.warm()
+    store = _store(tmp_path / "fresh.db")
+    try:
+        cached = len(compiled.SHARED)
+        records = Records(store)
+        records.put_deployment(Deployment.start(env="dev", kind="deploy", actor="ann"))
+        assert len(records.deployments("dev")) == 1
+        store.snapshot("dev")
+        records.instances("dev")
+        assert len(compiled.SHARED) == cached
+    finally:
+        store.close()
