@@ -68,7 +68,7 @@ def _servers(env: dict[str, str]) -> list[dict[str, object]]:
     found = []
     for name in sorted(os.listdir(directory)):
         if name.startswith("cmd-") and name.endswith(".sock"):
-            info = cmdclient.ask(os.path.join(directory, name), {"op": "status"})
+            info = cmdclient.ask(os.path.join(directory, name), "status")
             if info is not None:
                 found.append({**info, "current": name == f"cmd-{current}.sock"})
     return found
@@ -324,3 +324,110 @@ def test_an_edited_source_file_is_seen(tmp_path: Path) -> None:
     assert cmdserver.changed(sources)
     preloaded = cmdserver.preloaded_sources()
     assert any(p.endswith("cmdserver.py") for p in preloaded)
+
+
+#: What a client may import beyond what pip's console-script wrapper already has (``re``,
+#: ``sys``): stackyard's entry module, the client, and the interpreter's own ``_socket``.
+CLIENT_IMPORTS = {
+    "stackyard",
+    "stackyard.cli",
+    "stackyard.cli.main",
+    "stackyard.cli.cmdclient",
+    "__future__",
+    "_socket",
+    "zlib",
+}
+
+_CLIENT = """
+import re, sys
+mark = set(sys.modules)
+out = sys.argv[1]
+from stackyard.cli import cmdclient
+code = cmdclient.delegate(sys.argv[2:])
+with open(out, "w") as fh:
+    fh.write(repr(code) + "\\n" + "\\n".join(sorted(set(sys.modules) - mark)))
+"""
+
+
+def test_a_served_command_costs_the_client_only_a_few_imports(sockets: Path) -> None:
+    """Every command pays for the client's imports: no ``socket`` (its enums and
+    ``selectors``), ``json``, ``struct``, ``signal`` or ``contextlib``."""
+    env = _env(sockets)
+    _warm(env)
+    before = _served(env)
+    out = sockets.parent / "client.txt"
+    res = subprocess.run(
+        [sys.executable, "-c", _CLIENT, str(out), "workload", "validate", str(HELLO)],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    code, *modules = out.read_text().splitlines()
+    assert code == "0", res.stderr
+    assert "is valid" in res.stdout or res.stdout.strip(), res.stdout
+    assert _served(env) == before + 1, "the command did not go through the server"
+    assert set(modules) <= CLIENT_IMPORTS, sorted(set(modules) - CLIENT_IMPORTS)
+
+
+HOSTILE = [
+    "",
+    "a=b=c",
+    "line\nbreak",
+    "tab\there",
+    "ünïcödé ✓",
+    "not utf-8: \udcff\udcfe",
+    '{"json": true}',
+    "sy1",
+]
+
+
+def test_a_request_reads_back_exactly_whatever_its_text() -> None:
+    env = {f"V{i}": v for i, v in enumerate(HOSTILE)} | {"EMPTY": "", "EQ": "=x="}
+    frame = cmdclient.run_request(HOSTILE, "/tmp/with\nnewline", 0o027, env)
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+    assert cmdserver.decode(frame[4:]) == {
+        "argv": HOSTILE,
+        "cwd": "/tmp/with\nnewline",
+        "umask": 0o027,
+        "env": env,
+    }
+    assert cmdserver.decode(cmdclient.encode("op", ["status"])[4:]) == {"op": "status"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ["sy0", "run", "/", "18", "0"],  # another protocol version
+        ["sy1", "exec", "/", "18", "0"],  # an unknown kind
+        ["sy1", "run", "/", "18", "2", "only-one"],  # fewer arguments than counted
+        ["sy1", "run", "/", "-1", "0"],  # not a umask
+        ["sy1", "run", "/", "4096", "0"],  # beyond 0o777
+        ["sy1", "run", "/", "18", "x"],  # not a count
+        ["sy1", "run", "/", "18", "0", "NO_EQUALS_SIGN"],
+        ["sy1", "run", "/", "18", "0", "=value"],
+        ["sy1"],
+    ],
+)
+def test_a_malformed_request_is_refused(fields: list[str]) -> None:
+    with pytest.raises(ValueError):
+        cmdserver.decode("\0".join(fields).encode())
+
+
+def test_a_refused_request_closes_the_descriptors_sent_with_it() -> None:
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        opened = len(os.listdir("/proc/self/fd"))
+        bad = b"sy1\0nonsense"
+        socket.send_fds(ours, [len(bad).to_bytes(4, "big") + bad], [0, 1, 2])
+        with pytest.raises(ValueError):
+            cmdserver._receive(theirs)
+        assert len(os.listdir("/proc/self/fd")) == opened
+    finally:
+        ours.close()
+        theirs.close()

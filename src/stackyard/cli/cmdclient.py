@@ -4,17 +4,26 @@
 the same interpreter and stackyard answers on the user's private socket, the command runs in
 a child forked by it, with this process's stdin, stdout and stderr (passed as descriptors),
 argv, working directory, environment and umask, and this process exits with the child's
-status. This module imports only the standard library's ``socket``, ``struct`` and ``json``:
-its whole cost is a few milliseconds.
+status.
+
+Every command pays for this module's imports, so it takes only the interpreter's built-in
+``_socket`` and ``_signal`` (``socket`` and ``signal`` build enums on import, and ``socket``
+imports ``selectors``), and speaks a protocol that needs no ``json``:
+
+- a request is its length (4 bytes, big-endian), then NUL-separated fields (neither an
+  argument, a path nor an environment variable can hold a NUL): the protocol's version, the
+  kind (``run``, or ``op`` for ``stackyard daemon``), then for ``run`` the working
+  directory, the umask, the number of arguments, the arguments and the environment's
+  ``NAME=value`` entries; text is UTF-8 with ``surrogateescape`` (any bytes round-trip);
+- the server answers a command with lines ``pid N`` and ``exit N``, and the client sends
+  ``signal N`` (a forwarded signal) and ``done`` (the exit status arrived);
+- the answer to an ``op`` is one JSON line (``stackyard daemon`` imports ``json``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import _socket
 import os
-import socket
-import struct
 import sys
 
 __all__ = ["delegate", "enabled", "server_key", "socket_dir", "status", "stop_all"]
@@ -22,7 +31,10 @@ __all__ = ["delegate", "enabled", "server_key", "socket_dir", "status", "stop_al
 #: ``STACKYARD_DAEMON`` values that keep every command in its own process.
 OFF = frozenset({"0", "off", "false", "no"})
 #: The signals a client forwards to its command.
-FORWARDED = (2, 15, 1, 3)  # SIGINT, SIGTERM, SIGHUP, SIGQUIT (the signal module costs more)
+FORWARDED = (2, 15, 1, 3)  # SIGINT, SIGTERM, SIGHUP, SIGQUIT
+#: The request format's version (client and server are always the same stackyard: the key
+#: holds its version; this guards a server of a checkout edited in place).
+PROTOCOL = "sy1"
 
 
 def enabled(environ: dict[str, str] | None = None) -> bool:
@@ -36,7 +48,7 @@ def enabled(environ: dict[str, str] | None = None) -> bool:
         return False  # an interpreter started with options of its own runs its command
     if sys.warnoptions or getattr(sys, "_xoptions", None):
         return False
-    return sys.platform == "linux" and hasattr(socket, "send_fds")
+    return sys.platform == "linux" and hasattr(_socket.socket, "sendmsg")
 
 
 def socket_dir(environ: dict[str, str] | None = None) -> str | None:
@@ -98,10 +110,56 @@ def socket_path(directory: str, key: str) -> str:
     return os.path.join(directory, f"cmd-{key}.sock")
 
 
-def frame(message: dict[str, object]) -> bytes:
-    """A request: its length (4 bytes, big-endian), then its JSON."""
-    body = json.dumps(message).encode("utf-8", "surrogateescape")
-    return struct.pack("!I", len(body)) + body
+def encode(kind: str, fields: list[str]) -> bytes:
+    """A request of ``kind`` (``run`` or ``op``) with ``fields``: its length, then its body."""
+    body = "\0".join([PROTOCOL, kind, *fields]).encode("utf-8", "surrogateescape")
+    return len(body).to_bytes(4, "big") + body
+
+
+def run_request(argv: list[str], cwd: str, umask: int, environ: dict[str, str]) -> bytes:
+    """The request to run ``argv`` (``decode_run`` on the server reads it back)."""
+    fields = [cwd, str(umask), str(len(argv)), *argv]
+    fields += [f"{k}={v}" for k, v in environ.items()]
+    return encode("run", fields)
+
+
+def _send_with_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
+    """Send ``data`` with the descriptors ``fds`` attached (``SCM_RIGHTS``), then the rest of
+    ``data`` if the first send was short."""
+    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)] if fds else []
+    sent = sock.sendmsg([data], ancillary)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+class _Lines:
+    """The server's answer lines, read from the socket without ``socket.makefile``."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def next(self) -> bytes:
+        """The next line without its newline; b"" when the server closed the connection."""
+        while b"\n" not in self.buffer:
+            more = self.sock.recv(4096)
+            if not more:
+                return b""
+            self.buffer += more
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line or b" "
+
+
+def _number(line: bytes, word: bytes) -> int | None:
+    """N from the line ``<word> N``; None for any other line."""
+    name, _, value = line.partition(b" ")
+    if name != word:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def delegate(argv: list[str]) -> int | None:
@@ -112,7 +170,7 @@ def delegate(argv: list[str]) -> int | None:
     if directory is None:
         return None
     key = server_key()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(5.0)
         try:
@@ -126,64 +184,65 @@ def delegate(argv: list[str]) -> int | None:
             return None
         mask = os.umask(0o077)
         os.umask(mask)
-        request = {"argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": mask}
+        lines = _Lines(sock)
         try:
-            socket.send_fds(sock, [frame(request)], [0, 1, 2])
-            reader = sock.makefile("rb")
-            first = reader.readline()
-            message = json.loads(first) if first else {}
-        except (OSError, ValueError):
+            _send_with_fds(sock, run_request(argv, cwd, mask, dict(os.environ)), [0, 1, 2])
+            first = lines.next()
+        except OSError:
             return None
-        if not isinstance(message, dict):
-            return None
-        if isinstance(message.get("exit"), int):  # it ended before the server told its pid
+        code = _number(first, b"exit")
+        if code is not None:  # it ended before the server told its pid
             _done(sock)
-            return int(message["exit"])
-        if not isinstance(message.get("pid"), int):  # refused (stale, stopping): nothing ran
+            return code
+        if _number(first, b"pid") is None:  # refused (stale, stopping): nothing ran
             return None
         sock.settimeout(None)
-        return _follow(sock, reader)
+        return _follow(sock, lines)
     finally:
         sock.close()
 
 
-def _follow(sock: socket.socket, reader: object) -> int:
+def _follow(sock: _socket.socket, lines: _Lines) -> int:
     """Forward this process's signals to the command until the server reports its exit."""
-    import signal
+    # signal.py without its enums (typeshed has no stub for it)
+    import _signal  # type: ignore[import-not-found]
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(OSError):
-            sock.sendall(json.dumps({"signal": signum}).encode() + b"\n")
+        try:  # noqa: SIM105  (contextlib is an import every command would pay for)
+            sock.sendall(b"signal %d\n" % signum)
+        except OSError:
+            pass
 
     for signum in FORWARDED:
         try:
-            signal.signal(signum, forward)
+            _signal.signal(signum, forward)
         except (OSError, ValueError):
             continue
-    readline = reader.readline  # type: ignore[attr-defined]
     while True:
-        line = readline()
+        try:
+            line = lines.next()
+        except OSError:
+            line = b""
         if not line:
             sys.stderr.write(
                 "error: the stackyard command server stopped during the command\n"
                 "  hint: run it again; STACKYARD_DAEMON=0 runs commands without a server.\n"
             )
             return 1
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(message, dict) and isinstance(message.get("exit"), int):
+        code = _number(line, b"exit")
+        if code is not None:
             _done(sock)
-            return int(message["exit"])
+            return code
 
 
-def _done(sock: socket.socket) -> None:
+def _done(sock: _socket.socket) -> None:
     """Tell the server that the exit status arrived (from the command's own process, which
     writes it once its output is flushed, before it stops its helpers and exits): the
     client's going away is then no reason to stop what the command left running."""
-    with contextlib.suppress(OSError):
-        sock.sendall(b'{"done": true}\n')
+    try:  # noqa: SIM105  (contextlib is an import every command would pay for)
+        sock.sendall(b"done\n")
+    except OSError:
+        pass
 
 
 def start_server(directory: str, key: str) -> None:
@@ -230,7 +289,7 @@ def status() -> list[dict[str, object]]:
     found: list[dict[str, object]] = []
     for name in sorted(os.listdir(directory)):
         if name.startswith("cmd-") and name.endswith(".sock"):
-            info = ask(os.path.join(directory, name), {"op": "status"})
+            info = ask(os.path.join(directory, name), "status")
             if info is not None:
                 key = name[len("cmd-") : -len(".sock")]
                 found.append({"key": key, "current": key == current, **info})
@@ -246,20 +305,23 @@ def stop_all() -> int:
     stopped = 0
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if name.startswith("cmd-") and name.endswith(".sock") and ask(path, {"op": "stop"}):
+        if name.startswith("cmd-") and name.endswith(".sock") and ask(path, "stop"):
             stopped += 1
     return stopped
 
 
-def ask(path: str, request: dict[str, object]) -> dict[str, object] | None:
-    """One administrative request to the server at ``path``; its answer, or None."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def ask(path: str, op: str) -> dict[str, object] | None:
+    """One administrative request (``status`` or ``stop``) to the server at ``path``; its
+    answer, or None."""
+    import json
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(2.0)
     try:
         sock.connect(path)
-        socket.send_fds(sock, [frame(request)], [])
-        line = sock.makefile("rb").readline()
-        answer = json.loads(line) if line else None
+        _send_with_fds(sock, encode("op", [op]), [])
+        line = _Lines(sock).next()
+        answer = json.loads(line) if line.strip() else None
         return answer if isinstance(answer, dict) else None
     except (OSError, ValueError):
         return None

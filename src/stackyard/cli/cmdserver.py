@@ -41,7 +41,7 @@ import sys
 import time
 from typing import Any
 
-from stackyard.cli.cmdclient import server_key, socket_path
+from stackyard.cli.cmdclient import PROTOCOL, server_key, socket_path
 
 __all__ = ["PRELOAD", "serve", "warm"]
 
@@ -163,8 +163,9 @@ def _groups(pid: int | str) -> str:
     return ""
 
 
-def _send(conn: socket.socket, message: dict[str, Any]) -> None:
-    conn.sendall(json.dumps(message).encode() + b"\n")
+def _send(conn: socket.socket, word: str, number: int) -> None:
+    """One line to a command's client: ``pid N`` or ``exit N``."""
+    conn.sendall(f"{word} {number}\n".encode())
 
 
 class _Server:
@@ -273,7 +274,7 @@ class _Server:
             conn.close()
             return
         op = request.get("op")
-        if op is not None:
+        if isinstance(op, str):
             self._admin(conn, op)
             for fd in fds:
                 os.close(fd)
@@ -295,7 +296,7 @@ class _Server:
         self.children[pid] = conn
         conn.settimeout(None)
         try:
-            _send(conn, {"pid": pid})
+            _send(conn, "pid", pid)
         except OSError:
             self._signal(pid, signal.SIGTERM)
         import selectors
@@ -314,7 +315,7 @@ class _Server:
                 self._stop()
                 reply["stopping"] = True
             with contextlib.suppress(OSError):
-                _send(conn, reply)
+                conn.sendall(json.dumps(reply).encode() + b"\n")
 
     def _from_client(self, pid: int, conn: socket.socket) -> None:
         try:
@@ -327,15 +328,15 @@ class _Server:
             self._signal(pid, signal.SIGTERM)
             return
         for line in data.splitlines():
-            with contextlib.suppress(ValueError, AttributeError):
-                message = json.loads(line)
-                if message.get("done") is True:
-                    # The child told the client its exit status, and the client has gone:
-                    # the command ended, and what it left in its group is not for us to stop.
-                    with contextlib.suppress(KeyError, OSError):
-                        self.selector.unregister(conn)
-                    return
-                signum = int(message.get("signal"))
+            word, _, value = line.partition(b" ")
+            if word == b"done":
+                # The child told the client its exit status, and the client has gone: the
+                # command ended, and what it left in its group is not for us to stop.
+                with contextlib.suppress(KeyError, OSError):
+                    self.selector.unregister(conn)
+                return
+            if word == b"signal" and value.isdigit():
+                signum = int(value)
                 if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                     self._signal(pid, signum)
 
@@ -359,28 +360,55 @@ class _Server:
             with contextlib.suppress(KeyError, OSError):
                 self.selector.unregister(conn)
             with contextlib.suppress(OSError):
-                _send(conn, {"exit": code if code >= 0 else 128 - code})
+                _send(conn, "exit", code if code >= 0 else 128 - code)
             conn.close()
             self.last = time.monotonic()
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """Read one request (``cmdclient.encode``) and the descriptors sent with it."""
     data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
-    if len(data) < 4:
-        raise ValueError("short request")
-    (length,) = struct.unpack("!I", data[:4])
-    if length > _MAX_REQUEST:
-        raise ValueError("oversized request")
-    body = bytearray(data[4:])
-    while len(body) < length:
-        more = conn.recv(min(65536, length - len(body)))
-        if not more:
-            raise ValueError("truncated request")
-        body += more
-    request = json.loads(bytes(body).decode("utf-8", "surrogateescape"))
-    if not isinstance(request, dict):
-        raise ValueError("not an object")
-    return request, list(fds)
+    try:
+        if len(data) < 4:
+            raise ValueError("short request")
+        length = int.from_bytes(data[:4], "big")
+        if length > _MAX_REQUEST:
+            raise ValueError("oversized request")
+        body = bytearray(data[4:])
+        while len(body) < length:
+            more = conn.recv(min(65536, length - len(body)))
+            if not more:
+                raise ValueError("truncated request")
+            body += more
+        return decode(bytes(body)), list(fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """A request's fields (``cmdclient.encode``): ``{"op": name}``, or ``argv``, ``cwd``,
+    ``umask`` and ``env`` for a command. Raises ValueError when it is not one."""
+    fields = body.decode("utf-8", "surrogateescape").split("\0")
+    if len(fields) < 3 or fields[0] != PROTOCOL:
+        raise ValueError("not a request of this version")
+    kind, rest = fields[1], fields[2:]
+    if kind == "op":
+        return {"op": rest[0]}
+    if kind != "run" or len(rest) < 3 or not rest[1].isdigit() or not rest[2].isdigit():
+        raise ValueError("malformed request")
+    cwd, umask, count = rest[0], int(rest[1]), int(rest[2])
+    if len(rest) < 3 + count or umask > 0o777:
+        raise ValueError("malformed request")
+    argv = rest[3 : 3 + count]
+    env: dict[str, str] = {}
+    for entry in rest[3 + count :]:
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
+            raise ValueError("malformed environment entry")
+        env[name] = value
+    return {"argv": argv, "cwd": cwd, "umask": umask, "env": env}
 
 
 def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
@@ -434,7 +462,7 @@ def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: l
         # process down) is no reason for it to wait.
         with contextlib.suppress(BaseException):
             conn.settimeout(1.0)
-            _send(conn, {"exit": code})
+            _send(conn, "exit", code)
             conn.close()
         with contextlib.suppress(BaseException):
             atexit._run_exitfuncs()
