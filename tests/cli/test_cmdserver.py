@@ -431,3 +431,48 @@ def test_a_refused_request_closes_the_descriptors_sent_with_it() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+def test_the_output_ends_when_the_command_does_not_when_its_clean_up_does(
+    tmp_path: Path,
+) -> None:
+    """A caller reading a served command's output from a pipe sees its end once the exit
+    status is sent, while the child's exit handlers (stopping the policy worker, closing
+    pools) still run: here one that takes 30 s."""
+    import atexit
+    import socket
+
+    lock = os.open(tmp_path / "lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    server = cmdserver._Server(str(tmp_path), "k", 60.0, lock)
+    client, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    request = {"argv": ["--version"], "cwd": str(tmp_path), "umask": 0o022, "env": dict(os.environ)}
+    ended = tmp_path / "clean-up-ended"
+
+    def clean_up() -> None:
+        time.sleep(30)
+        ended.touch()
+
+    pid = os.fork()
+    if pid == 0:
+        atexit._clear()  # the test process's own handlers (its caches' removal) are not ours
+        atexit.register(clean_up)
+        cmdserver._child(server, conn, request, [null, out_w, err_w])  # never returns
+    try:
+        for fd in (out_w, err_w, null, lock):
+            os.close(fd)
+        conn.close()
+        with os.fdopen(out_r, "rb") as out:
+            printed = out.read()  # until every writer closed it
+        assert not ended.exists(), "the output ended only after the clean-up"
+        assert printed.decode().startswith("stackyard ")
+        assert client.recv(64) == b"exit 0\n"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(err_r)
+        client.close()
+        server.listener.close()
+        server.selector.close()

@@ -464,6 +464,13 @@ def _child(server: _Server, conn: socket.socket, request: dict[str, Any], fds: l
             conn.settimeout(1.0)
             _send(conn, "exit", code)
             conn.close()
+        # The client's descriptors go too: a caller that reads the command's output from a
+        # pipe (a script, CI, ``$(stackyard ...)``) sees its end now, not after the clean-up.
+        with contextlib.suppress(BaseException):
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
         with contextlib.suppress(BaseException):
             atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
