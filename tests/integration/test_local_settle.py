@@ -1,6 +1,7 @@
-"""The settle of a probe-less, port-less container, against real processes: one that keeps
-running is reported ready (checked when the settle ends), one that dies before the settle
-ends never is, and ``wait_ready`` fails for it."""
+"""The readiness of a probe-less, port-less container, against real processes: one whose
+processes all go idle is ready then (``ready_by`` "idle"), one that keeps running busily is
+ready when the settle ends ("settle"), one that dies before either never is, and
+``wait_ready`` fails for it."""
 
 from __future__ import annotations
 
@@ -39,12 +40,39 @@ def _spec(script: str) -> WorkloadSpec:
 
 
 def test_a_running_probe_less_container_is_ready_after_its_settle(rt: LocalRuntime) -> None:
-    rt.start(_spec("exec sleep 60"))
+    # Never idle (it always runs): ready when the settle ends.
+    rt.start(_spec("while :; do :; done"))
     st = rt.wait_ready("job", timeout=20)
     assert st.state == "ready"
     info = st.containers["main"]
     assert info["ready"] and info["exits"] == 0
+    assert info["ready_by"] == "settle"
     assert isinstance(info["started_at"], float)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "exec sleep 60",
+        "echo started; sleep 60",  # the shell waits for its child: both asleep
+        "exec python3 -c 'import time; [x * x for x in range(300000)]; time.sleep(60)'",
+    ],
+    ids=["sleep", "shell-and-child", "busy-then-asleep"],
+)
+def test_a_container_whose_processes_go_idle_is_ready_before_its_settle(
+    tmp_path: Path, script: str
+) -> None:
+    """Ready once every process of its group has slept, using no CPU, for ``quiet``: here
+    long before a settle of 60 s would end (``wait_ready`` gives up at 30 s)."""
+    runtime = LocalRuntime(tmp_path / "workloads", limits=Limits(settle=60.0))
+    try:
+        runtime.start(_spec(script))
+        st = runtime.wait_ready("job", timeout=30)
+        info = st.containers["main"]
+        assert st.state == "ready" and info["ready_by"] == "idle"
+        assert info["exits"] == 0
+    finally:
+        runtime.stop_all()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -74,7 +102,8 @@ def test_a_ready_probe_less_container_leaves_its_supervisor_idle(tmp_path: Path)
 
 
 def test_a_container_that_dies_before_its_settle_ends_fails_wait_ready(rt: LocalRuntime) -> None:
-    rt.start(_spec("echo 'going away'; sleep 0.05; exit 3"))
+    # Busy until it exits (as a wrong argument or a failing import is): never idle first.
+    rt.start(_spec("echo 'going away'; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; exit 3"))
     with pytest.raises(StackyardError) as caught:
         rt.wait_ready("job", timeout=20)
     message = caught.value.message

@@ -1,9 +1,10 @@
 """When the supervisor checks a container's readiness, and how ``wait_ready`` notices it.
 
-A probe-less, port-less container is ready once it has run for the settle: the supervisor
-checks it at the very moment the settle ends (not up to a poll later), and ``wait_ready``
-reads ``status.json`` as soon as the supervisor replaces it. These tests check the
-scheduling itself, with made-up clock values: no timing is measured.
+A probe-less, port-less container is ready once all its processes have been idle for
+``quiet`` (looked at every ``quiet``), or at the latest once it has run for the settle: the
+supervisor checks it at the very moment the settle ends (not up to a poll later), and
+``wait_ready`` reads ``status.json`` as soon as the supervisor replaces it. These tests check
+the scheduling itself, with made-up clock values: no timing is measured.
 """
 
 from __future__ import annotations
@@ -27,20 +28,28 @@ from stackyard.runtime.supervisor import (
     tick,
 )
 
-LIMITS = Limits()  # ready_poll 0.05, settle 0.1, ready_period 1.0
+LIMITS = Limits()  # ready_poll 0.05, settle 0.1, quiet 0.02, ready_period 1.0
+NOT_QUIET = Limits(quiet=0.0)  # the containers runtime's: the settle alone
 
 
-def test_before_the_settle_ends_checks_come_every_poll() -> None:
+def test_before_the_settle_ends_checks_come_every_quiet() -> None:
     began = 1000.0
     assert next_check(LIMITS, began=began, now=began, ever_ready=False, settles=True) == (
+        began + LIMITS.quiet
+    )
+    assert next_check(NOT_QUIET, began=began, now=began, ever_ready=False, settles=True) == (
         began + LIMITS.ready_poll
     )
 
 
 def test_the_check_after_a_poll_that_would_pass_the_settle_is_at_the_settle() -> None:
     began = 1000.0
-    now = began + 0.07  # the next poll (1000.12) would come 20 ms after the settle
+    now = began + 0.09  # the next look (1000.11) would come 10 ms after the settle
     assert next_check(LIMITS, began=began, now=now, ever_ready=False, settles=True) == (
+        began + LIMITS.settle
+    )
+    now = began + 0.07  # the next poll (1000.12) would come 20 ms after the settle
+    assert next_check(NOT_QUIET, began=began, now=now, ever_ready=False, settles=True) == (
         began + LIMITS.settle
     )
 
@@ -56,9 +65,8 @@ def test_a_probed_container_keeps_its_poll() -> None:
 def test_after_the_settle_and_once_ready_the_usual_periods_apply() -> None:
     began = 1000.0
     late = began + 0.3
-    assert next_check(LIMITS, began=began, now=late, ever_ready=False, settles=True) == (
-        late + LIMITS.ready_poll
-    )
+    # the settle ended while a check ran: the next one is at once (and passes)
+    assert next_check(LIMITS, began=began, now=late, ever_ready=False, settles=True) == late
     assert next_check(LIMITS, began=began, now=late, ever_ready=True, settles=True) == (
         late + LIMITS.ready_period
     )
@@ -96,7 +104,8 @@ def test_checks_made_when_due_find_the_container_ready_when_the_settle_ends(
     # to a hair under the settle: the check made then still passes), never before it.
     assert now == pytest.approx(began + LIMITS.settle, abs=1e-6)
     assert all(c < began + LIMITS.settle for c in checks)
-    assert checks[:2] == [began, pytest.approx(began + 0.004 + LIMITS.ready_poll, abs=1e-6)]
+    assert checks[:2] == [began, pytest.approx(began + 0.004 + LIMITS.quiet, abs=1e-6)]
+    assert runner.ready_by == "settle"  # no process to find idle: the settle decides
 
 
 def test_a_container_with_a_probe_or_a_port_does_not_settle(tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ class Limits:
     ready_poll: float = 0.05
     ready_period: float = 1.0
     settle: float = 0.1  # a probe-less, port-less container: up this long counts as ready
+    #: ... or, sooner, once every process of its group has been asleep and used no CPU time
+    #: this long (``group_activity``); 0 turns that off (the containers runtime: its
+    #: container's processes are not the supervisor's to look at, only podman's client is)
+    quiet: float = 0.02
     live_period: float = 2.0
     live_failures: int = 3
     probe_timeout: float = 1.0
@@ -162,6 +166,52 @@ def _start_time(pid: int) -> int:
     except OSError:
         return 0
     return int(raw[raw.rfind(")") + 2 :].split()[19])
+
+
+def group_activity(pgid: int) -> dict[int, tuple[str, int]] | None:
+    """Every thread of the live (not zombie) processes of process group ``pgid``: its state
+    letter (``S`` asleep, ``R`` running or runnable, ``D`` waiting on a disk...) and how long
+    it has run so far (``schedstat``'s nanoseconds, else its clock ticks). None when
+    ``/proc`` cannot be read. One ``stat`` read per process on the machine, and two per
+    thread of the group."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    found: dict[int, tuple[str, int]] = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(f"/proc/{name}/stat")
+        if fields is None or int(fields[2]) != pgid or fields[0] == "Z":
+            continue
+        try:
+            tids = os.listdir(f"/proc/{name}/task")
+        except OSError:
+            continue  # gone meanwhile
+        for tid in tids:
+            task = f"/proc/{name}/task/{tid}"
+            fields = _stat_fields(f"{task}/stat")
+            if fields is None or fields[0] == "Z":
+                continue
+            try:
+                with open(f"{task}/schedstat", "rb") as fh:
+                    ran = int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                ran = int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+            found[int(tid)] = (fields[0], ran)
+    return found
+
+
+def _stat_fields(path: str) -> list[str] | None:
+    """The fields of a ``/proc`` ``stat`` file after the command name (the state first), or
+    None when it is gone."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].decode("ascii", "replace").split()
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -313,13 +363,17 @@ def next_check(
 ) -> float:
     """When a runner next checks readiness (``time.monotonic()`` seconds), its process having
     started at ``began``: every ``ready_period`` once it was ready, every ``ready_poll``
-    before. A container whose readiness is the settle (``settles``) is also checked at the
-    very moment the settle ends, so that it is reported ready then, not up to a poll later."""
+    before. A container whose readiness is the settle (``settles``) is looked at every
+    ``quiet`` (is it idle yet?), and also at the very moment the settle ends, so that it is
+    reported ready then, not up to a poll later."""
     if ever_ready:
         return now + limits.ready_period
-    due = now + limits.ready_poll
+    if not settles:
+        return now + limits.ready_poll
     settled = began + limits.settle
-    return min(due, settled) if settles and settled > now else due
+    if settled <= now:  # the settle ended while the last check ran: this one passes
+        return now
+    return min(now + (limits.quiet if limits.quiet > 0 else limits.ready_poll), settled)
 
 
 #: The longest a runner sleeps on its process's exit handle (seconds): the stop request is
@@ -359,7 +413,11 @@ class Runner:
         self.exits = 0
         self.exit_code: int | None = None
         self.started_at: float | None = None
+        #: how the process last became ready: "probe", "ports", "idle" or "settle"
+        self.ready_by: str | None = None
         self._prober: Prober | None = None
+        #: the group's activity when it was last seen all asleep, and when (``_idle``)
+        self._asleep: tuple[float, dict[int, tuple[str, int]]] | None = None
 
     def status(self) -> dict[str, Any]:
         """This container's part of ``status.json``; no variable values."""
@@ -372,6 +430,7 @@ class Runner:
             "exits": self.exits,
             "exit_code": self.exit_code,
             "started_at": self.started_at,
+            "ready_by": self.ready_by,
         }
 
     def run(self) -> None:
@@ -461,6 +520,8 @@ class Runner:
             self.start_ticks = _start_time(proc.pid)
             self.started_at = time.time()
             self.exit_code = None
+            self.ready_by = None
+            self._asleep = None
             self.move_to(WorkloadState.STARTING)
             self.sup.write_status()
             return proc
@@ -487,12 +548,37 @@ class Runner:
 
     def _ready(self, began: float, now: float) -> bool:
         if self.plan.readiness is not None:
-            return self._probe(self.plan.readiness)
+            return self._readied("probe", self._probe(self.plan.readiness))
         if self.sup.plan.tcp_ports:
-            return all(_port_open(p) for p in self.sup.plan.tcp_ports)
+            return self._readied("ports", all(_port_open(p) for p in self.sup.plan.tcp_ports))
         # The same sum ``next_check`` schedules the check at: a check made at that moment
         # passes (``now - began`` may round to a hair under the settle).
-        return now >= began + self.sup.limits.settle
+        if now >= began + self.sup.limits.settle:
+            return self._readied("settle", True)
+        return self._readied("idle", self._idle(now))
+
+    def _readied(self, how: str, ok: bool) -> bool:
+        if ok and self.ready_by is None:
+            self.ready_by = how
+        return ok
+
+    def _idle(self, now: float) -> bool:
+        """Whether every process of the container's group has been asleep (``S``), using no
+        CPU time at all, for ``quiet`` seconds: it has started and waits for something.
+
+        What the settle is for, an immediate exit (a wrong argument, a missing file, an
+        import that fails), happens while the process runs; it never looks idle first."""
+        quiet = self.sup.limits.quiet
+        if quiet <= 0 or self.proc is None:
+            return False
+        activity = group_activity(self.proc.pid)
+        if not activity or any(state != "S" for state, _ in activity.values()):
+            self._asleep = None
+            return False
+        if self._asleep is None or self._asleep[1] != activity:
+            self._asleep = (now, activity)  # asleep now: is it still, unchanged, in ``quiet``?
+            return False
+        return now - self._asleep[0] >= quiet
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> str:
         """Probe until the process exits ("exited"), is not live ("liveness") or we stop."""

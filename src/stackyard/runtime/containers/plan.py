@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path, PurePosixPath
 
@@ -135,7 +135,9 @@ def build_plan(
         endpoints={p.name: f"http://127.0.0.1:{ports[p.name]}" for p in spec.ports},
         tcp_ports=tuple(ports[p.name] for p in spec.ports if p.name in ports),
         processes=tuple(processes),
-        limits=limits,
+        # The supervisor's process is podman's client, which sits idle while the container
+        # starts: idleness says nothing of the container (``Limits.quiet``), the settle does.
+        limits=replace(limits, quiet=0.0),
     )
 
 
