@@ -351,6 +351,33 @@ class Stackyard:
         argv = [*self.argv, "deploy", str(self.score(name)), "--env", PARENT, "--yes"]
         return run_timed(argv, self.envs[mode])
 
+    def database_seconds(self, env: str) -> float | None:
+        """Untimed: how long the last deployment to ``env`` spent on its ``postgres.database``
+        resource (its events' started to finished), or None when it made none."""
+        try:
+            listed, _ = run_child(
+                [*self.argv, "deployments", env, "-o", "json"], env=self.env, timeout=60
+            )
+            rows = json.loads(listed.stdout)
+            rows = rows.get("deployments", rows) if isinstance(rows, dict) else rows
+            shown, _ = run_child(
+                [*self.argv, "deployments", env, str(rows[0]["id"]), "-o", "json"],
+                env=self.env,
+                timeout=60,
+            )
+            events = json.loads(shown.stdout).get("events") or []
+        except (ValueError, LookupError, TypeError, AttributeError, OSError) as exc:
+            self.log(f"could not read the last deployment's events: {masked(str(exc))}")
+            return None
+        at = {
+            e.get("kind"): float(e["at"])
+            for e in events
+            if str(e.get("address", "")).endswith("/database") and e.get("at") is not None
+        }
+        if "started" in at and "finished" in at:
+            return at["finished"] - at["started"]
+        return None
+
     def remove(self, name: str) -> None:
         """Untimed: take the workload out (stop it, drop its role and database)."""
         run_timed([*self.argv, "remove", name, "--env", PARENT, "--yes"], self.env)

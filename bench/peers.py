@@ -30,12 +30,16 @@ stopped, also on failure, Ctrl-C or SIGTERM. Prints one JSON object (progress on
      "ratios": {"create": {"pyinfra": x, "ansible": y}, "nochange": {...}},
      "ratios_without_server": {"create": {...}, "nochange": {...}},
      "floor": {"create_database": {"p50", "p90", "max", "runs"}},
+     "stackyard_create_split": {"create_database": {...}, "rest": {...}},
      "checks": {...}, "machine": {...}, "leftovers": {...}}
 
 A ratio is stackyard's p50 over the peer's p50 (below 1: stackyard is faster): ``ratios`` for
 ``stackyard`` (server on), ``ratios_without_server`` for ``stackyard-no-server``. ``floor``
 is a bare ``CREATE DATABASE`` timed after each round's clean-up: the part of every tool's
 create that is PostgreSQL's own (it varies with the machine's disk, and moves the ratios).
+``stackyard_create_split`` splits each timed stackyard create (server on) into the time its
+``postgres.database`` resource took (from the deployment's own events: started to finished,
+almost all of it ``CREATE DATABASE``) and the rest of the whole process.
 """
 
 from __future__ import annotations
@@ -424,6 +428,7 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     }
     machine["command_server"] = None
     floor: list[float] = []  # a bare CREATE DATABASE per timed round
+    split: dict[str, list[float]] = {"create_database": [], "rest": []}
     ours = [t for t in tools if t in STACKYARD_MODES]
     tag = secrets.token_hex(2)
     work = Path(tempfile.mkdtemp(prefix="stackyard-bench-peers-"))
@@ -463,6 +468,11 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
                             took[tool][phase] = elapsed
                             if timed:
                                 times[tool][phase].append(elapsed)
+                                if tool == "stackyard" and phase == "create":
+                                    db = sy.database_seconds(PARENT)
+                                    if db is not None:
+                                        split["create_database"].append(db)
+                                        split["rest"].append(elapsed - db)
                             if phase == "create":
                                 wrong = (
                                     peers.check_stackyard(name, PARENT)
@@ -512,6 +522,7 @@ def bench(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     # The part of every tool's create that is PostgreSQL's own: it varies with the machine's
     # disk more than anything the tools do, and moves the ratios with it.
     result["floor"] = {"create_database": figures(floor)}
+    result["stackyard_create_split"] = {k: figures(v) for k, v in split.items()}
     return {
         **result,
         "checks": checks,
