@@ -112,18 +112,27 @@ def _redis_snapshot(client: redis.Redis) -> dict[str, str | None]:
     return {f"user:{u}": owners.get(u) for u in users}
 
 
+#: The name of an object another test made for its environment (``_sweeper``'s env names).
+_OTHER_TEST = re.compile(r"t[0-9a-f]{10}")
+
+
 def _assert_untouched(
     before: dict[str, str | None], after: dict[str, str | None], ours: set[str]
 ) -> None:
     """Nothing of ours remains, and nothing that existed before is gone.
 
     Other engineers' test runs may add or remove their own labelled objects meanwhile, so
-    objects that carried a ``stackyard:`` label before may come and go.
+    objects that carried a ``stackyard:`` label before may come and go; so may the objects of
+    the tests that run beside this one (pytest-xdist workers), named after their environments
+    (``t`` and 10 hex digits: ``_sweeper``), which can be caught before they are labelled.
     """
     appeared = set(after) - set(before)
     assert not {k for k in appeared if k.split(":", 1)[1] in ours}, appeared
     vanished = {
-        k for k in set(before) - set(after) if not (before[k] or "").startswith("stackyard:")
+        k
+        for k in set(before) - set(after)
+        if not (before[k] or "").startswith("stackyard:")
+        and not _OTHER_TEST.match(k.split(":", 1)[1])
     }
     assert not vanished, f"objects disappeared: {vanished}"
     for key in before.keys() & after.keys():
