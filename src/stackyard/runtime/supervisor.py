@@ -161,11 +161,8 @@ class SupervisorPlan:
 
 def _start_time(pid: int) -> int:
     """Clock ticks since boot at which ``pid`` started (``supervise.py``'s pidfile format)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(raw[raw.rfind(")") + 2 :].split()[19])
+    fields = _stat_fields(f"/proc/{pid}/stat")
+    return int(fields[19]) if fields is not None else 0
 
 
 def group_activity(pgid: int) -> dict[int, tuple[str, int]] | None:
@@ -413,7 +410,8 @@ class Runner:
         self.exits = 0
         self.exit_code: int | None = None
         self.started_at: float | None = None
-        #: how the process last became ready: "probe", "ports", "idle" or "settle"
+        #: how the process became ready after its last start: "probe", "ports", "idle" or
+        #: "settle" (None until then)
         self.ready_by: str | None = None
         self._prober: Prober | None = None
         #: the group's activity when it was last seen all asleep, and when (``_idle``)
